@@ -1,0 +1,271 @@
+/**
+ * pgflows' configuration: which database, which schema, queue and channel names, how long leases,
+ * visibility timeouts and polls last, whether OpenTelemetry is on, and how many runs a worker runs at
+ * once.
+ *
+ * `PgflowsConfig.fromEnv` reads it with Effect's `Config` (so any `ConfigProvider` works) from these
+ * variables, each optional:
+ *
+ * | variable | default | meaning |
+ * |---|---|---|
+ * | `PGFLOWS_DATABASE_URL` or `DATABASE_URL` | none | connection URL (`postgres://`, `postgresql://`, `postgresql+psycopg://`, ...) |
+ * | `PGFLOWS_SCHEMA` | `pgflows` | schema of pgflows' tables and functions |
+ * | `PGFLOWS_QUEUE` | `pgflows_workflows` | queue of workflow runs |
+ * | `PGFLOWS_STEP_QUEUE` | `pgflows_steps` | queue of push-mode step calls |
+ * | `PGFLOWS_NOTIFY_CHANNEL` | `pgflows_wakeup` | NOTIFY channel that wakes idle workers |
+ * | `PGFLOWS_LEASE` | `30 seconds` | how long a claim lasts without a heartbeat |
+ * | `PGFLOWS_VISIBILITY_TIMEOUT` | `30 seconds` | how long a read queue message stays invisible |
+ * | `PGFLOWS_POLL_INTERVAL` | `1 second` | how often idle workers poll when no NOTIFY arrives |
+ * | `PGFLOWS_PARK_THRESHOLD` | `5 seconds` | retry delays longer than this park the run instead of sleeping |
+ * | `PGFLOWS_OTEL_ENABLED` | `false` | export spans through OpenTelemetry |
+ * | `PGFLOWS_WORKER_CONCURRENCY` | `16` | runs a worker executes at once |
+ *
+ * Durations use Effect's form (`500 millis`, `30 seconds`, `2 minutes`) or a bare number of
+ * milliseconds. An empty variable counts as unset. Names that reach SQL text are checked here, once
+ * (see `Identifier`). Every bad value fails with a `PgflowsConfigError` that names the variable; a
+ * password is never printed.
+ *
+ * @since 0.1.0
+ */
+import * as Config from "effect/Config"
+import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Result from "effect/Result"
+import * as Schema from "effect/Schema"
+import * as DatabaseUrl from "./DatabaseUrl.ts"
+import * as Identifier from "./Identifier.ts"
+
+/**
+ * @category models
+ * @since 0.1.0
+ */
+export interface PgflowsConfig {
+  /** Absent when the application provides its own `SqlClient`. */
+  readonly databaseUrl: DatabaseUrl.DatabaseUrl | undefined
+  readonly schema: Identifier.Identifier
+  readonly queue: Identifier.Identifier
+  readonly stepQueue: Identifier.Identifier
+  readonly notifyChannel: Identifier.Identifier
+  readonly lease: Duration.Duration
+  readonly visibilityTimeout: Duration.Duration
+  readonly pollInterval: Duration.Duration
+  readonly parkThreshold: Duration.Duration
+  readonly otelEnabled: boolean
+  readonly workerConcurrency: number
+}
+
+/**
+ * The same settings as written in code: every field optional, durations as `Duration.Input`.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface Options {
+  readonly databaseUrl?: string | undefined
+  readonly schema?: string | undefined
+  readonly queue?: string | undefined
+  readonly stepQueue?: string | undefined
+  readonly notifyChannel?: string | undefined
+  readonly lease?: Duration.Input | undefined
+  readonly visibilityTimeout?: Duration.Input | undefined
+  readonly pollInterval?: Duration.Input | undefined
+  readonly parkThreshold?: Duration.Input | undefined
+  readonly otelEnabled?: boolean | undefined
+  readonly workerConcurrency?: number | undefined
+}
+
+/**
+ * A setting has a bad value. `variable` is the environment variable (or the option, for settings
+ * written in code); `reason` says what is wrong and what is expected.
+ *
+ * @category errors
+ * @since 0.1.0
+ */
+export class PgflowsConfigError extends Schema.TaggedError<PgflowsConfigError>()("PgflowsConfigError", {
+  variable: Schema.String,
+  reason: Schema.String
+}) {
+  override get message() {
+    return `${this.variable} ${this.reason}`
+  }
+}
+
+/**
+ * The defaults, with no database URL.
+ *
+ * @category constructors
+ * @since 0.1.0
+ */
+export const defaults: PgflowsConfig = {
+  databaseUrl: undefined,
+  schema: Identifier.makeUnsafe("schema", "pgflows"),
+  queue: Identifier.makeUnsafe("queue", "pgflows_workflows"),
+  stepQueue: Identifier.makeUnsafe("queue", "pgflows_steps"),
+  notifyChannel: Identifier.makeUnsafe("channel", "pgflows_wakeup"),
+  lease: Duration.seconds(30),
+  visibilityTimeout: Duration.seconds(30),
+  pollInterval: Duration.seconds(1),
+  parkThreshold: Duration.seconds(5),
+  otelEnabled: false,
+  workerConcurrency: 16
+}
+
+/**
+ * The configuration in effect; `defaults` unless a layer of this module provides another.
+ *
+ * @category services
+ * @since 0.1.0
+ */
+export const PgflowsConfig: Context.Reference<PgflowsConfig> = Context.Reference<PgflowsConfig>(
+  "pgflows/PgflowsConfig",
+  { defaultValue: () => defaults }
+)
+
+/**
+ * Builds a configuration from settings written in code, checked like the environment's.
+ *
+ * @category constructors
+ * @since 0.1.0
+ */
+export const make = (options: Options): Effect.Effect<PgflowsConfig, PgflowsConfigError> =>
+  Effect.gen(function*() {
+    const field = <K extends keyof Options, A>(
+      key: K,
+      parse: (value: NonNullable<Options[K]>) => Result.Result<A, string>
+    ) =>
+      options[key] === undefined || options[key] === null
+        ? Effect.succeed(undefined)
+        : Effect.mapError(
+          Effect.fromResult(parse(options[key] as NonNullable<Options[K]>)),
+          (reason) => new PgflowsConfigError({ variable: key, reason })
+        )
+    return merge({
+      databaseUrl: yield* field("databaseUrl", DatabaseUrl.parse),
+      schema: yield* field("schema", (v) => Identifier.check("schema", v)),
+      queue: yield* field("queue", (v) => Identifier.check("queue", v)),
+      stepQueue: yield* field("stepQueue", (v) => Identifier.check("queue", v)),
+      notifyChannel: yield* field("notifyChannel", (v) => Identifier.check("channel", v)),
+      lease: yield* field("lease", positiveDuration),
+      visibilityTimeout: yield* field("visibilityTimeout", positiveDuration),
+      pollInterval: yield* field("pollInterval", positiveDuration),
+      parkThreshold: yield* field("parkThreshold", nonNegativeDuration),
+      otelEnabled: yield* field("otelEnabled", Result.succeed),
+      workerConcurrency: yield* field("workerConcurrency", concurrency)
+    })
+  })
+
+/**
+ * Reads the configuration from the current `ConfigProvider` (the environment by default).
+ *
+ * @category constructors
+ * @since 0.1.0
+ */
+export const fromEnv: Effect.Effect<PgflowsConfig, PgflowsConfigError> = Effect.gen(function*() {
+  const read = <A>(variable: string, parse: (raw: string) => Result.Result<A, string>) =>
+    Effect.mapError(
+      Config.option(Config.String(variable)),
+      (error) => new PgflowsConfigError({ variable, reason: `cannot be read: ${error.message}` })
+    ).pipe(
+      Effect.flatMap(Option.match({
+        onNone: () => Effect.succeed(undefined),
+        onSome: (raw) =>
+          Effect.mapError(Effect.fromResult(parse(raw)), (reason) => new PgflowsConfigError({ variable, reason }))
+      }))
+    )
+  const specific = yield* read("PGFLOWS_DATABASE_URL", DatabaseUrl.parse)
+  return merge({
+    databaseUrl: specific ?? (yield* read("DATABASE_URL", DatabaseUrl.parse)),
+    schema: yield* read("PGFLOWS_SCHEMA", (v) => Identifier.check("schema", v)),
+    queue: yield* read("PGFLOWS_QUEUE", (v) => Identifier.check("queue", v)),
+    stepQueue: yield* read("PGFLOWS_STEP_QUEUE", (v) => Identifier.check("queue", v)),
+    notifyChannel: yield* read("PGFLOWS_NOTIFY_CHANNEL", (v) => Identifier.check("channel", v)),
+    lease: yield* read("PGFLOWS_LEASE", (v) => Result.flatMap(durationText(v), positiveDuration)),
+    visibilityTimeout: yield* read(
+      "PGFLOWS_VISIBILITY_TIMEOUT",
+      (v) => Result.flatMap(durationText(v), positiveDuration)
+    ),
+    pollInterval: yield* read("PGFLOWS_POLL_INTERVAL", (v) => Result.flatMap(durationText(v), positiveDuration)),
+    parkThreshold: yield* read("PGFLOWS_PARK_THRESHOLD", (v) => Result.flatMap(durationText(v), nonNegativeDuration)),
+    otelEnabled: yield* read("PGFLOWS_OTEL_ENABLED", booleanText),
+    workerConcurrency: yield* read("PGFLOWS_WORKER_CONCURRENCY", (v) => Result.flatMap(integerText(v), concurrency))
+  })
+})
+
+/**
+ * Provides a configuration built from settings written in code.
+ *
+ * @category layers
+ * @since 0.1.0
+ */
+export const layer = (options: Options): Layer.Layer<never, PgflowsConfigError> =>
+  Layer.effect(PgflowsConfig, make(options)) as Layer.Layer<never, PgflowsConfigError>
+
+/**
+ * Provides the configuration read from the environment.
+ *
+ * @category layers
+ * @since 0.1.0
+ */
+export const layerFromEnv: Layer.Layer<never, PgflowsConfigError> = Layer.effect(PgflowsConfig, fromEnv) as Layer.Layer<
+  never,
+  PgflowsConfigError
+>
+
+// internal
+
+type Partial<A> = { readonly [K in keyof A]: A[K] | undefined }
+
+const merge = (values: Partial<PgflowsConfig>): PgflowsConfig => {
+  const result: Record<string, unknown> = { ...defaults }
+  for (const [key, value] of Object.entries(values)) if (value !== undefined) result[key] = value
+  return result as unknown as PgflowsConfig
+}
+
+const durationText = (raw: string): Result.Result<Duration.Duration, string> => {
+  const text = raw.trim()
+  if (/^\d+(\.\d+)?$/.test(text)) return Result.succeed(Duration.millis(Number(text)))
+  return Option.match(Duration.fromInput(text as Duration.Input), {
+    onNone: () =>
+      Result.fail(
+        `${JSON.stringify(raw)} is not a duration; write a number of milliseconds or "<n> <unit>" ` +
+          `such as "500 millis", "30 seconds" or "2 minutes"`
+      ),
+    onSome: Result.succeed
+  })
+}
+
+const toDuration = (input: Duration.Input): Result.Result<Duration.Duration, string> =>
+  Option.match(Duration.fromInput(input), {
+    onNone: () => Result.fail(`${JSON.stringify(input)} is not a duration`),
+    onSome: Result.succeed
+  })
+
+const positiveDuration = (input: Duration.Input): Result.Result<Duration.Duration, string> =>
+  Result.flatMap(toDuration(input), (duration) =>
+    Duration.isFinite(duration) && Duration.toMillis(duration) > 0
+      ? Result.succeed(duration)
+      : Result.fail(`must be a finite duration longer than zero, got ${Duration.format(duration)}`))
+
+const nonNegativeDuration = (input: Duration.Input): Result.Result<Duration.Duration, string> =>
+  Result.flatMap(toDuration(input), (duration) =>
+    Duration.isFinite(duration) && Duration.toMillis(duration) >= 0
+      ? Result.succeed(duration)
+      : Result.fail(`must be a finite duration of zero or more, got ${Duration.format(duration)}`))
+
+const booleanText = (raw: string): Result.Result<boolean, string> => {
+  const text = raw.trim().toLowerCase()
+  if (["true", "1", "yes", "on"].includes(text)) return Result.succeed(true)
+  if (["false", "0", "no", "off", ""].includes(text)) return Result.succeed(false)
+  return Result.fail(`${JSON.stringify(raw)} is not a boolean; use true or false`)
+}
+
+const integerText = (raw: string): Result.Result<number, string> =>
+  /^\s*\d+\s*$/.test(raw) ? Result.succeed(Number(raw)) : Result.fail(`${JSON.stringify(raw)} is not a whole number`)
+
+const concurrency = (value: number): Result.Result<number, string> =>
+  Number.isInteger(value) && value >= 1 && value <= 10_000
+    ? Result.succeed(value)
+    : Result.fail(`must be a whole number from 1 to 10000, got ${value}`)
