@@ -19,6 +19,10 @@
  * | `PGFLOWS_PARK_THRESHOLD` | `5 seconds` | retry delays longer than this park the run instead of sleeping |
  * | `PGFLOWS_OTEL_ENABLED` | `false` | export spans through OpenTelemetry |
  * | `PGFLOWS_WORKER_CONCURRENCY` | `16` | runs a worker executes at once |
+ * | `PGFLOWS_SHUTDOWN_GRACE` | `10 seconds` | how long a stopping worker lets in-flight runs finish before handing them back |
+ * | `PGFLOWS_MAX_PAYLOAD_BYTES` | `1048576` | largest JSON input, output or error stored |
+ * | `PGFLOWS_MAX_RECOVERIES` | `10` | lost leases a run survives before it is failed (crash loops) |
+ * | `PGFLOWS_MAX_DELIVERIES` | `10` | deliveries of a run no worker knows before it is failed |
  *
  * Durations use Effect's form (`500 millis`, `30 seconds`, `2 minutes`) or a bare number of
  * milliseconds. An empty variable counts as unset. Names that reach SQL text are checked here, once
@@ -55,6 +59,10 @@ export interface PgflowsConfig {
   readonly parkThreshold: Duration.Duration
   readonly otelEnabled: boolean
   readonly workerConcurrency: number
+  readonly shutdownGrace: Duration.Duration
+  readonly maxPayloadBytes: number
+  readonly maxRecoveries: number
+  readonly maxDeliveries: number
 }
 
 /**
@@ -75,6 +83,10 @@ export interface Options {
   readonly parkThreshold?: Duration.Input | undefined
   readonly otelEnabled?: boolean | undefined
   readonly workerConcurrency?: number | undefined
+  readonly shutdownGrace?: Duration.Input | undefined
+  readonly maxPayloadBytes?: number | undefined
+  readonly maxRecoveries?: number | undefined
+  readonly maxDeliveries?: number | undefined
 }
 
 /**
@@ -110,7 +122,11 @@ export const defaults: PgflowsConfig = {
   pollInterval: Duration.seconds(1),
   parkThreshold: Duration.seconds(5),
   otelEnabled: false,
-  workerConcurrency: 16
+  workerConcurrency: 16,
+  shutdownGrace: Duration.seconds(10),
+  maxPayloadBytes: 1024 * 1024,
+  maxRecoveries: 10,
+  maxDeliveries: 10
 }
 
 /**
@@ -153,7 +169,11 @@ export const make = (options: Options): Effect.Effect<PgflowsConfig, PgflowsConf
       pollInterval: yield* field("pollInterval", positiveDuration),
       parkThreshold: yield* field("parkThreshold", nonNegativeDuration),
       otelEnabled: yield* field("otelEnabled", Result.succeed),
-      workerConcurrency: yield* field("workerConcurrency", concurrency)
+      workerConcurrency: yield* field("workerConcurrency", concurrency),
+      shutdownGrace: yield* field("shutdownGrace", nonNegativeDuration),
+      maxPayloadBytes: yield* field("maxPayloadBytes", payloadLimit),
+      maxRecoveries: yield* field("maxRecoveries", count),
+      maxDeliveries: yield* field("maxDeliveries", count)
     })
   })
 
@@ -190,7 +210,11 @@ export const fromEnv: Effect.Effect<PgflowsConfig, PgflowsConfigError> = Effect.
     pollInterval: yield* read("PGFLOWS_POLL_INTERVAL", (v) => Result.flatMap(durationText(v), positiveDuration)),
     parkThreshold: yield* read("PGFLOWS_PARK_THRESHOLD", (v) => Result.flatMap(durationText(v), nonNegativeDuration)),
     otelEnabled: yield* read("PGFLOWS_OTEL_ENABLED", booleanText),
-    workerConcurrency: yield* read("PGFLOWS_WORKER_CONCURRENCY", (v) => Result.flatMap(integerText(v), concurrency))
+    workerConcurrency: yield* read("PGFLOWS_WORKER_CONCURRENCY", (v) => Result.flatMap(integerText(v), concurrency)),
+    shutdownGrace: yield* read("PGFLOWS_SHUTDOWN_GRACE", (v) => Result.flatMap(durationText(v), nonNegativeDuration)),
+    maxPayloadBytes: yield* read("PGFLOWS_MAX_PAYLOAD_BYTES", (v) => Result.flatMap(integerText(v), payloadLimit)),
+    maxRecoveries: yield* read("PGFLOWS_MAX_RECOVERIES", (v) => Result.flatMap(integerText(v), count)),
+    maxDeliveries: yield* read("PGFLOWS_MAX_DELIVERIES", (v) => Result.flatMap(integerText(v), count))
   })
 })
 
@@ -264,6 +288,16 @@ const booleanText = (raw: string): Result.Result<boolean, string> => {
 
 const integerText = (raw: string): Result.Result<number, string> =>
   /^\s*\d+\s*$/.test(raw) ? Result.succeed(Number(raw)) : Result.fail(`${JSON.stringify(raw)} is not a whole number`)
+
+const payloadLimit = (value: number): Result.Result<number, string> =>
+  Number.isInteger(value) && value >= 1024 && value <= 256 * 1024 * 1024
+    ? Result.succeed(value)
+    : Result.fail(`must be a whole number of bytes from 1024 to 268435456, got ${value}`)
+
+const count = (value: number): Result.Result<number, string> =>
+  Number.isInteger(value) && value >= 1 && value <= 1_000_000
+    ? Result.succeed(value)
+    : Result.fail(`must be a whole number from 1 to 1000000, got ${value}`)
 
 const concurrency = (value: number): Result.Result<number, string> =>
   Number.isInteger(value) && value >= 1 && value <= 10_000

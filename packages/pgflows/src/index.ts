@@ -25,6 +25,101 @@ export * as DatabaseUrl from "./DatabaseUrl.ts"
 export * as Identifier from "./Identifier.ts"
 
 /**
+ * `Store` (and its `WorkQueue`) in memory, for tests and local tools. It follows the same rules as
+ * `PgStore` (one conformance suite runs on both): atomic start, claims under leases with token
+ * checks on every write, takeover of expired leases, dead-letter archive, cancellation. Time comes
+ * from `Clock`, so `TestClock.adjust` drives leases, delays, sleeps and retries.
+ *
+ * Nothing survives the process: use it where durability is not what is being tested.
+ *
+ * @since 0.1.0
+ */
+export * as MemoryStore from "./MemoryStore.ts"
+
+/**
+ * `WorkQueue` in memory, with the same semantics as `PgWorkQueue` (one conformance suite runs on
+ * both). Time comes from `Clock`, so `TestClock` drives delays and visibility timeouts.
+ *
+ * @since 0.1.0
+ */
+export * as MemoryWorkQueue from "./MemoryWorkQueue.ts"
+
+/**
+ * The database schema of pgflows on PostgreSQL, as numbered migrations applied by Effect's SQL
+ * migrator (`effect/sql/Migrator`, the machinery behind `PgMigrator`) into the configured schema.
+ *
+ * `run` takes a transaction-scoped advisory lock first, so two processes that start together apply
+ * each migration once, and it is idempotent: a restart applies nothing. `PgStore.layer` and
+ * `PgWorkQueue.layer` run it when they are built; `layer` runs it alone, for a deploy step of its own.
+ *
+ * Migrations, one concern each:
+ *
+ * 1. `queue`: the built-in queue (`queues`, `queue_messages`, `queue_archive`) with pgmq's semantics;
+ * 2. `runs`: runs and their journal (`runs`, `steps`);
+ * 3. `enqueue_workflow`: the SQL entry point `<schema>.enqueue_workflow(name, input, id)` and the
+ *    `settings` row it reads (queue and channel names).
+ *
+ * @since 0.1.0
+ */
+export * as PgMigrations from "./PgMigrations.ts"
+
+/**
+ * `Store` on PostgreSQL, through the application's own `@effect/sql-pg` pool (no second pool).
+ *
+ * The run queue lives in the built-in queue tables of `PgWorkQueue` (same schema), so starting a run
+ * writes the run and its message in one statement, and ending one updates the run and deletes or
+ * archives its message in one statement. Per run on the hot path: one claim (batched with other
+ * runs, `FOR UPDATE SKIP LOCKED`), one journal read only when the run was executed before, one
+ * INSERT per step, and one completion; checkpoints and completions of concurrent runs are written
+ * together (group commit) and a caller resumes only after the commit that holds its write. Every
+ * write of a claimed run locks the run row and checks the claim's token, so a worker that lost its
+ * lease can never write over the worker that took the run over.
+ *
+ * Times come from the database (`now()`), never from the workers' clocks. Workers are woken by
+ * `NOTIFY` on `PgflowsConfig.notifyChannel`.
+ *
+ * @since 0.1.0
+ */
+export * as PgStore from "./PgStore.ts"
+
+/**
+ * `WorkQueue` on PostgreSQL with pgflows' built-in tables (`queues`, `queue_messages`,
+ * `queue_archive` in the configured schema): pgmq's semantics without the pgmq extension. Reads use
+ * `FOR UPDATE SKIP LOCKED`, so concurrent readers never receive the same message while it is
+ * invisible. Queue names are values (bound parameters), so any name is safe; they are still checked
+ * with the `queue` rule of `Identifier` so they stay portable to pgmq, whose tables are named after
+ * them.
+ *
+ * @since 0.1.0
+ */
+export * as PgWorkQueue from "./PgWorkQueue.ts"
+
+/**
+ * The engine and its client: start runs, follow them, cancel them, and execute them (`processOnce`
+ * or a long-running `runWorker`).
+ *
+ * `Pgflows.layer({ workflows })` builds the service on a `Store` and a `WorkQueue`; the services the
+ * workflows' steps need are required by the layer and captured when it is built.
+ * `Pgflows.layerPg` and `Pgflows.layerMemory` add the Postgres or in-memory backends.
+ *
+ * @example
+ * ```ts
+ * const Live = Pgflows.layerPg({ workflows: [processOrder] }).pipe(
+ *   Layer.provide(PgClient.layer({ url: Redacted.make(process.env.DATABASE_URL!) }))
+ * )
+ * const program = Effect.gen(function*() {
+ *   const client = yield* Pgflows.Pgflows
+ *   const id = yield* client.start(processOrder, new OrderInput({ orderId: "ORD-1", amount: 99 }))
+ *   yield* client.processOnce
+ *   const status = yield* client.status(id)
+ * })
+ * ```
+ *
+ * @since 0.1.0
+ */
+export * as Pgflows from "./Pgflows.ts"
+
+/**
  * pgflows' configuration: which database, which schema, queue and channel names, how long leases,
  * visibility timeouts and polls last, whether OpenTelemetry is on, and how many runs a worker runs at
  * once.
@@ -45,6 +140,10 @@ export * as Identifier from "./Identifier.ts"
  * | `PGFLOWS_PARK_THRESHOLD` | `5 seconds` | retry delays longer than this park the run instead of sleeping |
  * | `PGFLOWS_OTEL_ENABLED` | `false` | export spans through OpenTelemetry |
  * | `PGFLOWS_WORKER_CONCURRENCY` | `16` | runs a worker executes at once |
+ * | `PGFLOWS_SHUTDOWN_GRACE` | `10 seconds` | how long a stopping worker lets in-flight runs finish before handing them back |
+ * | `PGFLOWS_MAX_PAYLOAD_BYTES` | `1048576` | largest JSON input, output or error stored |
+ * | `PGFLOWS_MAX_RECOVERIES` | `10` | lost leases a run survives before it is failed (crash loops) |
+ * | `PGFLOWS_MAX_DELIVERIES` | `10` | deliveries of a run no worker knows before it is failed |
  *
  * Durations use Effect's form (`500 millis`, `30 seconds`, `2 minutes`) or a bare number of
  * milliseconds. An empty variable counts as unset. Names that reach SQL text are checked here, once
@@ -54,3 +153,94 @@ export * as Identifier from "./Identifier.ts"
  * @since 0.1.0
  */
 export * as PgflowsConfig from "./PgflowsConfig.ts"
+
+/**
+ * The errors pgflows reports. Those that are stored with a run (as its error, or a step's) are
+ * `Schema.TaggedError`s, so they round-trip through the database and `status` gives them back typed;
+ * the others describe a call that could not be carried out.
+ *
+ * @since 0.1.0
+ */
+export * as PgflowsError from "./PgflowsError.ts"
+
+/**
+ * Runs as the client sees them: ids, states, and what `status` and `list` return.
+ *
+ * Lifecycle: `pending -> running -> (suspended -> running)* -> completed | failed | cancelled`.
+ *
+ * @since 0.1.0
+ */
+export * as Run from "./Run.ts"
+
+/**
+ * Steps: named, typed, retried units of work whose results are checkpointed.
+ *
+ * A step is defined once, with Schemas for its input, output and (optionally) its typed error, a
+ * retry `Schedule` and a per-attempt `timeout`; it is called from a workflow as `yield* step(input)`.
+ * The first execution runs `run` and records the output (or the final error) in the run's journal;
+ * a replay after a crash, deploy or wake-up returns the recorded value without running `run` again.
+ *
+ * **Gotchas**
+ *
+ * - A step's side effects can happen more than once when a worker dies during the step, before its
+ *   checkpoint is written: make them idempotent, or use a transaction step for database work.
+ * - Retries follow the step's `Schedule` (or the workflow's `stepDefaults.retry`); typed failures and
+ *   timeouts are retried, defects are not. Delays longer than `PgflowsConfig.parkThreshold` park the
+ *   run (no worker is held) instead of sleeping.
+ * - When a parked retry resumes, the schedule is replayed with the recorded attempt count, so limits
+ *   on the number of attempts are exact; time windows (`Schedule.during`) restart at the resume.
+ *
+ * @since 0.1.0
+ */
+export * as Step from "./Step.ts"
+
+/**
+ * The durable state of runs: the runs themselves, their journals, and the run queue. The engine
+ * depends only on this interface; `PgStore` implements it on PostgreSQL and `MemoryStore` in memory,
+ * and one conformance suite holds both to the same rules.
+ *
+ * Values here are JSON (already encoded by the engine with the workflow's Schemas); times are epoch
+ * milliseconds of the store's clock (the database's `now()` for `PgStore`, `Clock` for
+ * `MemoryStore`). Every write that belongs to a claimed run carries the claim's `token` and is
+ * refused (`"lease-lost"`) once the run has another owner or was cancelled: that is what keeps a
+ * worker that lost its lease from writing over the worker that took the run.
+ *
+ * @since 0.1.0
+ */
+export * as Store from "./Store.ts"
+
+/**
+ * A message queue with pgmq's semantics: `send` with an optional delay, `read` with a visibility
+ * timeout (a read message is invisible to other readers until it expires, and `readCount` counts its
+ * deliveries), `delete`, `archive` (the dead-letter archive keeps the message), `setVisibility`, and
+ * metrics. Queues are created with `create` (or by the first `send`) and removed with `drop`.
+ *
+ * `PgWorkQueue` implements it with pgflows' own tables (no extension needed), `MemoryWorkQueue` in
+ * memory; one conformance suite runs against both. The engine keeps its run queue here too (the
+ * queue named by `PgflowsConfig.queue`).
+ *
+ * @since 0.1.0
+ */
+export * as WorkQueue from "./WorkQueue.ts"
+
+/**
+ * Workflows: durable programs written as Effect generators.
+ *
+ * A workflow has a name, Schemas for its input, output and typed error, and a `run` function. Inside
+ * `run`, every durable operation (a step call, `Workflow.sleep`, ...) gets a key from its position
+ * (a counter, with a branch path inside concurrent combinators) and goes through the replay journal,
+ * so the run can stop anywhere (crash, deploy, a long sleep) and resume without repeating what was
+ * done. Definitions are plain values and need no services; `Pgflows.layer({ workflows })` runs them.
+ *
+ * **Gotchas**
+ *
+ * Between durable operations the code runs again on every replay, so it must be deterministic: read
+ * time, randomness and the outside world only through steps. A replay that asks for a different step
+ * (or the same step with a different input) at a key fails the run with a `NonDeterminismError`
+ * instead of mixing results up. Steps started concurrently with plain `Effect.all` get keys in the
+ * order their fibers start, which Effect keeps stable; when it is not (a step after a sleep of
+ * random length in one branch), the non-determinism check catches it.
+ *
+ * @since 0.1.0
+ */
+export * as Workflow from "./Workflow.ts"

@@ -1,0 +1,311 @@
+/**
+ * `Store` (and its `WorkQueue`) in memory, for tests and local tools. It follows the same rules as
+ * `PgStore` (one conformance suite runs on both): atomic start, claims under leases with token
+ * checks on every write, takeover of expired leases, dead-letter archive, cancellation. Time comes
+ * from `Clock`, so `TestClock.adjust` drives leases, delays, sleeps and retries.
+ *
+ * Nothing survives the process: use it where durability is not what is being tested.
+ *
+ * @since 0.1.0
+ */
+import * as Clock from "effect/Clock"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as PubSub from "effect/PubSub"
+import * as Queue from "effect/Queue"
+import { encodeEngineFailure } from "./internal/failure.ts"
+import type { MemoryQueueState } from "./internal/memoryQueue.ts"
+import * as MemoryWorkQueue from "./MemoryWorkQueue.ts"
+import * as PgflowsConfig from "./PgflowsConfig.ts"
+import { type StoreError, UnknownWorkflow } from "./PgflowsError.ts"
+import * as Store from "./Store.ts"
+import type * as WorkQueue from "./WorkQueue.ts"
+
+/**
+ * A fresh in-memory `Store` and the `WorkQueue` it keeps its run queue in.
+ *
+ * @category layers
+ * @since 0.1.0
+ */
+export const layer: Layer.Layer<Store.Store | WorkQueue.WorkQueue> = Layer.effect(
+  Store.Store,
+  Effect.gen(function*() {
+    const state = yield* MemoryWorkQueue.State
+    const config = yield* PgflowsConfig.PgflowsConfig
+    const notifications = yield* PubSub.unbounded<Store.Notification>()
+    return make(state, config, notifications)
+  })
+).pipe(Layer.provideMerge(MemoryWorkQueue.layerFromState), Layer.provide(MemoryWorkQueue.State.layer))
+
+// internal
+
+type MutableRun = { -readonly [K in keyof Store.RunRecord]: Store.RunRecord[K] }
+
+const terminal = (status: Store.RunRecord["status"]) =>
+  status === "completed" || status === "failed" || status === "cancelled"
+
+const make = (
+  state: MemoryQueueState,
+  config: PgflowsConfig.PgflowsConfig,
+  notifications: PubSub.PubSub<Store.Notification>
+): Store.Store["Service"] => {
+  const runs = new Map<string, MutableRun>()
+  const steps = new Map<string, Map<string, Store.StepRecord>>()
+  const queue = config.queue
+
+  const atNow = <A>(f: (now: number) => A): Effect.Effect<A, StoreError> =>
+    Effect.flatMap(Clock.currentTimeMillis, (now) => Effect.sync(() => f(now)))
+  const notify = (notification: Store.Notification) => PubSub.publishUnsafe(notifications, notification)
+  const snapshot = (run: MutableRun): Store.RunRecord => ({ ...run })
+
+  const end = (run: MutableRun, msgId: number | null, now: number) => {
+    if (msgId !== null) state.delete(msgId)
+    run.leaseOwner = null
+    run.leaseExpiresAt = null
+    run.updatedAt = now
+  }
+
+  const claimable = (run: MutableRun, now: number) =>
+    (run.status === "pending" && (run.wakeAt === null || run.wakeAt <= now)) ||
+    (run.status === "suspended" && run.wakeAt !== null && run.wakeAt <= now) ||
+    (run.status === "running" && (run.leaseExpiresAt ?? 0) < now)
+
+  return Store.Store.of({
+    createRuns: (newRuns) =>
+      atNow((now) => {
+        let runnable = false
+        const result = newRuns.map((input): Store.Created => {
+          const existing = runs.get(input.id)
+          if (existing !== undefined) return { id: input.id, created: false, workflow: existing.workflow, msgId: null }
+          const delay = input.delayMillis ?? 0
+          const claimed = input.claimFor
+          const visibleIn = claimed !== undefined ? claimed.leaseMillis : delay
+          const msgId = state.send(queue, { run: input.id, workflow: input.workflow }, now, visibleIn)
+          runs.set(input.id, {
+            id: input.id,
+            workflow: input.workflow,
+            status: claimed !== undefined ? "running" : "pending",
+            input: input.input ?? null,
+            output: null,
+            error: null,
+            executions: claimed !== undefined ? 1 : 0,
+            recoveries: 0,
+            leaseOwner: claimed?.token ?? null,
+            leaseExpiresAt: claimed !== undefined ? now + claimed.leaseMillis : null,
+            wakeAt: delay > 0 && claimed === undefined ? now + delay : null,
+            parentId: input.parentId ?? null,
+            msgId,
+            createdAt: now,
+            updatedAt: now,
+            startedAt: claimed !== undefined ? now : null,
+            completedAt: null
+          })
+          if (claimed === undefined && delay <= 0) runnable = true
+          return { id: input.id, created: true, workflow: input.workflow, msgId }
+        })
+        if (runnable) notify({ _tag: "Runnable" })
+        return result
+      }),
+
+    claim: (request) =>
+      atNow((now) => {
+        const messages = state.read(queue, now, request.leaseMillis, request.limit)
+        const claimed: Array<Store.ClaimedRun> = []
+        const claimedRuns = new Set<string>()
+        for (const message of messages) {
+          const body = message.message as { run: string; workflow: string }
+          const run = runs.get(body.run)
+          if (run === undefined || terminal(run.status) || claimedRuns.has(body.run)) {
+            state.delete(message.msgId)
+            continue
+          }
+          if (!request.workflows.includes(run.workflow)) {
+            if (message.readCount >= request.maxDeliveries) {
+              run.status = "failed"
+              run.error = encodeEngineFailure(
+                new UnknownWorkflow({ workflow: run.workflow, deliveries: message.readCount })
+              )
+              run.completedAt = now
+              end(run, null, now)
+              state.archiveMessage(message.msgId, now)
+              notify({ _tag: "Done", runId: run.id })
+            } else {
+              message.visibleAt = now + request.redeliverMillis
+            }
+            continue
+          }
+          if (!claimable(run, now)) {
+            message.visibleAt = run.status === "running"
+              ? run.leaseExpiresAt ?? now
+              : run.wakeAt ?? Number.POSITIVE_INFINITY
+            continue
+          }
+          const token = `${request.worker}:${message.msgId}:${message.readCount}`
+          if (run.status === "running") run.recoveries++
+          run.status = "running"
+          run.leaseOwner = token
+          run.leaseExpiresAt = now + request.leaseMillis
+          run.executions++
+          run.startedAt = run.startedAt ?? now
+          run.wakeAt = null
+          run.msgId = message.msgId
+          run.updatedAt = now
+          claimedRuns.add(run.id)
+          claimed.push({
+            run: snapshot(run),
+            token,
+            msgId: message.msgId,
+            journal: [...(steps.get(run.id)?.values() ?? [])],
+            now
+          })
+        }
+        return claimed
+      }),
+
+    checkpoint: (checkpoint) =>
+      atNow((now): Store.WriteResult => {
+        const run = runs.get(checkpoint.runId)
+        if (run === undefined || run.leaseOwner !== checkpoint.token) return "lease-lost"
+        const journal = steps.get(run.id) ?? new Map<string, Store.StepRecord>()
+        steps.set(run.id, journal)
+        const existing = journal.get(checkpoint.key)
+        if (existing !== undefined && (existing.status === "completed" || existing.status === "failed")) return "ok"
+        const final = checkpoint.status === "completed" || checkpoint.status === "failed"
+        journal.set(checkpoint.key, {
+          runId: run.id,
+          key: checkpoint.key,
+          name: checkpoint.name,
+          inputHash: checkpoint.inputHash,
+          status: checkpoint.status,
+          output: checkpoint.output ?? null,
+          error: checkpoint.error ?? null,
+          attempts: checkpoint.attempts,
+          wakeAt: checkpoint.wakeInMillis === undefined ? null : now + checkpoint.wakeInMillis,
+          startedAt: existing?.startedAt ?? now,
+          completedAt: final ? now : null
+        })
+        return "ok"
+      }),
+
+    transition: (transition) =>
+      atNow((now): Store.WriteResult => {
+        const run = runs.get(transition.runId)
+        if (run === undefined || run.leaseOwner !== transition.token) return "lease-lost"
+        switch (transition.kind) {
+          case "complete": {
+            run.status = "completed"
+            run.output = transition.output ?? null
+            run.completedAt = now
+            end(run, transition.msgId, now)
+            notify({ _tag: "Done", runId: run.id })
+            break
+          }
+          case "fail": {
+            run.status = "failed"
+            run.error = transition.error ?? null
+            run.completedAt = now
+            end(run, null, now)
+            if (transition.msgId !== null) state.archiveMessage(transition.msgId, now)
+            notify({ _tag: "Done", runId: run.id })
+            break
+          }
+          case "suspend": {
+            run.status = "suspended"
+            run.wakeAt = transition.wakeInMillis === null ? null : now + transition.wakeInMillis
+            end(run, null, now)
+            const message = transition.msgId === null ? undefined : state.messages.get(transition.msgId)
+            if (message !== undefined) message.visibleAt = run.wakeAt ?? Number.POSITIVE_INFINITY
+            break
+          }
+          case "release": {
+            run.status = "pending"
+            run.wakeAt = null
+            end(run, null, now)
+            const message = transition.msgId === null ? undefined : state.messages.get(transition.msgId)
+            if (message !== undefined) message.visibleAt = now
+            notify({ _tag: "Runnable" })
+            break
+          }
+        }
+        return "ok"
+      }),
+
+    heartbeat: (leases, leaseMillis) =>
+      atNow((now) => {
+        const alive = new Set<string>()
+        for (const lease of leases) {
+          const run = runs.get(lease.runId)
+          if (run === undefined || run.leaseOwner !== lease.token || run.status !== "running") continue
+          run.leaseExpiresAt = now + leaseMillis
+          const message = lease.msgId === null ? undefined : state.messages.get(lease.msgId)
+          if (message !== undefined) message.visibleAt = now + leaseMillis
+          alive.add(lease.token)
+        }
+        return alive
+      }),
+
+    cancel: (runId) =>
+      atNow((now): Store.CancelResult => {
+        const run = runs.get(runId)
+        if (run === undefined) return "not-found"
+        if (terminal(run.status)) return "already-terminal"
+        run.status = "cancelled"
+        run.wakeAt = null
+        run.completedAt = now
+        end(run, run.msgId, now)
+        notify({ _tag: "Cancelled", runId })
+        return "cancelled"
+      }),
+
+    getRun: (runId) =>
+      Effect.sync(() => {
+        const run = runs.get(runId)
+        return run === undefined ? undefined : snapshot(run)
+      }),
+
+    getSteps: (runId) => Effect.sync(() => [...(steps.get(runId)?.values() ?? [])]),
+
+    listRuns: (query) =>
+      Effect.sync(() => {
+        const after = query.cursor === undefined ? undefined : decodeCursor(query.cursor)
+        const order = [...runs.values()]
+          .filter((run) =>
+            (query.workflow === undefined || run.workflow === query.workflow) &&
+            (query.status === undefined || run.status === query.status)
+          )
+          .sort((a, b) => b.createdAt - a.createdAt || (a.id < b.id ? 1 : a.id > b.id ? -1 : 0))
+        const from = after === undefined
+          ? order
+          : order.filter((run) => run.createdAt < after.at || (run.createdAt === after.at && run.id < after.id))
+        const page = from.slice(0, query.limit)
+        const last = page[page.length - 1]
+        return {
+          runs: page.map(snapshot),
+          nextCursor: from.length > query.limit && last !== undefined
+            ? encodeCursor(last.createdAt, last.id)
+            : undefined
+        }
+      }),
+
+    nextWakeup: atNow((now) => {
+      const next = state.nextVisible(queue, now)
+      return next === undefined ? undefined : next - now
+    }),
+
+    subscribe: Effect.gen(function*() {
+      const subscription = yield* PubSub.subscribe(notifications)
+      const out = yield* Queue.unbounded<Store.Notification, StoreError>()
+      yield* Effect.forkScoped(Effect.forever(Effect.flatMap(PubSub.take(subscription), (n) => Queue.offer(out, n))))
+      return out as Queue.Dequeue<Store.Notification, StoreError>
+    })
+  })
+}
+
+const encodeCursor = (at: number, id: string) => Buffer.from(`${at}:${id}`).toString("base64url")
+
+const decodeCursor = (cursor: string): { at: number; id: string } | undefined => {
+  const text = Buffer.from(cursor, "base64url").toString("utf8")
+  const index = text.indexOf(":")
+  const at = Number(text.slice(0, index))
+  return index > 0 && Number.isFinite(at) ? { at, id: text.slice(index + 1) } : undefined
+}

@@ -1,0 +1,182 @@
+/**
+ * The database schema of pgflows on PostgreSQL, as numbered migrations applied by Effect's SQL
+ * migrator (`effect/sql/Migrator`, the machinery behind `PgMigrator`) into the configured schema.
+ *
+ * `run` takes a transaction-scoped advisory lock first, so two processes that start together apply
+ * each migration once, and it is idempotent: a restart applies nothing. `PgStore.layer` and
+ * `PgWorkQueue.layer` run it when they are built; `layer` runs it alone, for a deploy step of its own.
+ *
+ * Migrations, one concern each:
+ *
+ * 1. `queue`: the built-in queue (`queues`, `queue_messages`, `queue_archive`) with pgmq's semantics;
+ * 2. `runs`: runs and their journal (`runs`, `steps`);
+ * 3. `enqueue_workflow`: the SQL entry point `<schema>.enqueue_workflow(name, input, id)` and the
+ *    `settings` row it reads (queue and channel names).
+ *
+ * @since 0.1.0
+ */
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Migrator from "effect/sql/Migrator"
+import * as SqlClient from "effect/sql/SqlClient"
+import type { SqlError } from "effect/sql/SqlError"
+import * as Identifier from "./Identifier.ts"
+import * as PgflowsConfig from "./PgflowsConfig.ts"
+
+/**
+ * The migrations of a schema, in order.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export const migrations = (
+  schema: Identifier.Identifier
+): ReadonlyArray<readonly [id: number, name: string, statements: ReadonlyArray<string>]> => {
+  const s = Identifier.quote(schema)
+  return [
+    [1, "queue", [
+      `CREATE SEQUENCE ${s}.queue_msg_id_seq`,
+      `CREATE TABLE ${s}.queues (
+  name text PRIMARY KEY,
+  created_at timestamptz NOT NULL DEFAULT now()
+)`,
+      `CREATE TABLE ${s}.queue_messages (
+  msg_id bigint PRIMARY KEY DEFAULT nextval('${schema}.queue_msg_id_seq'),
+  queue text NOT NULL,
+  read_ct integer NOT NULL DEFAULT 0,
+  enqueued_at timestamptz NOT NULL DEFAULT now(),
+  vt timestamptz NOT NULL,
+  message jsonb NOT NULL
+)`,
+      `CREATE INDEX queue_messages_visible ON ${s}.queue_messages (queue, vt)`,
+      `CREATE TABLE ${s}.queue_archive (
+  msg_id bigint PRIMARY KEY,
+  queue text NOT NULL,
+  read_ct integer NOT NULL,
+  enqueued_at timestamptz NOT NULL,
+  vt timestamptz NOT NULL,
+  message jsonb NOT NULL,
+  archived_at timestamptz NOT NULL DEFAULT now()
+)`,
+      `CREATE INDEX queue_archive_queue ON ${s}.queue_archive (queue, archived_at DESC)`
+    ]],
+    [2, "runs", [
+      `CREATE TABLE ${s}.runs (
+  id text PRIMARY KEY,
+  workflow text NOT NULL,
+  status text NOT NULL CONSTRAINT runs_status CHECK (
+    status IN ('pending', 'running', 'suspended', 'completed', 'failed', 'cancelled')),
+  input jsonb NOT NULL,
+  output jsonb,
+  error jsonb,
+  executions integer NOT NULL DEFAULT 0,
+  recoveries integer NOT NULL DEFAULT 0,
+  lease_owner text,
+  lease_expires_at timestamptz,
+  wake_at timestamptz,
+  parent_id text,
+  msg_id bigint,
+  created_at timestamptz NOT NULL DEFAULT now(),
+  updated_at timestamptz NOT NULL DEFAULT now(),
+  started_at timestamptz,
+  completed_at timestamptz
+) WITH (fillfactor = 80)`,
+      `-- Listing, newest first (keyset pagination). No index covers a column that claims and completions
+-- update, so those updates stay HOT.
+CREATE INDEX runs_created ON ${s}.runs (created_at DESC, id DESC)`,
+      `CREATE INDEX runs_workflow_created ON ${s}.runs (workflow, created_at DESC, id DESC)`,
+      `CREATE INDEX runs_parent ON ${s}.runs (parent_id) WHERE parent_id IS NOT NULL`,
+      `CREATE TABLE ${s}.steps (
+  run_id text NOT NULL REFERENCES ${s}.runs (id) ON DELETE CASCADE,
+  key text NOT NULL,
+  name text NOT NULL,
+  input_hash text NOT NULL,
+  status text NOT NULL CONSTRAINT steps_status CHECK (
+    status IN ('running', 'retrying', 'waiting', 'completed', 'failed')),
+  output jsonb,
+  error jsonb,
+  attempts integer NOT NULL DEFAULT 1,
+  wake_at timestamptz,
+  started_at timestamptz NOT NULL DEFAULT now(),
+  completed_at timestamptz,
+  PRIMARY KEY (run_id, key)
+)`
+    ]],
+    [3, "enqueue_workflow", [
+      `CREATE TABLE ${s}.settings (
+  singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+  queue text NOT NULL,
+  notify_channel text NOT NULL
+)`,
+      `CREATE FUNCTION ${s}.enqueue_workflow(name text, input jsonb, id text DEFAULT NULL)
+RETURNS text LANGUAGE plpgsql AS $fn$
+DECLARE
+  run_id text := coalesce(id, gen_random_uuid()::text);
+  msg bigint;
+  cfg record;
+BEGIN
+  IF name IS NULL OR name = '' THEN
+    RAISE EXCEPTION 'enqueue_workflow: the workflow name is missing';
+  END IF;
+  SELECT queue, notify_channel INTO cfg FROM ${s}.settings;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'enqueue_workflow: no settings row; start pgflows once against this database';
+  END IF;
+  INSERT INTO ${s}.runs (id, workflow, status, input, msg_id)
+  VALUES (run_id, name, 'pending', coalesce(input, 'null'::jsonb), nextval('${schema}.queue_msg_id_seq'))
+  ON CONFLICT ON CONSTRAINT runs_pkey DO NOTHING
+  RETURNING msg_id INTO msg;
+  IF msg IS NOT NULL THEN
+    INSERT INTO ${s}.queue_messages (msg_id, queue, vt, message)
+    VALUES (msg, cfg.queue, now(), jsonb_build_object('run', run_id, 'workflow', name));
+    PERFORM pg_notify(cfg.notify_channel, 'run');
+  END IF;
+  RETURN run_id;
+END
+$fn$`
+    ]]
+  ]
+}
+
+/**
+ * Applies the pending migrations of the configured schema (creating the schema when needed), under
+ * an advisory lock. Returns the migrations it applied.
+ *
+ * @category running
+ * @since 0.1.0
+ */
+export const run: Effect.Effect<
+  ReadonlyArray<readonly [id: number, name: string]>,
+  Migrator.MigrationError | SqlError,
+  SqlClient.SqlClient
+> = Effect.gen(function*() {
+  const sql = yield* SqlClient.SqlClient
+  const { schema } = yield* PgflowsConfig.PgflowsConfig
+  const loader = Effect.succeed(
+    migrations(schema).map(([id, name, statements]) =>
+      // The migrator loads each migration (like a dynamic import) and then runs what it loaded.
+      [
+        id,
+        name,
+        Effect.succeed(Effect.forEach(statements, (statement) => sql.unsafe(statement), { discard: true }))
+      ] as const
+    )
+  )
+  return yield* sql.withTransaction(
+    Effect.gen(function*() {
+      yield* sql`SELECT pg_advisory_xact_lock(hashtext(${`pgflows.migrate:${schema}`}))`
+      yield* sql.unsafe(`CREATE SCHEMA IF NOT EXISTS ${Identifier.quote(schema)}`)
+      return yield* Migrator.make({})({ loader, table: `${schema}.migrations` })
+    })
+  )
+}).pipe(Effect.withSpan("PgMigrations.run"))
+
+/**
+ * Runs the migrations when built, and provides nothing.
+ *
+ * @category layers
+ * @since 0.1.0
+ */
+export const layer: Layer.Layer<never, Migrator.MigrationError | SqlError, SqlClient.SqlClient> = Layer.effectDiscard(
+  run
+)

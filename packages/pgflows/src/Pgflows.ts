@@ -1,0 +1,561 @@
+/**
+ * The engine and its client: start runs, follow them, cancel them, and execute them (`processOnce`
+ * or a long-running `runWorker`).
+ *
+ * `Pgflows.layer({ workflows })` builds the service on a `Store` and a `WorkQueue`; the services the
+ * workflows' steps need are required by the layer and captured when it is built.
+ * `Pgflows.layerPg` and `Pgflows.layerMemory` add the Postgres or in-memory backends.
+ *
+ * @example
+ * ```ts
+ * const Live = Pgflows.layerPg({ workflows: [processOrder] }).pipe(
+ *   Layer.provide(PgClient.layer({ url: Redacted.make(process.env.DATABASE_URL!) }))
+ * )
+ * const program = Effect.gen(function*() {
+ *   const client = yield* Pgflows.Pgflows
+ *   const id = yield* client.start(processOrder, new OrderInput({ orderId: "ORD-1", amount: 99 }))
+ *   yield* client.processOnce
+ *   const status = yield* client.status(id)
+ * })
+ * ```
+ *
+ * @since 0.1.0
+ */
+import type * as PgClient from "@effect/sql-pg/PgClient"
+import * as Clock from "effect/Clock"
+import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as PubSub from "effect/PubSub"
+import * as Queue from "effect/Queue"
+import * as Result from "effect/Result"
+import * as Schedule from "effect/Schedule"
+import type * as SqlClient from "effect/sql/SqlClient"
+import * as Crypto from "node:crypto"
+import * as Os from "node:os"
+import { codec } from "./internal/codec.ts"
+import type { EngineEnv } from "./internal/engine.ts"
+import { decodeEngineFailure } from "./internal/failure.ts"
+import { byteSize } from "./internal/json.ts"
+import * as Runner from "./internal/runner.ts"
+import * as MemoryStore from "./MemoryStore.ts"
+import * as PgflowsConfig from "./PgflowsConfig.ts"
+import {
+  InvalidInput,
+  PayloadTooLarge,
+  RunCancelled,
+  RunFailed,
+  RunIdConflict,
+  RunNotFound,
+  type StoreError,
+  WaitTimeout
+} from "./PgflowsError.ts"
+import * as PgStore from "./PgStore.ts"
+import * as PgWorkQueue from "./PgWorkQueue.ts"
+import type { Page, RunId, RunInfo, Status, StepInfo, Summary } from "./Run.ts"
+import { isTerminal } from "./Run.ts"
+import * as Store from "./Store.ts"
+import type * as Workflow from "./Workflow.ts"
+import * as WorkQueue from "./WorkQueue.ts"
+
+/**
+ * @category models
+ * @since 0.1.0
+ */
+export interface StartOptions {
+  /** The run's id; starting again with the same id returns that run and starts nothing. */
+  readonly id?: string | undefined
+  /** Start no earlier than this from now. */
+  readonly delay?: Duration.Input | undefined
+}
+
+/**
+ * @category models
+ * @since 0.1.0
+ */
+export interface BatchOptions {
+  readonly ids?: ReadonlyArray<string> | undefined
+  readonly delay?: Duration.Input | undefined
+}
+
+/**
+ * @category models
+ * @since 0.1.0
+ */
+export interface ListOptions {
+  readonly workflow?: string | undefined
+  readonly status?: Status | undefined
+  /** At most this many runs (default 50, at most 1000). */
+  readonly limit?: number | undefined
+  /** `nextCursor` of the previous page. */
+  readonly cursor?: string | undefined
+}
+
+/**
+ * What `cancel` did.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export type CancelOutcome = "cancelled" | "already-terminal"
+
+/**
+ * @category services
+ * @since 0.1.0
+ */
+export class Pgflows extends Context.Service<Pgflows, {
+  /** Starts a run: the run and its queue message are written together. */
+  readonly start: <W extends Workflow.Any>(
+    workflow: W,
+    input: Workflow.Input<W>,
+    options?: StartOptions
+  ) => Effect.Effect<RunId<W>, InvalidInput | PayloadTooLarge | RunIdConflict | StoreError>
+  /**
+   * Starts many runs of one workflow in one statement. `ids`, when given, has one id per input;
+   * `delay` applies to every run.
+   */
+  readonly startBatch: <W extends Workflow.Any>(
+    workflow: W,
+    inputs: ReadonlyArray<Workflow.Input<W>>,
+    options?: BatchOptions
+  ) => Effect.Effect<ReadonlyArray<RunId<W>>, InvalidInput | PayloadTooLarge | RunIdConflict | StoreError>
+  /** The run's state, typed output or error, timestamps, and journal. */
+  readonly status: <W>(
+    id: RunId<W>
+  ) => Effect.Effect<RunInfo<Workflow.Output<W>, Workflow.Error<W> | unknown>, RunNotFound | StoreError>
+  /** Waits for the run to end; its output, or its error. */
+  readonly result: <W>(
+    id: RunId<W>,
+    options?: { readonly timeout?: Duration.Input | undefined }
+  ) => Effect.Effect<
+    Workflow.Output<W>,
+    Workflow.Error<W> | RunFailed | RunCancelled | RunNotFound | StoreError | WaitTimeout
+  >
+  /** Runs, newest first, one page at a time. */
+  readonly list: (options?: ListOptions) => Effect.Effect<Page, StoreError>
+  /** Cancels a run unless it already ended; a worker running it is interrupted. */
+  readonly cancel: (id: string) => Effect.Effect<CancelOutcome, RunNotFound | StoreError>
+  /** Claims the runs that are due now (up to the worker concurrency), runs them, returns how many. */
+  readonly processOnce: Effect.Effect<number, StoreError>
+  /**
+   * Works until interrupted: claims due runs (woken by NOTIFY, polling as a fallback), runs up to
+   * `concurrency` at once, renews their leases. Interrupting it stops claiming, lets runs in flight
+   * finish for `PgflowsConfig.shutdownGrace`, then hands the rest back.
+   */
+  readonly runWorker: (options?: { readonly concurrency?: number | undefined }) => Effect.Effect<never>
+  readonly queueMetrics: (queue?: string) => Effect.Effect<WorkQueue.Metrics, StoreError>
+  readonly listQueues: Effect.Effect<ReadonlyArray<WorkQueue.QueueInfo>, StoreError>
+  readonly purgeQueue: (queue: string) => Effect.Effect<number, StoreError>
+  readonly dropQueue: (queue: string) => Effect.Effect<boolean, StoreError>
+  /** The workflows this process executes. */
+  readonly workflows: ReadonlyMap<string, Workflow.Any>
+}>()("pgflows/Pgflows") {}
+
+/**
+ * @category models
+ * @since 0.1.0
+ */
+export interface Options<W extends ReadonlyArray<Workflow.Any>> {
+  readonly workflows: W
+}
+
+/**
+ * Builds the engine on the `Store` and `WorkQueue` in context.
+ *
+ * @category layers
+ * @since 0.1.0
+ */
+export const layer = <const W extends ReadonlyArray<Workflow.Any>>(
+  options: Options<W>
+): Layer.Layer<Pgflows, never, Store.Store | WorkQueue.WorkQueue | Workflow.Requirements<W[number]>> =>
+  Layer.effect(Pgflows, make(options))
+
+/**
+ * The engine on PostgreSQL (`PgStore` + `PgWorkQueue`), on the application's `PgClient` pool.
+ *
+ * @category layers
+ * @since 0.1.0
+ */
+export const layerPg = <const W extends ReadonlyArray<Workflow.Any>>(
+  options: Options<W>
+): Layer.Layer<
+  Pgflows | Store.Store | WorkQueue.WorkQueue,
+  StoreError,
+  PgClient.PgClient | SqlClient.SqlClient | Workflow.Requirements<W[number]>
+> => layer(options).pipe(Layer.provideMerge(Layer.merge(PgStore.layer, PgWorkQueue.layer)))
+
+/**
+ * The engine in memory, for tests and local tools (`MemoryStore`); time comes from `Clock`, so
+ * `TestClock` drives sleeps and retries.
+ *
+ * @category layers
+ * @since 0.1.0
+ */
+export const layerMemory = <const W extends ReadonlyArray<Workflow.Any>>(
+  options: Options<W>
+): Layer.Layer<Pgflows | Store.Store | WorkQueue.WorkQueue, never, Workflow.Requirements<W[number]>> =>
+  layer(options).pipe(Layer.provideMerge(MemoryStore.layer))
+
+// internal
+
+const make = <const W extends ReadonlyArray<Workflow.Any>>(options: Options<W>) =>
+  Effect.gen(function*() {
+    const store = yield* Store.Store
+    const queues = yield* WorkQueue.WorkQueue
+    const config = yield* PgflowsConfig.PgflowsConfig
+    const services = yield* Effect.context<never>()
+    const registry = new Map<string, Workflow.Any>()
+    for (const workflow of options.workflows) {
+      const existing = registry.get(workflow.name)
+      if (existing !== undefined && existing !== workflow) {
+        return yield* Effect.die(new Error(`two different workflows are named "${workflow.name}"`))
+      }
+      registry.set(workflow.name, workflow)
+    }
+    const env: EngineEnv = { store, config, services }
+    const worker = `${Os.hostname()}:${process.pid}:${Crypto.randomBytes(3).toString("hex")}`
+    const events = yield* PubSub.unbounded<Store.Notification>()
+    const runner = yield* Runner.make({ env, registry, worker, events })
+    const wakeups = yield* Queue.make<void>({ capacity: 1, strategy: "dropping" })
+
+    // One subscription to the store's notifications for this process: wakes workers, ends waits,
+    // interrupts cancelled runs. When it fails (database restart), it is re-established with
+    // backoff; polling covers the gap.
+    yield* Effect.forkScoped(
+      Effect.scoped(Effect.gen(function*() {
+        const notifications = yield* store.subscribe
+        yield* Effect.logDebug("pgflows: listening for notifications")
+        while (true) {
+          const notification = yield* Queue.take(notifications)
+          if (notification._tag === "Runnable") yield* Queue.offer(wakeups, undefined)
+          else {
+            if (notification._tag === "Cancelled") yield* runner.interrupt(notification.runId, "cancelled")
+            yield* PubSub.publish(events, notification)
+          }
+        }
+      })).pipe(
+        Effect.tapError((error) => Effect.logWarning(`pgflows: notifications interrupted: ${error.message}`)),
+        Effect.retry(Schedule.min([Schedule.exponential("200 millis"), Schedule.spaced("5 seconds")])),
+        Effect.ignore
+      )
+    )
+
+    const known = [...registry.keys()]
+    const claim = (limit: number) =>
+      store.claim({
+        worker,
+        workflows: known,
+        limit,
+        leaseMillis: Duration.toMillis(config.lease),
+        maxDeliveries: config.maxDeliveries,
+        redeliverMillis: Duration.toMillis(config.pollInterval)
+      })
+
+    const prepare = <Wf extends Workflow.Any>(workflow: Wf, input: unknown, startOptions: StartOptions | undefined) =>
+      Effect.gen(function*() {
+        const encoded = codec(workflow.input).encode(input)
+        if (Result.isFailure(encoded)) {
+          return yield* new InvalidInput({ workflow: workflow.name, issues: encoded.failure })
+        }
+        const bytes = byteSize(encoded.success)
+        if (bytes > config.maxPayloadBytes) {
+          return yield* new PayloadTooLarge({
+            subject: `input of workflow "${workflow.name}"`,
+            bytes,
+            limit: config.maxPayloadBytes
+          })
+        }
+        const delay = startOptions?.delay === undefined
+          ? 0
+          : Duration.toMillis(Duration.fromInputUnsafe(startOptions.delay))
+        return {
+          id: startOptions?.id ?? newRunId(yield* Clock.currentTimeMillis),
+          workflow: workflow.name,
+          input: encoded.success,
+          delayMillis: delay
+        } satisfies Store.NewRun
+      })
+
+    const create = (workflow: Workflow.Any, runs: ReadonlyArray<Store.NewRun>) =>
+      Effect.gen(function*() {
+        const created = yield* store.createRuns(runs)
+        for (const row of created) {
+          if (!row.created && row.workflow !== workflow.name) {
+            return yield* new RunIdConflict({ runId: row.id, workflow: workflow.name, existingWorkflow: row.workflow })
+          }
+        }
+        return created.map((row) => row.id as RunId<any>)
+      })
+
+    const start = Effect.fn("Pgflows.start")(function*<Wf extends Workflow.Any>(
+      workflow: Wf,
+      input: Workflow.Input<Wf>,
+      startOptions?: StartOptions
+    ) {
+      const run = yield* prepare(workflow, input, startOptions)
+      const [id] = yield* create(workflow, [run])
+      return id as RunId<Wf>
+    })
+
+    const startBatch = Effect.fn("Pgflows.startBatch")(function*<Wf extends Workflow.Any>(
+      workflow: Wf,
+      inputs: ReadonlyArray<Workflow.Input<Wf>>,
+      batchOptions?: BatchOptions
+    ) {
+      const ids = batchOptions?.ids
+      if (ids !== undefined && ids.length !== inputs.length) {
+        return yield* Effect.die(new Error(`startBatch: ${ids.length} ids for ${inputs.length} inputs`))
+      }
+      const runs = yield* Effect.forEach(inputs, (input, index) =>
+        prepare(workflow, input, { id: ids?.[index], delay: batchOptions?.delay }))
+      return (yield* create(workflow, runs)) as ReadonlyArray<RunId<Wf>>
+    })
+
+    const decodeOutput = (workflow: string, output: unknown): unknown => {
+      const definition = registry.get(workflow)
+      if (definition === undefined) {
+        return output
+      }
+      const decoded = codec(definition.output).decode(output)
+      return Result.isSuccess(decoded) ? decoded.success : output
+    }
+
+    const decodeError = (workflow: string, stored: unknown): unknown => {
+      const envelope = stored as { source?: string; error?: unknown } | null
+      if (envelope?.source === "pgflows") {
+        return decodeEngineFailure(envelope.error)
+      }
+      const definition = registry.get(workflow)
+      if (definition === undefined || envelope?.source !== "workflow") return envelope?.error ?? stored
+      const decoded = codec(definition.error).decode(envelope.error)
+      return Result.isSuccess(decoded) ? decoded.success : envelope.error
+    }
+
+    const toStepInfo = (step: Store.StepRecord): StepInfo => ({
+      key: step.key,
+      name: step.name,
+      status: step.status,
+      attempts: step.attempts,
+      output: step.output,
+      error: step.error,
+      startedAt: toDate(step.startedAt),
+      completedAt: toDate(step.completedAt),
+      wakeAt: toDate(step.wakeAt)
+    })
+
+    const status = Effect.fn("Pgflows.status")(function*(id: string) {
+      const run = yield* store.getRun(id)
+      if (run === undefined) return yield* new RunNotFound({ runId: id })
+      const steps = yield* store.getSteps(id)
+      return {
+        id: run.id,
+        workflow: run.workflow,
+        status: run.status,
+        input: run.input,
+        output: run.status === "completed" ? Option.some(decodeOutput(run.workflow, run.output)) : Option.none(),
+        error: run.status === "failed" ? Option.some(decodeError(run.workflow, run.error)) : Option.none(),
+        executions: run.executions,
+        recoveries: run.recoveries,
+        parentId: run.parentId ?? undefined,
+        createdAt: new Date(run.createdAt),
+        updatedAt: new Date(run.updatedAt),
+        startedAt: toDate(run.startedAt),
+        completedAt: toDate(run.completedAt),
+        wakeAt: toDate(run.wakeAt),
+        steps: [...steps].sort(compareKeys).map(toStepInfo)
+      } satisfies RunInfo
+    })
+
+    const result = Effect.fn("Pgflows.result")(function*(id: string, resultOptions?: { timeout?: Duration.Input }) {
+      const wait = Effect.scoped(Effect.gen(function*() {
+        const subscription = yield* PubSub.subscribe(events)
+        let pause = 10
+        while (true) {
+          const run = yield* store.getRun(id)
+          if (run === undefined) return yield* new RunNotFound({ runId: id })
+          if (isTerminal(run.status)) return run
+          // Woken by the run's end (NOTIFY or a local execution), else polled with backoff.
+          yield* PubSub.take(subscription).pipe(
+            Effect.repeat({
+              until: (event) => event._tag !== "Runnable" && event.runId === id
+            }),
+            Effect.timeoutOption(Duration.millis(pause))
+          )
+          pause = Math.min(pause * 2, Duration.toMillis(config.pollInterval))
+        }
+      }))
+      const run = resultOptions?.timeout === undefined
+        ? yield* wait
+        : yield* wait.pipe(
+          Effect.timeoutOrElse({
+            duration: resultOptions.timeout,
+            orElse: () => Effect.fail(new WaitTimeout({ runId: id }))
+          })
+        )
+      if (run.status === "completed") return decodeOutput(run.workflow, run.output)
+      if (run.status === "cancelled") return yield* new RunCancelled({ runId: id })
+      const envelope = run.error as { source?: string } | null
+      const error = decodeError(run.workflow, run.error)
+      if (envelope?.source === "workflow" && registry.has(run.workflow)) return yield* Effect.fail(error)
+      return yield* new RunFailed({ runId: id, workflow: run.workflow, error })
+    })
+
+    const list = Effect.fn("Pgflows.list")(function*(listOptions?: ListOptions) {
+      const page = yield* store.listRuns({
+        workflow: listOptions?.workflow,
+        status: listOptions?.status,
+        limit: Math.min(Math.max(1, listOptions?.limit ?? 50), 1000),
+        cursor: listOptions?.cursor
+      })
+      return {
+        runs: page.runs.map((run): Summary => ({
+          id: run.id,
+          workflow: run.workflow,
+          status: run.status,
+          executions: run.executions,
+          createdAt: new Date(run.createdAt),
+          updatedAt: new Date(run.updatedAt),
+          completedAt: toDate(run.completedAt)
+        })),
+        nextCursor: page.nextCursor
+      } satisfies Page
+    })
+
+    const cancel = Effect.fn("Pgflows.cancel")(function*(id: string) {
+      const outcome = yield* store.cancel(id)
+      if (outcome === "not-found") return yield* new RunNotFound({ runId: id })
+      if (outcome === "cancelled") {
+        yield* runner.interrupt(id, "cancelled")
+        yield* PubSub.publish(events, { _tag: "Cancelled", runId: id })
+      }
+      return outcome satisfies CancelOutcome
+    })
+
+    const processOnce = Effect.gen(function*() {
+      const claimed = yield* claim(config.workerConcurrency)
+      const fibers = yield* Effect.forEach(claimed, runner.launch)
+      yield* Fiber.awaitAll(fibers)
+      return claimed.length
+    }).pipe(Effect.withSpan("Pgflows.processOnce"))
+
+    const runWorker = (workerOptions?: { readonly concurrency?: number | undefined }) =>
+      work({
+        runner,
+        config,
+        claim,
+        wakeups,
+        store,
+        concurrency: workerOptions?.concurrency ?? config.workerConcurrency
+      })
+
+    return Pgflows.of({
+      start: start as Pgflows["Service"]["start"],
+      startBatch: startBatch as Pgflows["Service"]["startBatch"],
+      status: status as Pgflows["Service"]["status"],
+      result: result as unknown as Pgflows["Service"]["result"],
+      list,
+      cancel,
+      processOnce,
+      runWorker,
+      queueMetrics: (queue) => queues.metrics(queue ?? config.queue),
+      listQueues: queues.list,
+      purgeQueue: queues.purge,
+      dropQueue: queues.drop,
+      workflows: registry
+    })
+  })
+
+/** The worker loop; see `Pgflows.runWorker`. */
+const work = (options: {
+  readonly runner: Runner.Runner
+  readonly config: PgflowsConfig.PgflowsConfig
+  readonly claim: (limit: number) => Effect.Effect<ReadonlyArray<Store.ClaimedRun>, StoreError>
+  readonly wakeups: Queue.Queue<void>
+  readonly store: Store.Store["Service"]
+  readonly concurrency: number
+}): Effect.Effect<never> =>
+  Effect.gen(function*() {
+    const { runner, config, claim, wakeups, store, concurrency } = options
+    const mine = new Set<Fiber.Fiber<unknown>>()
+    let failing = 0
+    yield* Effect.addFinalizer(() => handBack(runner, mine, config.shutdownGrace))
+    yield* Effect.logInfo(`pgflows: worker ${runner.worker} started (concurrency ${concurrency})`)
+    while (true) {
+      const free = concurrency - mine.size
+      if (free > 0) {
+        const limit = Math.min(free, 64)
+        const claimed = yield* Effect.result(claim(limit))
+        if (Result.isFailure(claimed)) {
+          failing++
+          const pause = Math.min(100 * 2 ** Math.min(failing, 6), 5000)
+          yield* Effect.logWarning(
+            `pgflows: worker ${runner.worker} cannot claim runs (${claimed.failure.message}); retrying in ${pause} ms`
+          )
+          yield* Effect.sleep(Duration.millis(pause))
+          continue
+        }
+        if (failing > 0) {
+          yield* Effect.logInfo(`pgflows: worker ${runner.worker} reaches the store again`)
+          failing = 0
+        }
+        for (const run of claimed.success) {
+          const fiber = yield* runner.launch(run)
+          mine.add(fiber)
+          yield* Effect.forkChild(
+            Effect.ensuring(
+              Fiber.await(fiber),
+              Effect.andThen(Effect.sync(() => mine.delete(fiber)), Queue.offer(wakeups, undefined))
+            )
+          )
+        }
+        if (claimed.success.length === limit) continue
+      }
+      // Idle (or full): wait for a NOTIFY, a finished run, the next due message, or the poll interval.
+      const next = free > 0 ? yield* Effect.orElseSucceed(store.nextWakeup, () => undefined) : undefined
+      const wait = Math.min(Duration.toMillis(config.pollInterval), next ?? Infinity)
+      yield* Queue.take(wakeups).pipe(Effect.timeoutOption(Duration.millis(Math.max(1, wait))))
+    }
+  }).pipe(Effect.scoped) as Effect.Effect<never>
+
+/** Waits up to `grace` for the runs in flight, then hands the rest back. */
+const handBack = (runner: Runner.Runner, mine: Set<Fiber.Fiber<unknown>>, grace: Duration.Duration) =>
+  Effect.gen(function*() {
+    if (mine.size === 0) return
+    yield* Effect.logInfo(`pgflows: worker ${runner.worker} stopping, ${mine.size} runs in flight`)
+    yield* Fiber.awaitAll([...mine]).pipe(Effect.timeoutOption(grace))
+    const remaining = [...runner.inflight.values()].filter(({ fiber }) => mine.has(fiber))
+    if (remaining.length === 0) return
+    yield* Effect.forEach(remaining, ({ execution }) => execution.interrupt("shutdown"), {
+      concurrency: "unbounded",
+      discard: true
+    })
+    yield* Fiber.awaitAll(remaining.map(({ fiber }) => fiber))
+    yield* Effect.logInfo(`pgflows: worker ${runner.worker} handed back ${remaining.length} runs`)
+  })
+
+const toDate = (millis: number | null): Date | undefined => millis === null ? undefined : new Date(millis)
+
+/** Journal keys in execution order: numeric segments compare as numbers. */
+const compareKeys = (a: Store.StepRecord, b: Store.StepRecord): number => {
+  const left = a.key.split(/[./]/).map(Number)
+  const right = b.key.split(/[./]/).map(Number)
+  for (let i = 0; i < Math.max(left.length, right.length); i++) {
+    const x = left[i] ?? -1
+    const y = right[i] ?? -1
+    if (x !== y) return x - y
+  }
+  return 0
+}
+
+/** A UUID version 7: time-ordered, so new runs land at the end of the primary-key index. */
+const newRunId = (millis: number): string => {
+  const bytes = Crypto.randomBytes(16)
+  bytes.writeUIntBE(millis, 0, 6)
+  bytes[6] = (bytes[6]! & 0x0f) | 0x70
+  bytes[8] = (bytes[8]! & 0x3f) | 0x80
+  const hex = bytes.toString("hex")
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`
+}

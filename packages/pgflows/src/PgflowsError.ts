@@ -1,0 +1,355 @@
+/**
+ * The errors pgflows reports. Those that are stored with a run (as its error, or a step's) are
+ * `Schema.TaggedError`s, so they round-trip through the database and `status` gives them back typed;
+ * the others describe a call that could not be carried out.
+ *
+ * @since 0.1.0
+ */
+import * as Schema from "effect/Schema"
+import * as SchemaTransformation from "effect/SchemaTransformation"
+
+/**
+ * One problem found while decoding or validating a value: where, and what.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export const Issue = Schema.Struct({ path: Schema.String, message: Schema.String })
+
+/**
+ * @category models
+ * @since 0.1.0
+ */
+export type Issue = typeof Issue.Type
+
+/**
+ * The error Schema of a workflow or step that declares none: any failure is stored as the JSON of
+ * its fields (`_tag`, `name`, `message` and the rest) and read back as that plain data, not as an
+ * instance of its class. Declare `error` to get typed errors back.
+ *
+ * @category schemas
+ * @since 0.1.0
+ */
+export const AnyError = Schema.Unknown.pipe(
+  Schema.decodeTo(
+    Schema.Unknown,
+    SchemaTransformation.transform({ decode: (json: unknown) => json, encode: (value: unknown) => toJson(value) })
+  )
+).annotate({ identifier: "AnyError" })
+
+/**
+ * @category schemas
+ * @since 0.1.0
+ */
+export type AnyError = typeof AnyError
+
+/**
+ * On replay, the workflow asked for something other than what its journal holds at the same key:
+ * the code changed under a running workflow, or it is not deterministic (it branches on time,
+ * randomness or I/O outside steps). The run fails; nothing is executed twice.
+ *
+ * @category errors
+ * @since 0.1.0
+ */
+export class NonDeterminismError extends Schema.TaggedError<NonDeterminismError>()("NonDeterminismError", {
+  key: Schema.String,
+  journal: Schema.Struct({ name: Schema.String, inputHash: Schema.String }),
+  replay: Schema.Struct({ name: Schema.String, inputHash: Schema.String })
+}) {
+  override get message() {
+    const what = this.journal.name === this.replay.name
+      ? `step "${this.replay.name}" with a different input (hash ${this.replay.inputHash}, journal has ${this.journal.inputHash})`
+      : `"${this.replay.name}" but the journal holds "${this.journal.name}"`
+    return `non-deterministic workflow: at key ${this.key} the replay asked for ${what}`
+  }
+}
+
+/**
+ * A stored value no longer decodes with its Schema (the Schema changed, or the data was edited).
+ * `subject` says which value: `workflow input`, `step output of <name>`, ...
+ *
+ * @category errors
+ * @since 0.1.0
+ */
+export class DecodeError extends Schema.TaggedError<DecodeError>()("DecodeError", {
+  subject: Schema.String,
+  issues: Schema.Array(Issue)
+}) {
+  override get message() {
+    return `${this.subject} does not decode: ${formatIssues(this.issues)}`
+  }
+}
+
+/**
+ * A value does not fit its Schema, so it cannot be stored: a step returned an output its output
+ * Schema rejects, or a workflow its output.
+ *
+ * @category errors
+ * @since 0.1.0
+ */
+export class EncodeError extends Schema.TaggedError<EncodeError>()("EncodeError", {
+  subject: Schema.String,
+  issues: Schema.Array(Issue)
+}) {
+  override get message() {
+    return `${this.subject} does not match its Schema: ${formatIssues(this.issues)}`
+  }
+}
+
+/**
+ * A value's JSON is larger than `PgflowsConfig.maxPayloadBytes`.
+ *
+ * @category errors
+ * @since 0.1.0
+ */
+export class PayloadTooLarge extends Schema.TaggedError<PayloadTooLarge>()("PayloadTooLarge", {
+  subject: Schema.String,
+  bytes: Schema.Number,
+  limit: Schema.Number
+}) {
+  override get message() {
+    return `${this.subject} is ${this.bytes} bytes of JSON, over the limit of ${this.limit} (PGFLOWS_MAX_PAYLOAD_BYTES)`
+  }
+}
+
+/**
+ * A step attempt ran longer than the step's `timeout`. It counts as a failed attempt for the retry
+ * schedule.
+ *
+ * @category errors
+ * @since 0.1.0
+ */
+export class StepTimeoutError extends Schema.TaggedError<StepTimeoutError>()("StepTimeoutError", {
+  step: Schema.String,
+  timeoutMillis: Schema.Number
+}) {
+  override get message() {
+    return `step "${this.step}" timed out after ${this.timeoutMillis} ms`
+  }
+}
+
+/**
+ * A step died (a defect: a thrown exception or `Effect.die`). Defects are not retried: turn
+ * expected failures into typed errors (`Effect.tryPromise`) so the step's schedule sees them.
+ *
+ * @category errors
+ * @since 0.1.0
+ */
+export class StepDefect extends Schema.TaggedError<StepDefect>()("StepDefect", {
+  step: Schema.String,
+  key: Schema.String,
+  defect: Schema.String
+}) {
+  override get message() {
+    return `step "${this.step}" (key ${this.key}) died: ${this.defect}`
+  }
+}
+
+/**
+ * The workflow body died (a defect) or was interrupted by its own code.
+ *
+ * @category errors
+ * @since 0.1.0
+ */
+export class WorkflowDefect extends Schema.TaggedError<WorkflowDefect>()("WorkflowDefect", {
+  defect: Schema.String
+}) {
+  override get message() {
+    return `the workflow died: ${this.defect}`
+  }
+}
+
+/**
+ * The run was claimed after a lost lease (a crashed or stuck worker) more times than
+ * `PgflowsConfig.maxRecoveries`: it is failed instead of crashing workers forever.
+ *
+ * @category errors
+ * @since 0.1.0
+ */
+export class RecoveryLimitExceeded extends Schema.TaggedError<RecoveryLimitExceeded>()("RecoveryLimitExceeded", {
+  recoveries: Schema.Number,
+  limit: Schema.Number
+}) {
+  override get message() {
+    return `the run was recovered ${this.recoveries} times after lost leases (limit ${this.limit}); ` +
+      "a step probably crashes or blocks its worker"
+  }
+}
+
+/**
+ * No worker knew the run's workflow after `PgflowsConfig.maxDeliveries` deliveries of its message.
+ *
+ * @category errors
+ * @since 0.1.0
+ */
+export class UnknownWorkflow extends Schema.TaggedError<UnknownWorkflow>()("UnknownWorkflow", {
+  workflow: Schema.String,
+  deliveries: Schema.Number
+}) {
+  override get message() {
+    return `no worker registers workflow "${this.workflow}" (message delivered ${this.deliveries} times); ` +
+      "deploy a worker that has it in Pgflows.layer({ workflows })"
+  }
+}
+
+/**
+ * The errors pgflows itself stores as a run's or a step's error.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export const EngineError = Schema.Union([
+  NonDeterminismError,
+  DecodeError,
+  EncodeError,
+  PayloadTooLarge,
+  StepTimeoutError,
+  StepDefect,
+  WorkflowDefect,
+  RecoveryLimitExceeded,
+  UnknownWorkflow
+])
+
+/**
+ * @category models
+ * @since 0.1.0
+ */
+export type EngineError = typeof EngineError.Type
+
+/**
+ * `start` was given an input its workflow's input Schema rejects. Nothing was written.
+ *
+ * @category errors
+ * @since 0.1.0
+ */
+export class InvalidInput extends Schema.TaggedError<InvalidInput>()("InvalidInput", {
+  workflow: Schema.String,
+  issues: Schema.Array(Issue)
+}) {
+  override get message() {
+    return `invalid input for workflow "${this.workflow}": ${formatIssues(this.issues)}`
+  }
+}
+
+/**
+ * `start` was given an id that belongs to a run of another workflow.
+ *
+ * @category errors
+ * @since 0.1.0
+ */
+export class RunIdConflict extends Schema.TaggedError<RunIdConflict>()("RunIdConflict", {
+  runId: Schema.String,
+  workflow: Schema.String,
+  existingWorkflow: Schema.String
+}) {
+  override get message() {
+    return `run id "${this.runId}" already belongs to a run of workflow "${this.existingWorkflow}", ` +
+      `not "${this.workflow}"`
+  }
+}
+
+/**
+ * The workflow is not registered with this `Pgflows` layer.
+ *
+ * @category errors
+ * @since 0.1.0
+ */
+export class WorkflowNotRegistered extends Schema.TaggedError<WorkflowNotRegistered>()("WorkflowNotRegistered", {
+  workflow: Schema.String
+}) {
+  override get message() {
+    return `workflow "${this.workflow}" is not registered: add it to Pgflows.layer({ workflows })`
+  }
+}
+
+/**
+ * There is no run with this id.
+ *
+ * @category errors
+ * @since 0.1.0
+ */
+export class RunNotFound extends Schema.TaggedError<RunNotFound>()("RunNotFound", { runId: Schema.String }) {
+  override get message() {
+    return `no run with id "${this.runId}"`
+  }
+}
+
+/**
+ * The run ended failed with an error that is not the workflow's own typed error (see `error`, an
+ * `EngineError`, or the raw JSON when it does not decode).
+ *
+ * @category errors
+ * @since 0.1.0
+ */
+export class RunFailed extends Schema.TaggedError<RunFailed>()("RunFailed", {
+  runId: Schema.String,
+  workflow: Schema.String,
+  error: Schema.Unknown
+}) {
+  override get message() {
+    const inner = this.error as { message?: unknown } | undefined
+    return `run "${this.runId}" of workflow "${this.workflow}" failed: ${
+      typeof inner?.message === "string" ? inner.message : JSON.stringify(this.error)
+    }`
+  }
+}
+
+/**
+ * The run was cancelled.
+ *
+ * @category errors
+ * @since 0.1.0
+ */
+export class RunCancelled extends Schema.TaggedError<RunCancelled>()("RunCancelled", { runId: Schema.String }) {
+  override get message() {
+    return `run "${this.runId}" was cancelled`
+  }
+}
+
+/**
+ * `result` stopped waiting after its `timeout`; the run goes on.
+ *
+ * @category errors
+ * @since 0.1.0
+ */
+export class WaitTimeout extends Schema.TaggedError<WaitTimeout>()("WaitTimeout", { runId: Schema.String }) {
+  override get message() {
+    return `run "${this.runId}" did not end in time`
+  }
+}
+
+/**
+ * The database (or another backend) failed. `retryable` tells whether trying again may help.
+ *
+ * @category errors
+ * @since 0.1.0
+ */
+export class StoreError extends Schema.TaggedError<StoreError>()("StoreError", {
+  operation: Schema.String,
+  retryable: Schema.Boolean,
+  cause: Schema.Defect()
+}) {
+  override get message() {
+    const cause = this.cause as { message?: unknown } | undefined
+    return `${this.operation} failed: ${typeof cause?.message === "string" ? cause.message : String(this.cause)}`
+  }
+}
+
+// internal
+
+const toJson = (value: unknown): unknown => {
+  if (typeof value !== "object" || value === null) return JSON.parse(JSON.stringify(value ?? null))
+  const fields: Record<string, unknown> = { ...value }
+  if (value instanceof globalThis.Error) {
+    fields.name = value.name
+    fields.message = value.message
+  }
+  try {
+    return JSON.parse(JSON.stringify(fields))
+  } catch {
+    return { name: fields.name, message: String(fields.message ?? value) }
+  }
+}
+
+const formatIssues = (issues: ReadonlyArray<Issue>): string =>
+  issues.map((issue) => issue.path === "" ? issue.message : `${issue.message} at ${issue.path}`).join("; ")

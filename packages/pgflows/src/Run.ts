@@ -1,0 +1,125 @@
+/**
+ * Runs as the client sees them: ids, states, and what `status` and `list` return.
+ *
+ * Lifecycle: `pending -> running -> (suspended -> running)* -> completed | failed | cancelled`.
+ *
+ * @since 0.1.0
+ */
+import type * as Option from "effect/Option"
+
+/**
+ * @category models
+ * @since 0.1.0
+ */
+export type Status = "pending" | "running" | "suspended" | "completed" | "failed" | "cancelled"
+
+/**
+ * @category models
+ * @since 0.1.0
+ */
+export const statuses: ReadonlyArray<Status> = ["pending", "running", "suspended", "completed", "failed", "cancelled"]
+
+/**
+ * Whether a run in this state will never change again.
+ *
+ * @category predicates
+ * @since 0.1.0
+ */
+export const isTerminal = (status: Status): status is "completed" | "failed" | "cancelled" =>
+  status === "completed" || status === "failed" || status === "cancelled"
+
+declare const WorkflowOf: unique symbol
+
+/**
+ * A run's id. `start` returns it tagged with the workflow's type, so `status` and `result` know the
+ * output and error types; any string id is accepted too.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export type RunId<W = unknown> = string & { readonly [WorkflowOf]?: W }
+
+/**
+ * The state of one journal entry.
+ *
+ * - `running`: an attempt has been going for a while (recorded so a crash shows in `attempts`);
+ * - `retrying`: the last attempt failed and the run is parked until the next one;
+ * - `waiting`: a durable sleep or wait that has not ended;
+ * - `completed` / `failed`: final, replayed as they are.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export type StepStatus = "running" | "retrying" | "waiting" | "completed" | "failed"
+
+/**
+ * A journal entry as `status` shows it. Outputs and errors are their stored JSON.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface StepInfo {
+  readonly key: string
+  readonly name: string
+  readonly status: StepStatus
+  readonly attempts: number
+  readonly output: unknown
+  readonly error: unknown
+  readonly startedAt: Date | undefined
+  readonly completedAt: Date | undefined
+  readonly wakeAt: Date | undefined
+}
+
+/**
+ * What `status` returns. `output` and `error` are decoded with the workflow's Schemas when this
+ * process registers the workflow; `error` is the workflow's typed error or an `EngineError`.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface RunInfo<A = unknown, E = unknown> {
+  readonly id: string
+  readonly workflow: string
+  readonly status: Status
+  readonly input: unknown
+  readonly output: Option.Option<A>
+  readonly error: Option.Option<E>
+  /** How many times the run was claimed by a worker. */
+  readonly executions: number
+  /** How many of those claims took over a lost lease. */
+  readonly recoveries: number
+  readonly parentId: string | undefined
+  readonly createdAt: Date
+  readonly updatedAt: Date
+  readonly startedAt: Date | undefined
+  readonly completedAt: Date | undefined
+  readonly wakeAt: Date | undefined
+  readonly steps: ReadonlyArray<StepInfo>
+}
+
+/**
+ * A row of `list`: a run without its steps, input and output.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface Summary {
+  readonly id: string
+  readonly workflow: string
+  readonly status: Status
+  readonly executions: number
+  readonly createdAt: Date
+  readonly updatedAt: Date
+  readonly completedAt: Date | undefined
+}
+
+/**
+ * One page of `list`, newest first; pass `nextCursor` back for the next page.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface Page {
+  readonly runs: ReadonlyArray<Summary>
+  readonly nextCursor: string | undefined
+}

@@ -1,0 +1,245 @@
+/**
+ * The durable state of runs: the runs themselves, their journals, and the run queue. The engine
+ * depends only on this interface; `PgStore` implements it on PostgreSQL and `MemoryStore` in memory,
+ * and one conformance suite holds both to the same rules.
+ *
+ * Values here are JSON (already encoded by the engine with the workflow's Schemas); times are epoch
+ * milliseconds of the store's clock (the database's `now()` for `PgStore`, `Clock` for
+ * `MemoryStore`). Every write that belongs to a claimed run carries the claim's `token` and is
+ * refused (`"lease-lost"`) once the run has another owner or was cancelled: that is what keeps a
+ * worker that lost its lease from writing over the worker that took the run.
+ *
+ * @since 0.1.0
+ */
+import * as Context from "effect/Context"
+import type * as Effect from "effect/Effect"
+import type * as Queue from "effect/Queue"
+import type * as Scope from "effect/Scope"
+import type { StoreError } from "./PgflowsError.ts"
+import type { Status, StepStatus } from "./Run.ts"
+
+/**
+ * A run as stored.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface RunRecord {
+  readonly id: string
+  readonly workflow: string
+  readonly status: Status
+  readonly input: unknown
+  readonly output: unknown
+  readonly error: unknown
+  readonly executions: number
+  readonly recoveries: number
+  readonly leaseOwner: string | null
+  readonly leaseExpiresAt: number | null
+  readonly wakeAt: number | null
+  readonly parentId: string | null
+  readonly msgId: number | null
+  readonly createdAt: number
+  readonly updatedAt: number
+  readonly startedAt: number | null
+  readonly completedAt: number | null
+}
+
+/**
+ * A journal entry as stored.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface StepRecord {
+  readonly runId: string
+  readonly key: string
+  readonly name: string
+  readonly inputHash: string
+  readonly status: StepStatus
+  readonly output: unknown
+  readonly error: unknown
+  readonly attempts: number
+  readonly wakeAt: number | null
+  readonly startedAt: number | null
+  readonly completedAt: number | null
+}
+
+/**
+ * @category models
+ * @since 0.1.0
+ */
+export interface NewRun {
+  readonly id: string
+  readonly workflow: string
+  readonly input: unknown
+  readonly delayMillis?: number | undefined
+  readonly parentId?: string | undefined
+  /** Claim the new run for this worker token at once (the in-process fast path). */
+  readonly claimFor?: { readonly token: string; readonly leaseMillis: number } | undefined
+}
+
+/**
+ * The outcome of `createRuns` for one run: `created` is false when the id already existed, and
+ * `workflow` is then the existing run's workflow.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface Created {
+  readonly id: string
+  readonly created: boolean
+  readonly workflow: string
+  readonly msgId: number | null
+}
+
+/**
+ * @category models
+ * @since 0.1.0
+ */
+export interface ClaimRequest {
+  /** Prefix of the lease tokens of this claim (the worker's id). */
+  readonly worker: string
+  /** Workflows this worker can execute; runs of others are left for other workers. */
+  readonly workflows: ReadonlyArray<string>
+  readonly limit: number
+  readonly leaseMillis: number
+  /** Deliveries after which a run nobody knows is failed with `UnknownWorkflow`. */
+  readonly maxDeliveries: number
+  /** Delay before a message of an unknown workflow is offered again. */
+  readonly redeliverMillis: number
+}
+
+/**
+ * A run this worker now owns, with its whole journal.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface ClaimedRun {
+  readonly run: RunRecord
+  readonly token: string
+  readonly msgId: number
+  readonly journal: ReadonlyArray<StepRecord>
+  /** The store's clock when the claim was made. */
+  readonly now: number
+}
+
+/**
+ * A journal write. `wakeInMillis` sets the entry's wake time relative to the store's clock.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface Checkpoint {
+  readonly runId: string
+  readonly token: string
+  readonly key: string
+  readonly name: string
+  readonly inputHash: string
+  readonly status: StepStatus
+  readonly output: unknown
+  readonly error: unknown
+  readonly attempts: number
+  readonly wakeInMillis?: number | undefined
+}
+
+/**
+ * The end of one execution of a claimed run.
+ *
+ * - `complete` / `fail`: final; the message is deleted (completed) or archived (failed);
+ * - `suspend`: parked until `wakeInMillis` from now (or until woken, when `null`); lease released;
+ * - `release`: handed back (worker shutdown); claimable again at once.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export type Transition =
+  & { readonly runId: string; readonly token: string; readonly msgId: number | null }
+  & (
+    | { readonly kind: "complete"; readonly output: unknown }
+    | { readonly kind: "fail"; readonly error: unknown }
+    | { readonly kind: "suspend"; readonly wakeInMillis: number | null }
+    | { readonly kind: "release" }
+  )
+
+/**
+ * @category models
+ * @since 0.1.0
+ */
+export type WriteResult = "ok" | "lease-lost"
+
+/**
+ * @category models
+ * @since 0.1.0
+ */
+export interface Lease {
+  readonly runId: string
+  readonly token: string
+  readonly msgId: number | null
+}
+
+/**
+ * @category models
+ * @since 0.1.0
+ */
+export interface ListQuery {
+  readonly workflow?: string | undefined
+  readonly status?: Status | undefined
+  readonly limit: number
+  readonly cursor?: string | undefined
+}
+
+/**
+ * @category models
+ * @since 0.1.0
+ */
+export interface RunPage {
+  readonly runs: ReadonlyArray<RunRecord>
+  readonly nextCursor: string | undefined
+}
+
+/**
+ * What a store tells listening processes: work may be available, a run ended, a run was cancelled.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export type Notification =
+  | { readonly _tag: "Runnable" }
+  | { readonly _tag: "Done"; readonly runId: string }
+  | { readonly _tag: "Cancelled"; readonly runId: string }
+
+/**
+ * @category models
+ * @since 0.1.0
+ */
+export type CancelResult = "cancelled" | "already-terminal" | "not-found"
+
+/**
+ * @category services
+ * @since 0.1.0
+ */
+export class Store extends Context.Service<Store, {
+  /** Inserts runs and their queue messages atomically; existing ids are left alone. */
+  readonly createRuns: (runs: ReadonlyArray<NewRun>) => Effect.Effect<ReadonlyArray<Created>, StoreError>
+  /** Reads due messages and claims their runs, loading each claimed run's journal. */
+  readonly claim: (request: ClaimRequest) => Effect.Effect<ReadonlyArray<ClaimedRun>, StoreError>
+  /** Writes a journal entry, durably, if the token still owns the run. */
+  readonly checkpoint: (checkpoint: Checkpoint) => Effect.Effect<WriteResult, StoreError>
+  /** Ends an execution, durably, if the token still owns the run. */
+  readonly transition: (transition: Transition) => Effect.Effect<WriteResult, StoreError>
+  /** Renews leases; returns the tokens that still own their run (others were lost or cancelled). */
+  readonly heartbeat: (
+    leases: ReadonlyArray<Lease>,
+    leaseMillis: number
+  ) => Effect.Effect<ReadonlySet<string>, StoreError>
+  /** Marks a run cancelled unless it is terminal, and removes its message. */
+  readonly cancel: (runId: string) => Effect.Effect<CancelResult, StoreError>
+  readonly getRun: (runId: string) => Effect.Effect<RunRecord | undefined, StoreError>
+  readonly getSteps: (runId: string) => Effect.Effect<ReadonlyArray<StepRecord>, StoreError>
+  readonly listRuns: (query: ListQuery) => Effect.Effect<RunPage, StoreError>
+  /** Milliseconds until the next queued message becomes visible, if any. */
+  readonly nextWakeup: Effect.Effect<number | undefined, StoreError>
+  /** Subscribes to notifications (NOTIFY for `PgStore`) for the life of the scope. */
+  readonly subscribe: Effect.Effect<Queue.Dequeue<Notification, StoreError>, StoreError, Scope.Scope>
+}>()("pgflows/Store") {}

@@ -1,0 +1,48 @@
+/**
+ * The service a running workflow sees: how its steps, sleeps and other durable operations reach the
+ * replay engine. Definitions (`Step`, `Workflow`) only depend on this interface; the engine
+ * (`internal/engine.ts`) implements it for each execution of a run.
+ */
+import * as Context from "effect/Context"
+import type * as Duration from "effect/Duration"
+import type * as Effect from "effect/Effect"
+import type * as Schedule from "effect/Schedule"
+import type { Persisted } from "./codec.ts"
+
+/** What the engine needs to know about a step to execute or replay it. */
+export interface StepSpec {
+  readonly name: string
+  readonly input: Persisted
+  readonly output: Persisted
+  readonly error: Persisted
+  readonly retry: Schedule.Schedule<unknown, any> | undefined
+  readonly timeout: Duration.Duration | undefined
+  readonly run: (input: any) => Effect.Effect<unknown, unknown, any>
+}
+
+/** One execution of one run, shared by every branch of the workflow. */
+export interface Execution {
+  readonly runId: string
+  readonly workflow: string
+  /** Runs or replays a step at `key`. */
+  readonly step: (spec: StepSpec, input: unknown, key: string) => Effect.Effect<unknown, unknown, any>
+  /** A durable sleep at `key`. */
+  readonly sleep: (duration: Duration.Duration, key: string) => Effect.Effect<void>
+}
+
+/**
+ * The position of the running code in the workflow: a key prefix (empty for the body, a branch path
+ * inside concurrent combinators) and a counter of the durable operations made at that level.
+ */
+export interface Position {
+  readonly prefix: string
+  counter: number
+}
+
+export class WorkflowContext extends Context.Service<WorkflowContext, {
+  readonly execution: Execution
+  readonly position: Position
+}>()("pgflows/WorkflowContext") {}
+
+/** The next key at the current position: `1`, `2`, ... or `3.0/1`, `3.0/2` inside branch 0 of key 3. */
+export const nextKey = (position: Position): string => `${position.prefix}${++position.counter}`

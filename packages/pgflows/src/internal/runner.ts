@@ -1,0 +1,103 @@
+/**
+ * Executes claimed runs and keeps their leases: the part of a worker shared by `processOnce` and
+ * `runWorker`. Executions are forked into the `Pgflows` layer's scope, so stopping a worker can
+ * decide what happens to them (finish within the grace period, or be handed back).
+ */
+import * as Clock from "effect/Clock"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import type * as Fiber from "effect/Fiber"
+import * as PubSub from "effect/PubSub"
+import type * as Scope from "effect/Scope"
+import type * as Store from "../Store.ts"
+import type * as Workflow from "../Workflow.ts"
+import { type EngineEnv, type Outcome, RunExecution, type StopReason } from "./engine.ts"
+
+export interface Inflight {
+  readonly execution: RunExecution
+  readonly fiber: Fiber.Fiber<Outcome>
+}
+
+export interface Runner {
+  readonly worker: string
+  readonly inflight: ReadonlyMap<string, Inflight>
+  /** Starts executing a claimed run; its fiber ends when the execution has ended. */
+  readonly launch: (claimed: Store.ClaimedRun) => Effect.Effect<Fiber.Fiber<Outcome>>
+  /** Stops the execution of a run held here, if any. */
+  readonly interrupt: (runId: string, reason: StopReason) => Effect.Effect<void>
+  /** Local notifications: runs that ended here, cancellations seen here. */
+  readonly events: PubSub.PubSub<Store.Notification>
+}
+
+export const make = (options: {
+  readonly env: EngineEnv
+  readonly registry: ReadonlyMap<string, Workflow.Any>
+  readonly worker: string
+  readonly events: PubSub.PubSub<Store.Notification>
+}): Effect.Effect<Runner, never, Scope.Scope> =>
+  Effect.gen(function*() {
+    const { env, registry, events } = options
+    const scope = yield* Effect.scope
+    const inflight = new Map<string, Inflight>()
+
+    const launch = (claimed: Store.ClaimedRun) =>
+      Effect.gen(function*() {
+        const definition = registry.get(claimed.run.workflow)!
+        const execution = new RunExecution(env, definition, claimed, yield* Clock.currentTimeMillis)
+        const fiber = yield* execution.run.pipe(
+          Effect.tap((outcome) =>
+            outcome._tag === "Ended" && (outcome.kind === "complete" || outcome.kind === "fail")
+              ? PubSub.publish(events, { _tag: "Done", runId: claimed.run.id })
+              : Effect.void
+          ),
+          Effect.ensuring(Effect.sync(() => {
+            if (inflight.get(claimed.run.id)?.execution === execution) inflight.delete(claimed.run.id)
+          })),
+          Effect.withSpan(`pgflows.execute ${claimed.run.workflow}`, {
+            attributes: { "pgflows.run.id": claimed.run.id, "pgflows.workflow.name": claimed.run.workflow }
+          }),
+          Effect.forkIn(scope, { startImmediately: true })
+        )
+        if (!fiber.pollUnsafe()) inflight.set(claimed.run.id, { execution, fiber })
+        return fiber
+      })
+
+    const interrupt = (runId: string, reason: StopReason) =>
+      Effect.suspend(() => {
+        const running = inflight.get(runId)
+        return running === undefined ? Effect.void : running.execution.interrupt(reason)
+      })
+
+    // Heartbeat: renew the leases of runs in flight; stop those whose lease was lost or that were
+    // cancelled (the store no longer lists their token).
+    const every = Duration.millis(Math.max(50, Duration.toMillis(env.config.lease) / 3))
+    yield* Effect.forkIn(
+      Effect.forever(
+        Effect.gen(function*() {
+          yield* Effect.sleep(every)
+          if (inflight.size === 0) return
+          const held = [...inflight.values()]
+          const alive = yield* env.store.heartbeat(
+            held.map(({ execution }) => ({ runId: execution.runId, token: execution.token, msgId: execution.msgId })),
+            Duration.toMillis(env.config.lease)
+          ).pipe(
+            Effect.catch((error) =>
+              Effect.as(
+                Effect.logWarning(`pgflows: heartbeat failed, leases not renewed: ${error.message}`),
+                undefined
+              )
+            )
+          )
+          if (alive === undefined) return
+          yield* Effect.forEach(
+            held.filter(({ execution }) => !alive.has(execution.token) && inflight.get(execution.runId) !== undefined),
+            ({ execution }) => Effect.forkIn(execution.interrupt("lease-lost"), scope),
+            { discard: true }
+          )
+        })
+      ),
+      scope
+    )
+
+    return { worker: options.worker, inflight, launch, interrupt, events }
+  })
