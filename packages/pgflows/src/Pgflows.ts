@@ -224,10 +224,12 @@ const make = <const W extends ReadonlyArray<Workflow.Any>>(options: Options<W>) 
     // One subscription to the store's notifications for this process: wakes workers, ends waits,
     // interrupts cancelled runs. When it fails (database restart), it is re-established with
     // backoff; polling covers the gap.
+    let listenFailures = 0
     yield* Effect.forkScoped(
       Effect.scoped(Effect.gen(function*() {
         const notifications = yield* store.subscribe
-        yield* Effect.logDebug("pgflows: listening for notifications")
+        if (listenFailures > 0) yield* Effect.logInfo("pgflows: notifications re-established")
+        listenFailures = 0
         while (true) {
           const notification = yield* Queue.take(notifications)
           if (notification._tag === "Runnable") yield* Queue.offer(wakeups, undefined)
@@ -237,7 +239,13 @@ const make = <const W extends ReadonlyArray<Workflow.Any>>(options: Options<W>) 
           }
         }
       })).pipe(
-        Effect.tapError((error) => Effect.logWarning(`pgflows: notifications interrupted: ${error.message}`)),
+        Effect.tapError((error) =>
+          Effect.suspend(() =>
+            listenFailures++ === 0
+              ? Effect.logWarning(`pgflows: notifications interrupted (${error.message}); polling until they are back`)
+              : Effect.void
+          )
+        ),
         Effect.retry(Schedule.min([Schedule.exponential("200 millis"), Schedule.spaced("5 seconds")])),
         Effect.ignore
       )
@@ -329,7 +337,9 @@ const make = <const W extends ReadonlyArray<Workflow.Any>>(options: Options<W>) 
         return decodeEngineFailure(envelope.error)
       }
       const definition = registry.get(workflow)
-      if (definition === undefined || envelope?.source !== "workflow") return envelope?.error ?? stored
+      if (definition === undefined || envelope?.source !== "workflow") {
+        return envelope?.error ?? stored
+      }
       const decoded = codec(definition.error).decode(envelope.error)
       return Result.isSuccess(decoded) ? decoded.success : envelope.error
     }
@@ -523,17 +533,15 @@ const work = (options: {
 /** Waits up to `grace` for the runs in flight, then hands the rest back. */
 const handBack = (runner: Runner.Runner, mine: Set<Fiber.Fiber<unknown>>, grace: Duration.Duration) =>
   Effect.gen(function*() {
-    if (mine.size === 0) return
     yield* Effect.logInfo(`pgflows: worker ${runner.worker} stopping, ${mine.size} runs in flight`)
     yield* Fiber.awaitAll([...mine]).pipe(Effect.timeoutOption(grace))
     const remaining = [...runner.inflight.values()].filter(({ fiber }) => mine.has(fiber))
-    if (remaining.length === 0) return
     yield* Effect.forEach(remaining, ({ execution }) => execution.interrupt("shutdown"), {
       concurrency: "unbounded",
       discard: true
     })
     yield* Fiber.awaitAll(remaining.map(({ fiber }) => fiber))
-    yield* Effect.logInfo(`pgflows: worker ${runner.worker} handed back ${remaining.length} runs`)
+    yield* Effect.logInfo(`pgflows: worker ${runner.worker} stopped, ${remaining.length} runs handed back`)
   })
 
 const toDate = (millis: number | null): Date | undefined => millis === null ? undefined : new Date(millis)

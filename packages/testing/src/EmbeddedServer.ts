@@ -18,6 +18,7 @@
  * @since 0.1.0
  */
 import * as Data from "effect/Data"
+import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Redacted from "effect/Redacted"
 import type * as Scope from "effect/Scope"
@@ -137,7 +138,8 @@ export const start = (options: Options = {}): Effect.Effect<EmbeddedServer, Embe
         const user = "postgres"
         const database = "postgres"
         const host = "127.0.0.1"
-        return {
+        const state = { pid: launched.pid }
+        const server: EmbeddedServer = {
           url: Redacted.make(
             `postgres://${user}:${encodeURIComponent(password)}@${host}:${launched.port}/${database}`,
             { label: "EmbeddedServer.url" }
@@ -148,13 +150,44 @@ export const start = (options: Options = {}): Effect.Effect<EmbeddedServer, Embe
           password: Redacted.make(password, { label: "EmbeddedServer.password" }),
           database,
           dataDirectory,
-          pid: launched.pid,
+          get pid() {
+            return state.pid
+          },
           version: binaryVersion(bin, env)
-        } satisfies EmbeddedServer
+        }
+        relaunchers.set(
+          server,
+          Effect.map(
+            launch({ bin, dataDirectory, owner, env, options: { ...options, port: launched.port } }),
+            (again) => {
+              state.pid = again.pid
+            }
+          )
+        )
+        return server
       }).pipe(Effect.tapCause(() => cleanup))
     }),
     (server) => stop(server)
   )
+
+/**
+ * Stops a running server and starts it again on the same port and data directory after `downFor`,
+ * as a database restart looks to its clients: connections drop, then come back.
+ *
+ * @category destructors
+ * @since 0.1.0
+ */
+export const restart = (
+  server: EmbeddedServer,
+  options: { readonly downFor?: Duration.Input | undefined } = {}
+): Effect.Effect<void, EmbeddedServerError> =>
+  Effect.gen(function*() {
+    const relaunch = relaunchers.get(server)
+    if (relaunch === undefined) return yield* new EmbeddedServerError({ reason: "this server was not started here" })
+    yield* Effect.promise(() => terminate(server.pid))
+    if (options.downFor !== undefined) yield* Effect.sleep(options.downFor)
+    yield* relaunch
+  })
 
 /**
  * Stops a server: fast shutdown, then immediate shutdown and `SIGKILL` if it does not exit in
@@ -165,26 +198,34 @@ export const start = (options: Options = {}): Effect.Effect<EmbeddedServer, Embe
  */
 export const stop = (server: Pick<EmbeddedServer, "pid" | "dataDirectory">): Effect.Effect<void> =>
   Effect.promise(async () => {
-    const stages: ReadonlyArray<readonly [NodeJS.Signals, number]> = [["SIGINT", 15_000], ["SIGQUIT", 5_000], [
-      "SIGKILL",
-      5_000
-    ]]
-    for (const [signal, wait] of stages) {
-      if (!isAlive(server.pid)) break
-      try {
-        process.kill(server.pid, signal)
-      } catch {
-        break
-      }
-      const deadline = Date.now() + wait
-      while (isAlive(server.pid) && Date.now() < deadline) {
-        await new Promise((resolve) => setTimeout(resolve, 25))
-      }
-    }
+    await terminate(server.pid)
     Fs.rmSync(server.dataDirectory, { recursive: true, force: true })
   })
 
 // internal
+
+/** How to start each server again (`restart`), with the settings it was started with. */
+const relaunchers = new WeakMap<EmbeddedServer, Effect.Effect<void, EmbeddedServerError>>()
+
+/** Fast shutdown, then immediate shutdown and `SIGKILL` if the postmaster does not exit in time. */
+const terminate = async (pid: number): Promise<void> => {
+  const stages: ReadonlyArray<readonly [NodeJS.Signals, number]> = [["SIGINT", 15_000], ["SIGQUIT", 5_000], [
+    "SIGKILL",
+    5_000
+  ]]
+  for (const [signal, wait] of stages) {
+    if (!isAlive(pid)) return
+    try {
+      process.kill(pid, signal)
+    } catch {
+      return
+    }
+    const deadline = Date.now() + wait
+    while (isAlive(pid) && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 25))
+    }
+  }
+}
 
 interface Owner {
   readonly uid: number

@@ -71,6 +71,7 @@ export const make = (options: {
     // Heartbeat: renew the leases of runs in flight; stop those whose lease was lost or that were
     // cancelled (the store no longer lists their token).
     const every = Duration.millis(Math.max(50, Duration.toMillis(env.config.lease) / 3))
+    let heartbeatFailures = 0
     yield* Effect.forkIn(
       Effect.forever(
         Effect.gen(function*() {
@@ -83,12 +84,18 @@ export const make = (options: {
           ).pipe(
             Effect.catch((error) =>
               Effect.as(
-                Effect.logWarning(`pgflows: heartbeat failed, leases not renewed: ${error.message}`),
+                heartbeatFailures++ === 0
+                  ? Effect.logWarning(`pgflows: cannot renew leases (${error.message}); retrying`)
+                  : Effect.void,
                 undefined
               )
             )
           )
           if (alive === undefined) return
+          if (heartbeatFailures > 0) {
+            heartbeatFailures = 0
+            yield* Effect.logInfo("pgflows: leases renewed again")
+          }
           yield* Effect.forEach(
             held.filter(({ execution }) => !alive.has(execution.token) && inflight.get(execution.runId) !== undefined),
             ({ execution }) => Effect.forkIn(execution.interrupt("lease-lost"), scope),

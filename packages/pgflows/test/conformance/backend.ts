@@ -60,7 +60,8 @@ export const postgres: Backend<PgClient.PgClient | SqlClient.SqlClient> = {
         SET wake_at = wake_at - ${shift}, lease_expires_at = lease_expires_at - ${shift}
         WHERE wake_at IS NOT NULL OR lease_expires_at IS NOT NULL`
       yield* sql`UPDATE ${sql(`${schema}.steps`)} SET wake_at = wake_at - ${shift} WHERE wake_at IS NOT NULL`
-      yield* sql`UPDATE ${sql(`${schema}.queue_messages`)} SET vt = vt - ${shift} WHERE vt < 'infinity'`
+      yield* sql`UPDATE ${sql(`${schema}.queue_messages`)}
+        SET vt = CASE WHEN vt < 'infinity' THEN vt - ${shift} ELSE vt END, enqueued_at = enqueued_at - ${shift}`
     }).pipe(Effect.orDie),
   settle: (fiber) => Fiber.join(fiber)
 }

@@ -1,0 +1,252 @@
+/**
+ * Crash and concurrency: workers run as child processes (test/fixtures/worker.ts) against a real
+ * PostgreSQL, are killed with SIGKILL, run four at a time, and see their database restarted. Every
+ * step records its side effect in a table, so the tests count what really ran.
+ */
+import { PgClient } from "@effect/sql-pg"
+import { assert, describe, it, layer } from "@effect/vitest"
+import { EmbeddedServer, TestDatabase } from "@pgflows/testing"
+import { Context, Effect, Layer, Option, Redacted } from "effect"
+import { SqlClient } from "effect/sql"
+import * as ChildProcess from "node:child_process"
+import * as Crypto from "node:crypto"
+import * as Path from "node:path"
+import { Pgflows, PgflowsConfig, type Run } from "pgflows"
+import { bulk, crashChain, paced3 } from "./fixtures/crashWorkflows.ts"
+
+const workerScript = Path.join(import.meta.dirname, "fixtures/worker.ts")
+
+interface Worker {
+  readonly name: string
+  readonly child: ChildProcess.ChildProcess
+  readonly output: () => string
+  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>
+}
+
+/** Starts a worker process and waits until it says it is ready. */
+const spawnWorker = (name: string, env: Record<string, string>) =>
+  Effect.acquireRelease(
+    Effect.promise(async (): Promise<Worker> => {
+      const child = ChildProcess.spawn(process.execPath, [workerScript], {
+        env: { ...process.env, ...env, WORKER_NAME: name },
+        stdio: ["ignore", "pipe", "pipe"]
+      })
+      let output = ""
+      child.stdout!.on("data", (chunk) => output += chunk)
+      child.stderr!.on("data", (chunk) => output += chunk)
+      const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+        child.on("exit", (code, signal) => resolve({ code, signal }))
+      )
+      const deadline = Date.now() + 30_000
+      while (!/ready on queue/.test(output)) {
+        if (child.exitCode !== null || Date.now() > deadline) {
+          throw new Error(`worker ${name} did not start:\n${output}`)
+        }
+        await new Promise((resolve) => setTimeout(resolve, 25))
+      }
+      return { name, child, output: () => output, exited }
+    }),
+    (worker) =>
+      Effect.promise(async () => {
+        if (worker.child.exitCode === null && worker.child.signalCode === null) worker.child.kill("SIGKILL")
+        await worker.exited
+      })
+  )
+
+/** SIGTERM: the worker stops claiming, lets its runs finish, and exits as an interrupted program (130). */
+const stopGracefully = (worker: Worker) =>
+  Effect.promise(async () => {
+    worker.child.kill("SIGTERM")
+    const exit = await worker.exited
+    assert.strictEqual(exit.code, 130, worker.output())
+    assert.match(worker.output(), /pgflows: worker \S+ stopped, \d+ runs handed back/)
+    return exit
+  })
+
+/** Polls `check` until it returns a value, or fails after `seconds`. */
+const eventually = <A, E, R>(check: Effect.Effect<A | undefined, E, R>, seconds: number, what: string) =>
+  Effect.gen(function*() {
+    const deadline = Date.now() + seconds * 1000
+    while (Date.now() < deadline) {
+      const value = yield* check
+      if (value !== undefined) return value
+      yield* Effect.sleep("100 millis")
+    }
+    return yield* Effect.die(new Error(`timed out after ${seconds}s waiting for ${what}`))
+  })
+
+/** Each test's own schema, queue and channel, handed to the workers through the environment. */
+const settings = (url: Redacted.Redacted<string>, extra: Record<string, string> = {}) => {
+  const suffix = Crypto.randomBytes(4).toString("hex")
+  return {
+    DATABASE_URL: Redacted.value(url),
+    PGFLOWS_SCHEMA: `crash_${suffix}`,
+    PGFLOWS_QUEUE: `q_${suffix}`,
+    PGFLOWS_NOTIFY_CHANNEL: `c_${suffix}`,
+    ...extra
+  }
+}
+
+/** A client in the test process with the same settings as the workers (it runs no worker). */
+const client = (env: Record<string, string>) =>
+  Effect.gen(function*() {
+    const config = yield* PgflowsConfig.make({
+      schema: env.PGFLOWS_SCHEMA,
+      queue: env.PGFLOWS_QUEUE,
+      notifyChannel: env.PGFLOWS_NOTIFY_CHANNEL
+    })
+    const context = yield* Layer.build(
+      Pgflows.layerPg({ workflows: [crashChain, bulk, paced3] }).pipe(
+        Layer.provide(Layer.succeed(PgflowsConfig.PgflowsConfig, config))
+      )
+    )
+    return Context.get(context, Pgflows.Pgflows)
+  }).pipe(Effect.orDie)
+
+const createEffects = Effect.gen(function*() {
+  const sql = yield* SqlClient.SqlClient
+  yield* sql`DROP TABLE IF EXISTS effects`
+  yield* sql`CREATE TABLE effects (label text NOT NULL, step text NOT NULL, worker text NOT NULL, at timestamptz DEFAULT clock_timestamp())`
+})
+
+const countEffects = Effect.gen(function*() {
+  const sql = yield* SqlClient.SqlClient
+  const rows = yield* sql<{ step: string; worker: string; n: number }>`
+    SELECT step, worker, count(*)::int AS n FROM effects GROUP BY step, worker ORDER BY step, worker`
+  return rows.map((row) => `${row.step}@${row.worker}:${row.n}`)
+})
+
+layer(TestDatabase.layer, { excludeTestServices: true })("crashes and concurrency (child processes)", (it) => {
+  it.effect(
+    "a worker killed with SIGKILL mid-step loses its run to a second worker, which completes it",
+    () =>
+      Effect.gen(function*() {
+        const database = yield* TestDatabase.TestDatabase
+        const env = settings(database.url, { PGFLOWS_LEASE: "1500 millis" })
+        yield* createEffects
+        const victim = yield* spawnWorker("victim", env)
+        const flows = yield* client(env)
+        const id = yield* flows.start(crashChain, { label: "order-1" })
+        const sql = yield* SqlClient.SqlClient
+        yield* eventually(
+          Effect.map(
+            sql<{ n: number }>`SELECT count(*)::int AS n FROM effects WHERE step = 'slow'`,
+            (rows) => rows[0]!.n > 0 ? true : undefined
+          ),
+          30,
+          "the victim to start the slow step"
+        )
+        // Long enough for the engine to record that an attempt of the slow step is under way.
+        yield* Effect.sleep("600 millis")
+        victim.child.kill("SIGKILL")
+        const killed = yield* Effect.promise(() => victim.exited)
+        assert.strictEqual(killed.signal, "SIGKILL")
+        const before = yield* flows.status(id)
+        assert.strictEqual(before.status, "running")
+        assert.deepStrictEqual(before.steps.map((s) => [s.name, s.status, s.attempts]), [
+          ["first", "completed", 1],
+          ["slow", "running", 1]
+        ])
+        const rescuer = yield* spawnWorker("rescuer", env)
+        const output = yield* flows.result(id, { timeout: "60 seconds" })
+        assert.deepStrictEqual(output, { label: "order-1" })
+        assert.deepStrictEqual(yield* countEffects, [
+          "first@victim:1",
+          "last@rescuer:1",
+          "slow@rescuer:1",
+          "slow@victim:1"
+        ])
+        const after = yield* flows.status(id)
+        assert.strictEqual(after.status, "completed")
+        assert.strictEqual(after.recoveries, 1)
+        assert.strictEqual(after.executions, 2)
+        assert.deepStrictEqual(after.steps.map((s) => [s.name, s.status, s.attempts]), [
+          ["first", "completed", 1],
+          ["slow", "completed", 2],
+          ["last", "completed", 1]
+        ])
+        yield* stopGracefully(rescuer)
+      }),
+    120_000
+  )
+
+  it.effect("four workers and 500 runs: every run completes and no step executes twice", () =>
+    Effect.gen(function*() {
+      const database = yield* TestDatabase.TestDatabase
+      const env = settings(database.url, { PGFLOWS_WORKER_CONCURRENCY: "16" })
+      yield* createEffects
+      const workers = yield* Effect.all(
+        ["w1", "w2", "w3", "w4"].map((name) => spawnWorker(name, env)),
+        { concurrency: "unbounded" }
+      )
+      const flows = yield* client(env)
+      const ids = yield* flows.startBatch(bulk, Array.from({ length: 500 }, (_, i) => ({ label: `run-${i}` })))
+      assert.strictEqual(ids.length, 500)
+      const sql = yield* SqlClient.SqlClient
+      const runs = sql(`${env.PGFLOWS_SCHEMA}.runs`)
+      yield* eventually(
+        Effect.map(
+          sql<{ done: number }>`SELECT count(*)::int AS done FROM ${runs} WHERE status = 'completed'`,
+          (rows) => rows[0]!.done === 500 ? true : undefined
+        ),
+        120,
+        "500 completed runs"
+      )
+      const repeated = yield* sql<{ label: string; step: string; n: number }>`
+        SELECT label, step, count(*)::int AS n FROM effects GROUP BY label, step HAVING count(*) > 1`
+      assert.deepStrictEqual(repeated, [], "no step of any run executed twice")
+      const [totals] = yield* sql<{ effects: number; runs: number; workers: number }>`
+        SELECT count(*)::int AS effects, count(DISTINCT label)::int AS runs, count(DISTINCT worker)::int AS workers
+        FROM effects`
+      assert.strictEqual(totals?.effects, 1500)
+      assert.strictEqual(totals?.runs, 500)
+      assert.isAtLeast(totals!.workers, 2, "the runs were shared between workers")
+      yield* Effect.all(workers.map(stopGracefully), { concurrency: "unbounded" })
+    }), 180_000)
+})
+
+describe("database restart", () => {
+  it.live(
+    "PostgreSQL stopped and started under a running worker: it reconnects, logs it, every run completes",
+    () =>
+      Effect.gen(function*() {
+        const server = yield* EmbeddedServer.start({ durability: "fast" })
+        const env = settings(server.url, { PGFLOWS_POLL_INTERVAL: "200 millis", PGFLOWS_LEASE: "5 seconds" })
+        const database = PgClient.layer({ url: server.url, connectTimeout: "2 seconds" })
+        yield* Effect.gen(function*() {
+          yield* createEffects
+          const worker = yield* spawnWorker("steady", env)
+          const flows = yield* client(env)
+          yield* flows.startBatch(paced3, Array.from({ length: 40 }, (_, i) => ({ label: `r-${i}` })))
+          const sql = yield* SqlClient.SqlClient
+          const runs = sql(`${env.PGFLOWS_SCHEMA}.runs`)
+          yield* eventually(
+            Effect.map(
+              sql<{ n: number }>`SELECT count(*)::int AS n FROM effects`,
+              (rows) => rows[0]!.n >= 5 ? true : undefined
+            ),
+            30,
+            "the first steps"
+          )
+          yield* EmbeddedServer.restart(server, { downFor: "2 seconds" })
+          const done = yield* eventually(
+            Effect.map(
+              Effect.option(sql<{ n: number }>`SELECT count(*)::int AS n FROM ${runs} WHERE status = 'completed'`),
+              (rows) => Option.isSome(rows) && rows.value[0]!.n === 40 ? rows.value[0]!.n : undefined
+            ),
+            90,
+            "40 completed runs after the restart"
+          )
+          assert.strictEqual(done, 40)
+          assert.match(worker.output(), /notifications interrupted/, "the worker logged the outage")
+          assert.match(worker.output(), /notifications re-established/, "and the recovery")
+          const statuses = yield* sql<{ status: Run.Status; n: number }>`
+          SELECT status, count(*)::int AS n FROM ${runs} GROUP BY status`
+          assert.deepStrictEqual(statuses.map((s) => [s.status, s.n]), [["completed", 40]])
+          yield* stopGracefully(worker)
+          // The client and the worker end before the pool they use closes.
+        }).pipe(Effect.scoped, Effect.provide(database), Effect.orDie)
+      }).pipe(Effect.scoped),
+    180_000
+  )
+})

@@ -1,0 +1,140 @@
+// What only PostgreSQL has: the SQL entry point, the shared pool, migrations, real-time leases.
+import { assert, layer } from "@effect/vitest"
+import { TestDatabase } from "@pgflows/testing"
+import { Deferred, Effect, Fiber, Schema } from "effect"
+import { SqlClient } from "effect/sql"
+import * as Crypto from "node:crypto"
+import { PgflowsConfig, PgMigrations, Step, Workflow } from "pgflows"
+import { counter, engine, postgres } from "./conformance/backend.ts"
+
+const Num = Schema.Struct({ n: Schema.Number })
+
+const within = <A, E, R>(body: Effect.Effect<A, E, R>, config: PgflowsConfig.Options = {}) =>
+  body.pipe(Effect.provide(postgres.layer(config)))
+
+layer(TestDatabase.layer, { excludeTestServices: true })("pgflows on PostgreSQL", (it) => {
+  it.effect("<schema>.enqueue_workflow starts a run from SQL, idempotently by id", () =>
+    within(Effect.gen(function*() {
+      const double = Workflow.make("double", { input: Num, output: Num, run: (i) => Effect.succeed({ n: i.n * 2 }) })
+      const client = yield* engine([double])
+      const sql = yield* SqlClient.SqlClient
+      const { schema } = yield* PgflowsConfig.PgflowsConfig
+      const enqueue = sql(`${schema}.enqueue_workflow`)
+      const [generated] = yield* sql<{ id: string }>`SELECT ${enqueue}('double', '{"n": 21}'::jsonb) AS id`
+      const [first] = yield* sql<{ id: string }>`SELECT ${enqueue}('double', '{"n": 1}'::jsonb, 'sql-run') AS id`
+      const [again] = yield* sql<{ id: string }>`SELECT ${enqueue}('double', '{"n": 2}'::jsonb, 'sql-run') AS id`
+      assert.match(generated!.id, /^[0-9a-f-]{36}$/)
+      assert.strictEqual(first!.id, "sql-run")
+      assert.strictEqual(again!.id, "sql-run")
+      assert.strictEqual(yield* client.processOnce, 2)
+      assert.deepStrictEqual(yield* client.result(generated!.id), { n: 42 })
+      assert.deepStrictEqual(yield* client.result("sql-run"), { n: 2 }, "the first call's input was kept")
+      const missing = yield* Effect.flip(sql`SELECT ${enqueue}('', '{}'::jsonb)`)
+      assert.match(missing.message, /./)
+    })))
+
+  it.effect("steps use the application's own pool: no second pool, same database", () =>
+    within(Effect.gen(function*() {
+      const sql = yield* SqlClient.SqlClient
+      const database = yield* TestDatabase.TestDatabase
+      yield* sql`CREATE TABLE IF NOT EXISTS audit (run text, n int)`
+      const audit = Step.make("audit", {
+        input: Num,
+        output: Num,
+        run: (i) =>
+          Effect.gen(function*() {
+            const db = yield* SqlClient.SqlClient
+            yield* db`INSERT INTO audit (run, n) VALUES (${"step"}, ${i.n})`
+            return i
+          }).pipe(Effect.orDie)
+      })
+      const wf = Workflow.make("audited", { input: Num, output: Num, run: audit })
+      const client = yield* engine([wf])
+      const id = yield* client.start(wf, { n: 5 })
+      yield* client.processOnce
+      assert.deepStrictEqual(yield* client.result(id), { n: 5 })
+      assert.deepStrictEqual(yield* sql`SELECT n FROM audit`, [{ n: 5 }])
+      const names = yield* sql<{ application_name: string }>`
+        SELECT DISTINCT application_name FROM pg_stat_activity WHERE datname = current_database()`
+      assert.deepStrictEqual(names.map((n) => n.application_name), [`pgflows-test ${database.name}`])
+    })))
+
+  it.effect("migrations: two processes starting together apply them once; a restart applies nothing", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient.SqlClient
+      const schema = `mig_${Crypto.randomBytes(4).toString("hex")}`
+      const config = PgflowsConfig.layer({ schema })
+      const [left, right] = yield* Effect.all([PgMigrations.run, PgMigrations.run], { concurrency: 2 }).pipe(
+        Effect.provide(config)
+      )
+      assert.deepStrictEqual(
+        [...left, ...right].map(([id]) => id).sort(),
+        [1, 2, 3],
+        "each migration was applied by exactly one of the two"
+      )
+      const again = yield* PgMigrations.run.pipe(Effect.provide(config))
+      assert.deepStrictEqual(again, [])
+      const tables = yield* sql<{ table_name: string }>`
+        SELECT table_name FROM information_schema.tables WHERE table_schema = ${schema} ORDER BY table_name`
+      assert.deepStrictEqual(tables.map((t) => t.table_name), [
+        "migrations",
+        "queue_archive",
+        "queue_messages",
+        "queues",
+        "runs",
+        "settings",
+        "steps"
+      ])
+    }))
+
+  it.effect("a heartbeat keeps the lease of a step longer than the lease: nobody else takes the run", () =>
+    within(
+      Effect.gen(function*() {
+        const calls = counter()
+        const long = Step.make("long", {
+          input: Num,
+          output: Num,
+          run: (i) => Effect.as(Effect.andThen(calls.hit("long"), Effect.sleep("2 seconds")), i)
+        })
+        const wf = Workflow.make("long_running", { input: Num, output: Num, run: long })
+        const worker = yield* engine([wf])
+        const rival = yield* engine([wf])
+        const id = yield* worker.start(wf, { n: 1 })
+        const running = yield* Effect.forkChild(worker.processOnce)
+        while (calls.get("long") === 0) yield* Effect.sleep("10 millis")
+        let stolen = 0
+        while (running.pollUnsafe() === undefined) {
+          stolen += yield* rival.processOnce
+          yield* Effect.sleep("150 millis")
+        }
+        yield* Fiber.join(running)
+        assert.strictEqual(stolen, 0)
+        assert.strictEqual(calls.get("long"), 1)
+        const status = yield* worker.status(id)
+        assert.strictEqual(status.status, "completed")
+        assert.strictEqual(status.recoveries, 0)
+      }),
+      { lease: "600 millis" }
+    ))
+
+  it.effect("a step that runs for a while shows in status as running, with its attempt", () =>
+    within(Effect.gen(function*() {
+      const release = yield* Deferred.make<void>()
+      const waiting = Step.make("waiting_step", {
+        input: Num,
+        output: Num,
+        run: (i) => Effect.as(Deferred.await(release), i)
+      })
+      const wf = Workflow.make("observed", { input: Num, output: Num, run: waiting })
+      const client = yield* engine([wf])
+      const id = yield* client.start(wf, { n: 1 })
+      const running = yield* Effect.forkChild(client.processOnce)
+      yield* Effect.sleep("600 millis")
+      const during = yield* client.status(id)
+      assert.strictEqual(during.status, "running")
+      assert.deepStrictEqual(during.steps.map((s) => [s.name, s.status, s.attempts]), [["waiting_step", "running", 1]])
+      yield* Deferred.succeed(release, undefined)
+      yield* Fiber.join(running)
+      assert.deepStrictEqual((yield* client.status(id)).steps.map((s) => s.status), ["completed"])
+    })))
+})
