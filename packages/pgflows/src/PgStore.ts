@@ -250,17 +250,20 @@ export const layer: Layer.Layer<Store.Store, StoreError, PgClient.PgClient | Sql
       return out as Queue.Dequeue<Store.Notification, StoreError>
     })
 
+    // The engine's own statements are not traced one by one: pgflows traces workflows and steps,
+    // and a span per statement on the hot path would cost more than some statements themselves.
+    const untraced = Effect.withTracerEnabled(false)
     return Store.Store.of({
-      createRuns,
-      claim,
-      checkpoint: (checkpoint) => write({ _tag: "Checkpoint", checkpoint }),
-      transition: (transition) => write({ _tag: "Transition", transition }),
-      heartbeat,
+      createRuns: (runs) => untraced(createRuns(runs)),
+      claim: (request) => untraced(claim(request)),
+      checkpoint: (checkpoint) => untraced(write({ _tag: "Checkpoint", checkpoint })),
+      transition: (transition) => untraced(write({ _tag: "Transition", transition })),
+      heartbeat: (leases, leaseMillis) => untraced(heartbeat(leases, leaseMillis)),
       cancel,
-      getRun,
+      getRun: (runId) => untraced(getRun(runId)),
       getSteps,
       listRuns,
-      nextWakeup,
+      nextWakeup: untraced(nextWakeup),
       subscribe
     })
   })
@@ -404,7 +407,8 @@ const commitBatch = (
   }
   const cps = [...checkpoints.values()]
   const trs = [...transitions.values()]
-  return sql.unsafe<{ kind: string; run_id: string; key: string | null }>(statements.commit, [
+  // Checkpoints alone, or transitions alone (the common cases), take shorter statements.
+  const checkpointParams = () => [
     Params.texts(cps.map((c) => c.runId)),
     Params.texts(cps.map((c) => c.token)),
     Params.texts(cps.map((c) => c.key)),
@@ -414,7 +418,9 @@ const commitBatch = (
     Params.texts(cps.map((c) => c.output === undefined || c.output === null ? null : JSON.stringify(c.output))),
     Params.texts(cps.map((c) => c.error === undefined || c.error === null ? null : JSON.stringify(c.error))),
     Params.ints(cps.map((c) => c.attempts)),
-    Params.floats(cps.map((c) => c.wakeInMillis ?? null)),
+    Params.floats(cps.map((c) => c.wakeInMillis ?? null))
+  ]
+  const transitionParams = () => [
     Params.texts(trs.map((t) => t.runId)),
     Params.texts(trs.map((t) => t.token)),
     Params.texts(trs.map((t) => t.kind)),
@@ -423,7 +429,14 @@ const commitBatch = (
     Params.floats(trs.map((t) => t.kind === "suspend" ? t.wakeInMillis : null)),
     Params.bigints(trs.map((t) => t.msgId)),
     channel
-  ]).pipe(
+  ]
+  type Row = { kind: string; run_id: string; key: string | null }
+  const statement = trs.length === 0
+    ? sql.unsafe<Row>(statements.checkpoints, checkpointParams())
+    : cps.length === 0
+    ? sql.unsafe<Row>(statements.transitions, transitionParams())
+    : sql.unsafe<Row>(statements.commit, [...checkpointParams(), ...transitionParams()])
+  return statement.pipe(
     Effect.map((rows) => {
       const written = new Set<string>()
       for (const row of rows) {
@@ -442,6 +455,49 @@ const commitBatch = (
 }
 
 type Statements = ReturnType<typeof makeStatements>
+
+/** The end of executions without journal entries: lock, update the runs, move their messages, notify. */
+const transitionsOnly = (schema: Identifier.Identifier) => {
+  const s = Identifier.quote(schema)
+  const ms = "* interval '1 millisecond'"
+  return `
+WITH tr AS (
+  SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::float8[], $7::bigint[])
+    AS t(run_id, token, kind, output, error, wake_ms, msg_id)
+), locked AS MATERIALIZED (
+  SELECT id, lease_owner FROM ${s}.runs WHERE id IN (SELECT run_id FROM tr) ORDER BY id FOR NO KEY UPDATE
+), moved AS (
+  UPDATE ${s}.runs r SET
+    status = CASE tr.kind WHEN 'complete' THEN 'completed' WHEN 'fail' THEN 'failed'
+      WHEN 'suspend' THEN 'suspended' ELSE 'pending' END,
+    output = CASE WHEN tr.kind = 'complete' THEN tr.output::jsonb ELSE r.output END,
+    error = CASE WHEN tr.kind = 'fail' THEN tr.error::jsonb ELSE r.error END,
+    wake_at = CASE WHEN tr.kind = 'suspend' AND tr.wake_ms IS NOT NULL THEN now() + tr.wake_ms ${ms} END,
+    lease_owner = NULL,
+    lease_expires_at = NULL,
+    completed_at = CASE WHEN tr.kind IN ('complete', 'fail') THEN now() END,
+    updated_at = now()
+  FROM tr JOIN locked l ON l.id = tr.run_id AND l.lease_owner = tr.token
+  WHERE r.id = tr.run_id
+  RETURNING r.id, r.wake_at, tr.kind, tr.msg_id
+), removed AS (
+  DELETE FROM ${s}.queue_messages q USING moved m
+  WHERE q.msg_id = m.msg_id AND m.kind IN ('complete', 'fail')
+  RETURNING q.msg_id, q.queue, q.read_ct, q.enqueued_at, q.vt, q.message, m.kind
+), archived AS (
+  INSERT INTO ${s}.queue_archive (msg_id, queue, read_ct, enqueued_at, vt, message)
+  SELECT msg_id, queue, read_ct, enqueued_at, vt, message FROM removed WHERE kind = 'fail'
+), rescheduled AS (
+  UPDATE ${s}.queue_messages q
+  SET vt = CASE WHEN m.kind = 'release' THEN now() ELSE coalesce(m.wake_at, 'infinity'::timestamptz) END
+  FROM moved m WHERE q.msg_id = m.msg_id AND m.kind IN ('suspend', 'release')
+), notified AS (
+  SELECT pg_notify($8, CASE WHEN kind = 'release' THEN 'run' ELSE 'done:' || id END) AS n
+  FROM moved WHERE kind IN ('complete', 'fail', 'release')
+)
+SELECT 'tr' AS kind, id AS run_id, NULL AS key FROM moved
+UNION ALL SELECT 'n', NULL, NULL FROM (SELECT count(*) AS c FROM notified) AS forced WHERE forced.c < 0`
+}
 
 const makeStatements = (schema: Identifier.Identifier) => {
   const s = Identifier.quote(schema)
@@ -553,6 +609,32 @@ SELECT (SELECT count(*) FROM archived) AS archived, (SELECT count(*) FROM notifi
     journal: `
 SELECT run_id, key, name, input_hash, status, output, error, attempts, wake_at, started_at, completed_at
 FROM ${s}.steps WHERE run_id = ANY($1::text[])`,
+    checkpoints: `
+WITH cp AS (
+  SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+    $8::text[], $9::int[], $10::float8[])
+    AS t(run_id, token, key, name, input_hash, status, output, error, attempts, wake_ms)
+), locked AS MATERIALIZED (
+  SELECT id, lease_owner FROM ${s}.runs
+  WHERE id IN (SELECT run_id FROM cp)
+  ORDER BY id
+  FOR NO KEY UPDATE
+), accepted AS MATERIALIZED (
+  SELECT cp.* FROM cp JOIN locked l ON l.id = cp.run_id AND l.lease_owner = cp.token
+), written AS (
+  INSERT INTO ${s}.steps AS st
+    (run_id, key, name, input_hash, status, output, error, attempts, wake_at, completed_at)
+  SELECT run_id, key, name, input_hash, status, output::jsonb, error::jsonb, attempts,
+         CASE WHEN wake_ms IS NOT NULL THEN now() + wake_ms ${ms} END,
+         CASE WHEN status IN ('completed', 'failed') THEN now() END
+  FROM accepted
+  ON CONFLICT (run_id, key) DO UPDATE SET
+    status = EXCLUDED.status, output = EXCLUDED.output, error = EXCLUDED.error, attempts = EXCLUDED.attempts,
+    wake_at = EXCLUDED.wake_at, completed_at = EXCLUDED.completed_at
+  WHERE st.status NOT IN ('completed', 'failed')
+)
+SELECT 'cp' AS kind, run_id, key FROM accepted`,
+    transitions: transitionsOnly(schema),
     commit: `
 WITH cp AS (
   SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],

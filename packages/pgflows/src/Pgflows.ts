@@ -217,9 +217,12 @@ const make = <const W extends ReadonlyArray<Workflow.Any>>(options: Options<W>) 
     }
     const env: EngineEnv = { store, config, services }
     const worker = `${Os.hostname()}:${process.pid}:${Crypto.randomBytes(3).toString("hex")}`
-    const events = yield* PubSub.unbounded<Store.Notification>()
+    const events = yield* PubSub.unbounded<Runner.Event>()
     const runner = yield* Runner.make({ env, registry, worker, events })
     const wakeups = yield* Queue.make<void>({ capacity: 1, strategy: "dropping" })
+    /** The worker running in this process, if any: `start` hands it new runs directly. */
+    const local: { current: LocalWorker | undefined } = { current: undefined }
+    let localClaims = 0
 
     // One subscription to the store's notifications for this process: wakes workers, ends waits,
     // interrupts cancelled runs. When it fails (database restart), it is re-established with
@@ -287,9 +290,62 @@ const make = <const W extends ReadonlyArray<Workflow.Any>>(options: Options<W>) 
         } satisfies Store.NewRun
       })
 
+    /**
+     * Writes new runs. When this process runs a worker with free slots that knows the workflow, the
+     * runs are written already claimed by it and start at once, without a round trip through the
+     * queue (their message stays invisible while the lease holds, so a crash still hands them over).
+     */
     const create = (workflow: Workflow.Any, runs: ReadonlyArray<Store.NewRun>) =>
       Effect.gen(function*() {
-        const created = yield* store.createRuns(runs)
+        const worker = local.current
+        const eligible = worker !== undefined && registry.get(workflow.name) === workflow
+          ? runs.filter((run) => (run.delayMillis ?? 0) <= 0).length
+          : 0
+        const reserved = eligible > 0 ? worker!.reserve(eligible) : 0
+        const leaseMillis = Duration.toMillis(config.lease)
+        let given = 0
+        const planned = runs.map((run): Store.NewRun =>
+          given < reserved && (run.delayMillis ?? 0) <= 0
+            ? { ...run, claimFor: { token: `${runner.worker}:local:${++localClaims}`, leaseMillis }, ...(given++, {}) }
+            : run
+        )
+        const created = yield* store.createRuns(planned).pipe(
+          Effect.onError(() => Effect.sync(() => worker?.release(reserved)))
+        )
+        const now = yield* Clock.currentTimeMillis
+        let launched = 0
+        for (const [index, row] of created.entries()) {
+          const run = planned[index]!
+          if (run.claimFor === undefined) continue
+          if (!row.created || row.msgId === null) continue
+          launched++
+          yield* worker!.launch({
+            run: {
+              id: row.id,
+              workflow: run.workflow,
+              status: "running",
+              input: run.input,
+              output: null,
+              error: null,
+              executions: 1,
+              recoveries: 0,
+              leaseOwner: run.claimFor.token,
+              leaseExpiresAt: now + leaseMillis,
+              wakeAt: null,
+              parentId: run.parentId ?? null,
+              msgId: row.msgId,
+              createdAt: now,
+              updatedAt: now,
+              startedAt: now,
+              completedAt: null
+            },
+            token: run.claimFor.token,
+            msgId: row.msgId,
+            journal: [],
+            now
+          })
+        }
+        if (reserved > launched) worker!.release(reserved - launched)
         for (const row of created) {
           if (!row.created && row.workflow !== workflow.name) {
             return yield* new RunIdConflict({ runId: row.id, workflow: workflow.name, existingWorkflow: row.workflow })
@@ -358,7 +414,9 @@ const make = <const W extends ReadonlyArray<Workflow.Any>>(options: Options<W>) 
 
     const status = Effect.fn("Pgflows.status")(function*(id: string) {
       const run = yield* store.getRun(id)
-      if (run === undefined) return yield* new RunNotFound({ runId: id })
+      if (run === undefined) {
+        return yield* new RunNotFound({ runId: id })
+      }
       const steps = yield* store.getSteps(id)
       return {
         id: run.id,
@@ -384,16 +442,18 @@ const make = <const W extends ReadonlyArray<Workflow.Any>>(options: Options<W>) 
         const subscription = yield* PubSub.subscribe(events)
         let pause = 10
         while (true) {
-          const run = yield* store.getRun(id)
-          if (run === undefined) return yield* new RunNotFound({ runId: id })
-          if (isTerminal(run.status)) return run
+          // A run executing here announces its end with its outcome: no need to read it meanwhile.
+          if (!runner.inflight.has(id)) {
+            const run = yield* store.getRun(id)
+            if (run === undefined) return yield* new RunNotFound({ runId: id })
+            if (isTerminal(run.status)) return run satisfies Ending
+          }
           // Woken by the run's end (NOTIFY or a local execution), else polled with backoff.
-          yield* PubSub.take(subscription).pipe(
-            Effect.repeat({
-              until: (event) => event._tag !== "Runnable" && event.runId === id
-            }),
+          const event = yield* PubSub.take(subscription).pipe(
+            Effect.repeat({ until: (event) => event._tag !== "Runnable" && event.runId === id }),
             Effect.timeoutOption(Duration.millis(pause))
           )
+          if (Option.isSome(event) && event.value._tag === "Ended") return event.value satisfies Ending
           pause = Math.min(pause * 2, Duration.toMillis(config.pollInterval))
         }
       }))
@@ -458,6 +518,7 @@ const make = <const W extends ReadonlyArray<Workflow.Any>>(options: Options<W>) 
         claim,
         wakeups,
         store,
+        local,
         concurrency: workerOptions?.concurrency ?? config.workerConcurrency
       })
 
@@ -478,6 +539,23 @@ const make = <const W extends ReadonlyArray<Workflow.Any>>(options: Options<W>) 
     })
   })
 
+/** A run's end as `result` needs it: from the store, or from the event of a local execution. */
+interface Ending {
+  readonly workflow: string
+  readonly status: Status
+  readonly output: unknown
+  readonly error: unknown
+}
+
+/** The worker of this process, as `start` sees it. */
+interface LocalWorker {
+  /** Reserves up to `count` free slots; returns how many. */
+  readonly reserve: (count: number) => number
+  readonly release: (count: number) => void
+  /** Executes a run created already claimed, in a reserved slot. */
+  readonly launch: (claimed: Store.ClaimedRun) => Effect.Effect<void>
+}
+
 /** The worker loop; see `Pgflows.runWorker`. */
 const work = (options: {
   readonly runner: Runner.Runner
@@ -485,16 +563,59 @@ const work = (options: {
   readonly claim: (limit: number) => Effect.Effect<ReadonlyArray<Store.ClaimedRun>, StoreError>
   readonly wakeups: Queue.Queue<void>
   readonly store: Store.Store["Service"]
+  readonly local: { current: LocalWorker | undefined }
   readonly concurrency: number
 }): Effect.Effect<never> =>
   Effect.gen(function*() {
     const { runner, config, claim, wakeups, store, concurrency } = options
     const mine = new Set<Fiber.Fiber<unknown>>()
+    let reserved = 0
     let failing = 0
-    yield* Effect.addFinalizer(() => handBack(runner, mine, config.shutdownGrace))
+    const scope = yield* Effect.scope
+    // Counts the run in flight until its execution ends; when that frees the only slot the loop was
+    // waiting for, wakes the loop to claim more.
+    const track = (fiber: Fiber.Fiber<unknown>) =>
+      Effect.andThen(
+        Effect.sync(() => mine.add(fiber)),
+        Effect.forkIn(
+          Effect.ensuring(
+            Fiber.await(fiber),
+            Effect.suspend(() => {
+              const wasFull = mine.size + reserved >= concurrency
+              mine.delete(fiber)
+              return wasFull ? Queue.offer(wakeups, undefined) : Effect.void
+            })
+          ),
+          scope
+        )
+      )
+    const previous = options.local.current
+    options.local.current = {
+      reserve: (count) => {
+        const granted = Math.max(0, Math.min(count, concurrency - mine.size - reserved))
+        reserved += granted
+        return granted
+      },
+      release: (count) => {
+        reserved = Math.max(0, reserved - count)
+      },
+      launch: (claimed) =>
+        Effect.flatMap(runner.launch(claimed), (fiber) => {
+          reserved = Math.max(0, reserved - 1)
+          return Effect.asVoid(track(fiber))
+        })
+    }
+    yield* Effect.addFinalizer(() =>
+      Effect.andThen(
+        Effect.sync(() => {
+          options.local.current = previous
+        }),
+        handBack(runner, mine, config.shutdownGrace)
+      )
+    )
     yield* Effect.logInfo(`pgflows: worker ${runner.worker} started (concurrency ${concurrency})`)
     while (true) {
-      const free = concurrency - mine.size
+      const free = concurrency - mine.size - reserved
       if (free > 0) {
         const limit = Math.min(free, 64)
         const claimed = yield* Effect.result(claim(limit))
@@ -511,16 +632,7 @@ const work = (options: {
           yield* Effect.logInfo(`pgflows: worker ${runner.worker} reaches the store again`)
           failing = 0
         }
-        for (const run of claimed.success) {
-          const fiber = yield* runner.launch(run)
-          mine.add(fiber)
-          yield* Effect.forkChild(
-            Effect.ensuring(
-              Fiber.await(fiber),
-              Effect.andThen(Effect.sync(() => mine.delete(fiber)), Queue.offer(wakeups, undefined))
-            )
-          )
-        }
+        for (const run of claimed.success) yield* track(yield* runner.launch(run))
         if (claimed.success.length === limit) continue
       }
       // Idle (or full): wait for a NOTIFY, a finished run, the next due message, or the poll interval.

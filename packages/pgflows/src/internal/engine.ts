@@ -41,7 +41,17 @@ import { byteSize, hash } from "./json.ts"
 export type StopReason = "cancelled" | "lease-lost" | "shutdown" | "store-unavailable"
 
 /** How long a step attempt runs before its start is recorded (so a crash shows in `attempts`). */
-const markerDelay = Duration.millis(250)
+export const markerDelay = Duration.millis(250)
+
+/** A step attempt under way, for the runner to record when it lasts (see `markLongAttempts`). */
+export interface Attempt {
+  readonly key: string
+  readonly name: string
+  readonly inputHash: string
+  readonly attempt: number
+  readonly startedAt: number
+  marked: boolean
+}
 
 const sleepName = "pgflows.sleep"
 
@@ -78,6 +88,8 @@ export class RunExecution implements Execution {
   fatal: EngineError | undefined = undefined
   /** Set when the execution must stop without writing its end. */
   stopped: StopReason | undefined = undefined
+  /** Step attempts under way, by key. */
+  readonly attempts = new Map<string, Attempt>()
   private readonly input: unknown
   private readonly recoveries: number
 
@@ -129,6 +141,30 @@ export class RunExecution implements Execution {
       this.suspension = this.suspension === null ? wakeInMillis : Math.min(this.suspension, wakeInMillis)
     }
     return this.halt()
+  }
+
+  /**
+   * Records the attempts that have run for longer than `markerDelay` (once each), so that an attempt
+   * cut short by a crash still counts in `attempts`. The runner calls this periodically: steps that
+   * end sooner cost nothing.
+   */
+  markLongAttempts(now: number): Effect.Effect<void> {
+    const due = [...this.attempts.values()].filter((a) =>
+      !a.marked && now - a.startedAt >= Duration.toMillis(markerDelay)
+    )
+    for (const attempt of due) attempt.marked = true
+    return Effect.forEach(due, (a) =>
+      this.env.store.checkpoint({
+        runId: this.runId,
+        token: this.token,
+        key: a.key,
+        name: a.name,
+        inputHash: a.inputHash,
+        status: "running",
+        output: null,
+        error: null,
+        attempts: a.attempt
+      }), { concurrency: "unbounded", discard: true }).pipe(Effect.ignore)
   }
 
   /** Writes a journal entry; on a lost lease or a store that stays down, stops the execution. */
@@ -448,9 +484,17 @@ export class RunExecution implements Execution {
   ): Effect.Effect<Outcome> {
     return this.env.store.transition({ ...transition, runId: this.runId, token: this.token, msgId: this.msgId }).pipe(
       Effect.retry(storeRetry(this.env.config)),
-      Effect.map((result): Outcome =>
-        result === "ok" ? { _tag: "Ended", kind: transition.kind } : { _tag: "Stopped", reason: "lease-lost" }
-      ),
+      Effect.map((result): Outcome => {
+        if (result !== "ok") return { _tag: "Stopped", reason: "lease-lost" }
+        switch (transition.kind) {
+          case "complete":
+            return { _tag: "Ended", kind: "complete", output: transition.output }
+          case "fail":
+            return { _tag: "Ended", kind: "fail", error: transition.error }
+          default:
+            return { _tag: "Ended", kind: transition.kind }
+        }
+      }),
       Effect.catch((error) =>
         Effect.as(
           Effect.logWarning(`pgflows: cannot end run ${this.runId} (${transition.kind}): ${error.message}`),
@@ -463,5 +507,7 @@ export class RunExecution implements Execution {
 
 /** How an execution ended. */
 export type Outcome =
-  | { readonly _tag: "Ended"; readonly kind: "complete" | "fail" | "suspend" | "release" }
+  | { readonly _tag: "Ended"; readonly kind: "complete"; readonly output: unknown }
+  | { readonly _tag: "Ended"; readonly kind: "fail"; readonly error: unknown }
+  | { readonly _tag: "Ended"; readonly kind: "suspend" | "release" }
   | { readonly _tag: "Stopped"; readonly reason: StopReason }

@@ -11,12 +11,27 @@ import * as PubSub from "effect/PubSub"
 import type * as Scope from "effect/Scope"
 import type * as Store from "../Store.ts"
 import type * as Workflow from "../Workflow.ts"
-import { type EngineEnv, type Outcome, RunExecution, type StopReason } from "./engine.ts"
+import { type EngineEnv, markerDelay, type Outcome, RunExecution, type StopReason } from "./engine.ts"
 
 export interface Inflight {
   readonly execution: RunExecution
   readonly fiber: Fiber.Fiber<Outcome>
 }
+
+/**
+ * What a process learns about runs: the store's notifications, and the ends of runs executed here,
+ * which carry their outcome so a waiting `result` needs no query.
+ */
+export type Event =
+  | Store.Notification
+  | {
+    readonly _tag: "Ended"
+    readonly runId: string
+    readonly workflow: string
+    readonly status: "completed" | "failed"
+    readonly output: unknown
+    readonly error: unknown
+  }
 
 export interface Runner {
   readonly worker: string
@@ -25,15 +40,15 @@ export interface Runner {
   readonly launch: (claimed: Store.ClaimedRun) => Effect.Effect<Fiber.Fiber<Outcome>>
   /** Stops the execution of a run held here, if any. */
   readonly interrupt: (runId: string, reason: StopReason) => Effect.Effect<void>
-  /** Local notifications: runs that ended here, cancellations seen here. */
-  readonly events: PubSub.PubSub<Store.Notification>
+  /** Notifications, and the ends of runs executed here. */
+  readonly events: PubSub.PubSub<Event>
 }
 
 export const make = (options: {
   readonly env: EngineEnv
   readonly registry: ReadonlyMap<string, Workflow.Any>
   readonly worker: string
-  readonly events: PubSub.PubSub<Store.Notification>
+  readonly events: PubSub.PubSub<Event>
 }): Effect.Effect<Runner, never, Scope.Scope> =>
   Effect.gen(function*() {
     const { env, registry, events } = options
@@ -47,7 +62,14 @@ export const make = (options: {
         const fiber = yield* execution.run.pipe(
           Effect.tap((outcome) =>
             outcome._tag === "Ended" && (outcome.kind === "complete" || outcome.kind === "fail")
-              ? PubSub.publish(events, { _tag: "Done", runId: claimed.run.id })
+              ? PubSub.publish(events, {
+                _tag: "Ended",
+                runId: claimed.run.id,
+                workflow: claimed.run.workflow,
+                status: outcome.kind === "complete" ? "completed" : "failed",
+                output: outcome.kind === "complete" ? outcome.output : null,
+                error: outcome.kind === "fail" ? outcome.error : null
+              })
               : Effect.void
           ),
           Effect.ensuring(Effect.sync(() => {
@@ -101,6 +123,22 @@ export const make = (options: {
             ({ execution }) => Effect.forkIn(execution.interrupt("lease-lost"), scope),
             { discard: true }
           )
+        })
+      ),
+      scope
+    )
+
+    // Records step attempts that last, for every run in flight (see `RunExecution.markLongAttempts`).
+    yield* Effect.forkIn(
+      Effect.forever(
+        Effect.gen(function*() {
+          yield* Effect.sleep(Duration.millis(Duration.toMillis(markerDelay) / 2))
+          if (inflight.size === 0) return
+          const now = yield* Clock.currentTimeMillis
+          yield* Effect.forEach(inflight.values(), ({ execution }) => execution.markLongAttempts(now), {
+            concurrency: "unbounded",
+            discard: true
+          })
         })
       ),
       scope

@@ -1,0 +1,231 @@
+/**
+ * `npm run bench`: measures pgflows on PostgreSQL and prints one JSON line with every figure.
+ *
+ * (a) raw single-row INSERT commit rate at 1 and 8 connections, (b) sequential latency from `start`
+ * to `result` of a 3-step workflow, (c) throughput of 2,000 three-step workflows with one worker
+ * (this process) at concurrency 64, with CPU per workflow of this process and of PostgreSQL,
+ * (d) time for a second worker to finish a run whose worker was SIGKILLed.
+ *
+ * Uses `DATABASE_URL` when set, else an embedded PostgreSQL 18 with its default (durable) settings.
+ * Progress goes to stderr; the JSON line to stdout.
+ */
+import { PgClient } from "@effect/sql-pg"
+import { EmbeddedServer } from "@pgflows/testing"
+import { Clock, Context, Effect, Fiber, Layer, Redacted } from "effect"
+import { SqlClient } from "effect/sql"
+import * as ChildProcess from "node:child_process"
+import * as Crypto from "node:crypto"
+import * as Fs from "node:fs"
+import * as Os from "node:os"
+import * as Path from "node:path"
+import { Pgflows, PgflowsConfig } from "pgflows"
+import { recoverable, threeSteps, workflows } from "./workflows.ts"
+
+const progress = (line: string) => Effect.sync(() => process.stderr.write(`[bench] ${line}\n`))
+const arg = (name: string, fallback: number) => {
+  const found = process.argv.find((a) => a.startsWith(`--${name}=`))
+  return found === undefined ? fallback : Number(found.split("=")[1])
+}
+const throughputRuns = arg("runs", 2000)
+const latencyRuns = arg("latency-runs", 300)
+const insertSeconds = arg("insert-seconds", 3)
+const concurrency = arg("concurrency", 64)
+/** `--only=latency` (or `throughput`) skips the other measurements, for profiling one of them. */
+const only = process.argv.find((a) => a.startsWith("--only="))?.split("=")[1]
+
+const percentile = (sorted: ReadonlyArray<number>, p: number) =>
+  sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? Number.NaN
+
+const round = (n: number, digits = 2) => Number(n.toFixed(digits))
+
+/** CPU time (ms) of a process and its children: the postmaster and every backend. */
+const postgresCpuMillis = (postmaster: number | undefined): number | undefined => {
+  if (postmaster === undefined) return undefined
+  const tick = 1000 / 100
+  let total = 0
+  for (const entry of Fs.readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue
+    try {
+      const stat = Fs.readFileSync(`/proc/${entry}/stat`, "utf8")
+      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
+      const pid = Number(entry)
+      const ppid = Number(fields[1])
+      if (pid === postmaster || ppid === postmaster) total += (Number(fields[11]) + Number(fields[12])) * tick
+    } catch {
+      // the process ended meanwhile
+    }
+  }
+  return total
+}
+
+const ownCpuMillis = () => {
+  const usage = process.cpuUsage()
+  return (usage.user + usage.system) / 1000
+}
+
+const rawInserts = (connections: number) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    yield* sql`CREATE TABLE IF NOT EXISTS bench_raw (id bigserial PRIMARY KEY, v int NOT NULL)`
+    const deadline = (yield* Clock.currentTimeMillis) + insertSeconds * 1000
+    let count = 0
+    const loop = Effect.gen(function*() {
+      while ((yield* Clock.currentTimeMillis) < deadline) {
+        yield* sql`INSERT INTO bench_raw (v) VALUES (${count})`
+        count++
+      }
+    })
+    yield* Effect.all(Array.from({ length: connections }, () => loop), { concurrency: "unbounded" })
+    return round(count / insertSeconds, 0)
+  })
+
+const latency = Effect.gen(function*() {
+  const client = yield* Pgflows.Pgflows
+  const samples: Array<number> = []
+  for (let i = 0; i < latencyRuns + 30; i++) {
+    const started = performance.now()
+    const id = yield* client.start(threeSteps, { n: i })
+    yield* client.result(id)
+    if (i >= 30) samples.push(performance.now() - started)
+  }
+  samples.sort((a, b) => a - b)
+  return { p50: round(percentile(samples, 50)), p99: round(percentile(samples, 99)), runs: samples.length }
+})
+
+const throughput = (postmaster: number | undefined) =>
+  Effect.gen(function*() {
+    const client = yield* Pgflows.Pgflows
+    const sql = yield* SqlClient.SqlClient
+    const { schema } = yield* PgflowsConfig.PgflowsConfig
+    const runs = sql(`${schema}.runs`)
+    const cpu0 = ownCpuMillis()
+    const pg0 = postgresCpuMillis(postmaster)
+    const started = performance.now()
+    for (let offset = 0; offset < throughputRuns; offset += 500) {
+      const size = Math.min(500, throughputRuns - offset)
+      yield* client.startBatch(threeSteps, Array.from({ length: size }, (_, i) => ({ n: offset + i })))
+    }
+    let done = 0
+    while (done < throughputRuns) {
+      yield* Effect.sleep("20 millis")
+      const [row] = yield* sql<{ n: number }>`
+        SELECT count(*)::int AS n FROM ${runs} WHERE workflow = 'bench_three_steps' AND status = 'completed'`
+      done = row!.n - (only === undefined ? latencyRuns + 30 : 0)
+      if (process.env.BENCH_DEBUG) yield* progress(`done ${done}`)
+    }
+    const seconds = (performance.now() - started) / 1000
+    const cpu = ownCpuMillis() - cpu0
+    const pg1 = postgresCpuMillis(postmaster)
+    return {
+      workflowsPerSecond: round(throughputRuns / seconds, 0),
+      stepsPerSecond: round((throughputRuns * 3) / seconds, 0),
+      seconds: round(seconds),
+      cpuMsPerWorkflow: round(cpu / throughputRuns, 3),
+      postgresCpuMsPerWorkflow: pg0 === undefined || pg1 === undefined ? null : round((pg1 - pg0) / throughputRuns, 3)
+    }
+  })
+
+const recovery = (url: Redacted.Redacted<string>) =>
+  Effect.gen(function*() {
+    const suffix = Crypto.randomBytes(3).toString("hex")
+    const lease = 2000
+    const env = {
+      ...process.env,
+      DATABASE_URL: Redacted.value(url),
+      PGFLOWS_QUEUE: `recovery_${suffix}`,
+      PGFLOWS_NOTIFY_CHANNEL: `recovery_${suffix}`,
+      PGFLOWS_LEASE: `${lease} millis`,
+      PGFLOWS_POLL_INTERVAL: "100 millis"
+    }
+    const spawn = (role: string) =>
+      Effect.promise(() =>
+        new Promise<ChildProcess.ChildProcess>((resolve, reject) => {
+          const child = ChildProcess.spawn(process.execPath, [Path.join(import.meta.dirname, "worker.ts")], {
+            env: { ...env, BENCH_ROLE: role },
+            stdio: ["ignore", "pipe", "inherit"]
+          })
+          child.stdout!.on("data", (chunk: Buffer) => chunk.toString().includes("ready") && resolve(child))
+          child.on("exit", (code) => reject(new Error(`worker ${role} exited (${code})`)))
+        })
+      )
+    const config = yield* PgflowsConfig.make({ queue: env.PGFLOWS_QUEUE, notifyChannel: env.PGFLOWS_NOTIFY_CHANNEL })
+    // Fresh: the store layers of the measurements above are memoized with the other queue.
+    const client = Context.get(
+      yield* Layer.build(
+        Layer.fresh(Pgflows.layerPg({ workflows })).pipe(
+          Layer.provide(Layer.succeed(PgflowsConfig.PgflowsConfig, config))
+        )
+      ),
+      Pgflows.Pgflows
+    )
+    const victim = yield* spawn("victim")
+    const id = yield* client.start(recoverable, { n: 1 })
+
+    while ((yield* client.status(id)).steps.length < 1) yield* Effect.sleep("10 millis")
+    yield* Effect.sleep("100 millis")
+    const killedAt = performance.now()
+    victim.kill("SIGKILL")
+    const rescuer = yield* spawn("rescuer")
+    yield* client.result(id, { timeout: "60 seconds" })
+    const millis = performance.now() - killedAt
+    rescuer.kill("SIGTERM")
+    return { millis: round(millis, 0), leaseMillis: lease }
+    // Scoped here: the client's LISTEN connection must be released before the pool closes.
+  }).pipe(Effect.scoped)
+
+const main = Effect.gen(function*() {
+  const fromEnv = process.env.DATABASE_URL
+  let url: Redacted.Redacted<string>
+  let postmaster: number | undefined
+  let server: string
+  if (fromEnv !== undefined && fromEnv !== "") {
+    url = Redacted.make(fromEnv)
+    server = "DATABASE_URL"
+  } else {
+    yield* progress("starting an embedded PostgreSQL (default, durable settings)")
+    const embedded = yield* EmbeddedServer.start()
+    url = embedded.url
+    postmaster = embedded.pid
+    server = `embedded PostgreSQL ${embedded.version}`
+  }
+  const Database = PgClient.layer({ url, maxConnections: 16 })
+  const config = yield* PgflowsConfig.make({ workerConcurrency: concurrency, pollInterval: "100 millis" })
+  return yield* Effect.gen(function*() {
+    const skip = (what: string) => only !== undefined && only !== what
+    yield* progress(`raw INSERT commit rate, ${insertSeconds}s at 1 connection`)
+    const insert1 = skip("inserts") ? null : yield* rawInserts(1)
+    yield* progress(`raw INSERT commit rate, ${insertSeconds}s at 8 connections`)
+    const insert8 = skip("inserts") ? null : yield* rawInserts(8)
+    const client = yield* Pgflows.Pgflows
+    const worker = yield* Effect.forkChild(client.runWorker({ concurrency }))
+    yield* progress(`sequential latency, ${latencyRuns} runs of a 3-step workflow`)
+    const sequential = skip("latency") ? null : yield* latency
+    yield* progress(`throughput, ${throughputRuns} runs of a 3-step workflow at concurrency ${concurrency}`)
+    const flow = skip("throughput") ? null : yield* throughput(postmaster)
+    yield* Fiber.interrupt(worker)
+    yield* progress("recovery after SIGKILL")
+    const recovered = skip("recovery") ? null : yield* recovery(url)
+    return {
+      server,
+      cpus: Os.cpus().length,
+      rawInsertsPerSecond: { connections1: insert1, connections8: insert8 },
+      sequentialLatencyMs: sequential,
+      throughput: { runs: throughputRuns, concurrency, ...flow },
+      recoveryAfterKillMs: recovered
+    }
+  }).pipe(
+    Effect.provide(Pgflows.layerPg({ workflows }).pipe(Layer.provideMerge(Database))),
+    Effect.provideService(PgflowsConfig.PgflowsConfig, config)
+  )
+}).pipe(Effect.scoped)
+
+Effect.runPromise(main).then(
+  (figures) => {
+    process.stdout.write(`${JSON.stringify(figures)}\n`)
+    process.exit(0)
+  },
+  (error) => {
+    process.stderr.write(`[bench] failed: ${error}\n`)
+    process.exit(1)
+  }
+)
