@@ -445,7 +445,9 @@ const make = <const W extends ReadonlyArray<Workflow.Any>>(options: Options<W>) 
           // A run executing here announces its end with its outcome: no need to read it meanwhile.
           if (!runner.inflight.has(id)) {
             const run = yield* store.getRun(id)
-            if (run === undefined) return yield* new RunNotFound({ runId: id })
+            if (run === undefined) {
+              return yield* new RunNotFound({ runId: id })
+            }
             if (isTerminal(run.status)) return run satisfies Ending
           }
           // Woken by the run's end (NOTIFY or a local execution), else polled with backoff.
