@@ -1,14 +1,18 @@
 /**
- * `npm start`: runs a small program through the real stack. With no `DATABASE_URL` (or
- * `PGFLOWS_DATABASE_URL`) it starts an embedded PostgreSQL 18 in a temporary directory; it connects
- * with `@effect/sql-pg`, prints what it did and the server's version, and shuts everything down.
+ * `npm start`: pgflows end to end on a real PostgreSQL.
+ *
+ * With no `DATABASE_URL` (or `PGFLOWS_DATABASE_URL`) it starts an embedded PostgreSQL 18 in a
+ * temporary directory. A worker (in this process) then runs a batch of order workflows (see
+ * `Order.ts`): one meets a transient payment failure that its retry fixes, one ends failed in the
+ * dead-letter archive, express ones sleep a few seconds without holding the worker. A progress line
+ * follows the batch; at the end a table shows each run, and everything is shut down.
  */
 import { NodeRuntime } from "@effect/platform-node"
 import { PgClient } from "@effect/sql-pg"
 import { EmbeddedServer } from "@pgflows/testing"
-import { Console, Effect } from "effect"
-import { SqlClient } from "effect/sql"
-import { DatabaseUrl, PgflowsConfig } from "pgflows"
+import { Console, Effect, Fiber, Layer, Option, type Redacted } from "effect"
+import { DatabaseUrl, Pgflows, PgflowsConfig, type Run } from "pgflows"
+import { OrderInput, processOrder } from "./Order.ts"
 
 const say = (line: string) => Console.log(`[demo] ${line}`)
 
@@ -31,17 +35,79 @@ const database = Effect.gen(function*() {
   return server.url
 })
 
+const orders = [
+  new OrderInput({ orderId: "ORD-1001", amount: 25, express: false }),
+  new OrderInput({ orderId: "ORD-1002", amount: 140, express: false }),
+  new OrderInput({ orderId: "ORD-1003-FLAKY", amount: 60, express: false }),
+  new OrderInput({ orderId: "ORD-1004", amount: 5000, express: false }),
+  new OrderInput({ orderId: "ORD-1005", amount: 80, express: true }),
+  new OrderInput({ orderId: "ORD-1006", amount: 12, express: false }),
+  new OrderInput({ orderId: "ORD-1007", amount: 310, express: true }),
+  new OrderInput({ orderId: "ORD-1008", amount: 45, express: false })
+]
+
+const pad = (text: string, width: number) => text.length >= width ? text : text + " ".repeat(width - text.length)
+
+const describeOutcome = (info: Run.RunInfo): string => {
+  if (Option.isSome(info.output)) {
+    const shipment = info.output.value as { tracking?: string }
+    return `shipped, tracking ${shipment.tracking}`
+  }
+  if (Option.isSome(info.error)) {
+    const error = info.error.value as { _tag?: string; message?: string }
+    return `${error._tag}: ${error.message}`
+  }
+  return info.wakeAt !== undefined ? `sleeping until ${info.wakeAt.toISOString().slice(11, 19)}` : ""
+}
+
 const program = Effect.gen(function*() {
-  const sql = yield* SqlClient.SqlClient
-  const [row] = yield* sql<{ version: string; database: string; user: string }>`
-    SELECT version() AS version, current_database() AS database, current_user AS user`
-  yield* say(`connected with @effect/sql-pg to database "${row?.database}" as "${row?.user}"`)
-  yield* say(`server version: ${row?.version}`)
+  const client = yield* Pgflows.Pgflows
+  const sql = yield* PgClient.PgClient
+  const [row] = yield* sql<{ version: string }>`SELECT version() AS version`
+  yield* say(`connected with @effect/sql-pg: ${row?.version.split(" on ")[0]}`)
+  const worker = yield* Effect.forkChild(client.runWorker({ concurrency: 8 }))
+  const ids = yield* client.startBatch(processOrder, orders, { ids: orders.map((order) => order.orderId) })
+  yield* say(`started ${ids.length} order workflows; a worker in this process runs them`)
+
+  const interactive = process.stdout.isTTY === true
+  let last = ""
+  while (true) {
+    const infos = yield* Effect.forEach(ids, (id) => client.status(id))
+    const counts = new Map<Run.Status, number>()
+    for (const info of infos) counts.set(info.status, (counts.get(info.status) ?? 0) + 1)
+    const done = infos.filter((info) => info.status === "completed" || info.status === "failed").length
+    const line = `progress: ${done}/${ids.length} ended | ` +
+      [...counts].map(([status, n]) => `${status} ${n}`).join(", ")
+    if (line !== last) {
+      if (interactive) yield* Effect.sync(() => process.stdout.write(`\r[demo] ${pad(line, 70)}`))
+      else yield* say(line)
+      last = line
+    }
+    if (done === ids.length) break
+    yield* Effect.sleep("200 millis")
+  }
+  if (interactive) yield* Effect.sync(() => process.stdout.write("\n"))
+  yield* Fiber.interrupt(worker)
+
+  const infos = yield* Effect.forEach(ids, (id) => client.status(id))
+  yield* say("")
+  yield* say(`${pad("run", 16)} ${pad("status", 10)} ${pad("steps (attempts)", 56)} outcome`)
+  for (const info of infos) {
+    const steps = info.steps.map((step) => `${step.name.replace("pgflows.", "")}(${step.attempts})`).join(" ")
+    yield* say(`${pad(info.id, 16)} ${pad(info.status, 10)} ${pad(steps, 56)} ${describeOutcome(info)}`)
+  }
+  const archived = yield* client.queueMetrics()
+  yield* say("")
+  yield* say(`dead-letter archive of queue ${archived.queue}: ${archived.archived} message(s)`)
 })
 
 const main = Effect.gen(function*() {
   const url = yield* database
-  yield* program.pipe(Effect.provide(PgClient.layer({ url })))
+  const Database = PgClient.layer({ url: url as Redacted.Redacted<string> })
+  yield* program.pipe(
+    Effect.provide(Pgflows.layerPg({ workflows: [processOrder] }).pipe(Layer.provideMerge(Database))),
+    Effect.provide(PgflowsConfig.layer({ parkThreshold: "1 second", pollInterval: "250 millis" }))
+  )
   yield* say("done, shutting down")
 }).pipe(Effect.scoped)
 

@@ -176,7 +176,9 @@ WHERE call_id = $1 AND status IN ('pending', 'running') RETURNING step, input, a
             orElse: () =>
               Effect.fail(new StepTimeoutError({ step: step.name, timeoutMillis: Duration.toMillis(step.timeout!) }))
           })
-        const retried = step.retry === undefined ? attempt : Effect.retry(attempt, step.retry)
+        const retried = step.retry === undefined
+          ? attempt
+          : Effect.retry(attempt, step.retry as Schedule.Schedule<unknown, unknown>)
         return Effect.exit(Effect.provideContext(retried, services as Context.Context<any>)).pipe(
           Effect.flatMap((exit): Effect.Effect<{ readonly output: unknown } | { readonly error: unknown }> => {
             if (Exit.isSuccess(exit)) {

@@ -448,11 +448,15 @@ const make = <const W extends ReadonlyArray<Workflow.Any>>(options: Options<W>) 
             if (run === undefined) {
               return yield* new RunNotFound({ runId: id })
             }
-            if (isTerminal(run.status)) return run satisfies Ending
+            if (isTerminal(run.status)) {
+              return run satisfies Ending
+            }
           }
           // Woken by the run's end (NOTIFY or a local execution), else polled with backoff.
           const event = yield* PubSub.take(subscription).pipe(
-            Effect.repeat({ until: (event) => event._tag !== "Runnable" && event.runId === id }),
+            Effect.repeat({
+              until: (event) => event._tag !== "Runnable" && event.runId === id
+            }),
             Effect.timeoutOption(Duration.millis(pause))
           )
           if (Option.isSome(event) && event.value._tag === "Ended") return event.value satisfies Ending

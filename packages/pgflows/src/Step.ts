@@ -21,9 +21,10 @@
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import type * as Schedule from "effect/Schedule"
+import * as Schema from "effect/Schema"
 import type { Persisted } from "./internal/codec.ts"
 import { nextKey, WorkflowContext } from "./internal/context.ts"
-import { AnyError, type StepTimeoutError } from "./PgflowsError.ts"
+import type { StepTimeoutError } from "./PgflowsError.ts"
 
 const TypeId = "~pgflows/Step"
 
@@ -64,7 +65,8 @@ export interface Any {
   readonly input: Persisted
   readonly output: Persisted
   readonly error: Persisted
-  readonly retry: Schedule.Schedule<unknown, any> | undefined
+  /** A schedule's input is contravariant: `never` accepts the schedule of any step. */
+  readonly retry: Schedule.Schedule<unknown, never> | undefined
   readonly timeout: Duration.Duration | undefined
   readonly run: (input: any) => Effect.Effect<any, any, any>
 }
@@ -78,7 +80,10 @@ export const isStep = (u: unknown): u is Any => typeof u === "function" && (u as
 interface Options<I extends Persisted, O extends Persisted, E extends Persisted, R> {
   readonly input: I
   readonly output: O
-  /** The typed failure of the step; defaults to `AnyError` (failures stored as plain JSON). */
+  /**
+   * The typed failure of the step. Without it the step cannot fail with a typed error (only die);
+   * `PgflowsError.AnyError` accepts any failure and stores it as plain JSON.
+   */
   readonly error?: E | undefined
   readonly run: (input: I["Type"]) => Effect.Effect<O["Type"], E["Type"], R>
 }
@@ -103,14 +108,14 @@ interface Options<I extends Persisted, O extends Persisted, E extends Persisted,
  * @since 0.1.0
  */
 export const make: {
-  <const Name extends string, I extends Persisted, O extends Persisted, R, E extends Persisted = AnyError>(
+  <const Name extends string, I extends Persisted, O extends Persisted, R, E extends Persisted = Schema.Never>(
     name: Name,
     options: Options<I, O, E, R> & {
       readonly retry?: Schedule.Schedule<unknown, E["Type"] | StepTimeoutError> | undefined
       readonly timeout: Duration.Input
     }
   ): Step<Name, I, O, E, R, StepTimeoutError>
-  <const Name extends string, I extends Persisted, O extends Persisted, R, E extends Persisted = AnyError>(
+  <const Name extends string, I extends Persisted, O extends Persisted, R, E extends Persisted = Schema.Never>(
     name: Name,
     options: Options<I, O, E, R> & {
       readonly retry?: Schedule.Schedule<unknown, E["Type"]> | undefined
@@ -125,7 +130,7 @@ export const make: {
     name,
     input: options.input,
     output: options.output,
-    error: options.error ?? AnyError,
+    error: options.error ?? Schema.Never,
     retry: options.retry,
     timeout: options.timeout === undefined ? undefined : Duration.fromInputUnsafe(options.timeout),
     run: options.run

@@ -1,0 +1,32 @@
+// The README's quick start is packages/examples/src/quickstart.ts, and it runs.
+import { assert, layer } from "@effect/vitest"
+import { TestDatabase } from "@pgflows/testing"
+import { Effect, Redacted } from "effect"
+import * as ChildProcess from "node:child_process"
+import * as Fs from "node:fs"
+import * as Path from "node:path"
+
+const root = Path.resolve(import.meta.dirname, "../../..")
+const quickstart = Path.join(root, "packages/examples/src/quickstart.ts")
+
+layer(TestDatabase.layerDatabase)("README quick start", (it) => {
+  it.effect("the README shows quickstart.ts as it is", () =>
+    Effect.sync(() => {
+      const readme = Fs.readFileSync(Path.join(root, "README.md"), "utf8")
+      const block = /## Quick start\n\n```ts\n([\s\S]*?)```/.exec(readme)?.[1]
+      const source = Fs.readFileSync(quickstart, "utf8").split("\n").slice(1).join("\n")
+      assert.strictEqual(block, source)
+    }))
+
+  it.effect("quickstart.ts completes a run against a real PostgreSQL", () =>
+    Effect.gen(function*() {
+      const database = yield* TestDatabase.TestDatabase
+      const result = ChildProcess.spawnSync(process.execPath, [quickstart], {
+        env: { ...process.env, DATABASE_URL: Redacted.value(database.url) },
+        encoding: "utf8",
+        timeout: 60_000
+      })
+      assert.strictEqual(result.status, 0, result.stdout + result.stderr)
+      assert.match(result.stdout, /completed: charge_payment, pgflows\.sleep/)
+    }), { timeout: 60_000 })
+})
