@@ -18,6 +18,19 @@ layer(TestDatabase.layerDatabase)("README quick start", (it) => {
       assert.strictEqual(block, source)
     }))
 
+  it.effect("the README shows approval.ts as it is, and it runs", () =>
+    Effect.sync(() => {
+      const readme = Fs.readFileSync(Path.join(root, "README.md"), "utf8")
+      const block = /## Durable primitives\n[\s\S]*?```ts\n([\s\S]*?)```/.exec(readme)?.[1]
+      const file = Path.join(root, "packages/examples/src/approval.ts")
+      assert.strictEqual(block, Fs.readFileSync(file, "utf8").split("\n").slice(1).join("\n"))
+      const result = ChildProcess.spawnSync(process.execPath, [file], { encoding: "utf8", timeout: 60_000 })
+      assert.strictEqual(result.status, 0, result.stdout + result.stderr)
+      assert.match(result.stdout, /ORD-7: \{"stage":"awaiting approval","placedAt":"[^"]+"\}/)
+      assert.match(result.stdout, /ORD-7: shipped with TRK-ORD-7/)
+      assert.match(result.stdout, /refunded CHG-ORD-8\nORD-8: failed: Declined/)
+    }), { timeout: 60_000 })
+
   it.effect("quickstart.ts completes a run against a real PostgreSQL", () =>
     Effect.gen(function*() {
       const database = yield* TestDatabase.TestDatabase

@@ -51,6 +51,8 @@ const make = (
 ): Store.Store["Service"] => {
   const runs = new Map<string, MutableRun>()
   const steps = new Map<string, Map<string, Store.StepRecord>>()
+  const signals: Array<{ runId: string; name: string; payload: unknown; consumedKey: string | null }> = []
+  const events = new Map<string, { value: unknown; updatedAt: number }>()
   const queue = config.queue
 
   const atNow = <A>(f: (now: number) => A): Effect.Effect<A, StoreError> =>
@@ -65,6 +67,65 @@ const make = (
     run.updatedAt = now
   }
 
+  /** Something happened that the run may wait for: count it, and wake the run if it sleeps. */
+  const wake = (run: MutableRun, now: number) => {
+    if (terminal(run.status)) return
+    run.events++
+    run.updatedAt = now
+    if (run.status !== "suspended") return
+    run.wakeAt = now
+    const message = run.msgId === null ? undefined : state.messages.get(run.msgId)
+    if (message !== undefined) message.visibleAt = now
+    notify({ _tag: "Runnable" })
+  }
+
+  const wakeParent = (run: MutableRun, now: number) => {
+    const parent = run.parentId === null ? undefined : runs.get(run.parentId)
+    if (parent !== undefined) wake(parent, now)
+  }
+
+  const writeJournal = (
+    run: MutableRun,
+    entry: Omit<Store.StepRecord, "runId" | "startedAt" | "completedAt">,
+    now: number
+  ) => {
+    const journal = steps.get(run.id) ?? new Map<string, Store.StepRecord>()
+    steps.set(run.id, journal)
+    const existing = journal.get(entry.key)
+    if (existing !== undefined && (existing.status === "completed" || existing.status === "failed")) return
+    const final = entry.status === "completed" || entry.status === "failed"
+    journal.set(entry.key, {
+      ...entry,
+      runId: run.id,
+      startedAt: existing?.startedAt ?? now,
+      completedAt: final ? now : null
+    })
+  }
+
+  const owned = (runId: string, token: string) => {
+    const run = runs.get(runId)
+    return run !== undefined && run.leaseOwner === token ? run : undefined
+  }
+
+  const descendants = (runId: string): Array<MutableRun> => {
+    const found: Array<MutableRun> = []
+    for (const run of runs.values()) {
+      if (run.parentId === runId) found.push(run, ...descendants(run.id))
+    }
+    return found
+  }
+
+  const restart = (run: MutableRun, now: number) => {
+    run.status = "pending"
+    run.completedAt = null
+    run.wakeAt = null
+    run.leaseOwner = null
+    run.leaseExpiresAt = null
+    run.events++
+    run.updatedAt = now
+    run.msgId = state.send(queue, { run: run.id, workflow: run.workflow }, now, 0)
+  }
+
   const claimable = (run: MutableRun, now: number) =>
     (run.status === "pending" && (run.wakeAt === null || run.wakeAt <= now)) ||
     (run.status === "suspended" && run.wakeAt !== null && run.wakeAt <= now) ||
@@ -76,7 +137,15 @@ const make = (
         let runnable = false
         const result = newRuns.map((input): Store.Created => {
           const existing = runs.get(input.id)
-          if (existing !== undefined) return { id: input.id, created: false, workflow: existing.workflow, msgId: null }
+          if (existing !== undefined) {
+            return { id: input.id, created: false, workflow: existing.workflow, msgId: null, deadlineAt: null }
+          }
+          const deadlines = [
+            input.deadlineAt,
+            input.timeoutMillis === undefined ? undefined : now + input.timeoutMillis
+          ]
+            .filter((d): d is number => d !== undefined)
+          const deadlineAt = deadlines.length === 0 ? null : Math.min(...deadlines)
           const delay = input.delayMillis ?? 0
           const claimed = input.claimFor
           const visibleIn = claimed !== undefined ? claimed.leaseMillis : delay
@@ -90,6 +159,8 @@ const make = (
             error: null,
             executions: claimed !== undefined ? 1 : 0,
             recoveries: 0,
+            events: 0,
+            deadlineAt,
             leaseOwner: claimed?.token ?? null,
             leaseExpiresAt: claimed !== undefined ? now + claimed.leaseMillis : null,
             wakeAt: delay > 0 && claimed === undefined ? now + delay : null,
@@ -101,7 +172,7 @@ const make = (
             completedAt: null
           })
           if (claimed === undefined && delay <= 0) runnable = true
-          return { id: input.id, created: true, workflow: input.workflow, msgId }
+          return { id: input.id, created: true, workflow: input.workflow, msgId, deadlineAt }
         })
         if (runnable) notify({ _tag: "Runnable" })
         return result
@@ -164,26 +235,9 @@ const make = (
 
     checkpoint: (checkpoint) =>
       atNow((now): Store.WriteResult => {
-        const run = runs.get(checkpoint.runId)
-        if (run === undefined || run.leaseOwner !== checkpoint.token) return "lease-lost"
-        const journal = steps.get(run.id) ?? new Map<string, Store.StepRecord>()
-        steps.set(run.id, journal)
-        const existing = journal.get(checkpoint.key)
-        if (existing !== undefined && (existing.status === "completed" || existing.status === "failed")) return "ok"
-        const final = checkpoint.status === "completed" || checkpoint.status === "failed"
-        journal.set(checkpoint.key, {
-          runId: run.id,
-          key: checkpoint.key,
-          name: checkpoint.name,
-          inputHash: checkpoint.inputHash,
-          status: checkpoint.status,
-          output: checkpoint.output ?? null,
-          error: checkpoint.error ?? null,
-          attempts: checkpoint.attempts,
-          wakeAt: checkpoint.wakeInMillis === undefined ? null : now + checkpoint.wakeInMillis,
-          startedAt: existing?.startedAt ?? now,
-          completedAt: final ? now : null
-        })
+        const run = owned(checkpoint.runId, checkpoint.token)
+        if (run === undefined) return "lease-lost"
+        writeJournal(run, toEntry(checkpoint, now), now)
         return "ok"
       }),
 
@@ -198,6 +252,7 @@ const make = (
             run.completedAt = now
             end(run, transition.msgId, now)
             notify({ _tag: "Done", runId: run.id })
+            wakeParent(run, now)
             break
           }
           case "fail": {
@@ -207,9 +262,20 @@ const make = (
             end(run, null, now)
             if (transition.msgId !== null) state.archiveMessage(transition.msgId, now)
             notify({ _tag: "Done", runId: run.id })
+            wakeParent(run, now)
             break
           }
           case "suspend": {
+            if (run.events !== transition.observedEvents) {
+              // Woken while it ran: claimable again at once instead of parked.
+              run.status = "pending"
+              run.wakeAt = null
+              end(run, null, now)
+              const message = transition.msgId === null ? undefined : state.messages.get(transition.msgId)
+              if (message !== undefined) message.visibleAt = now
+              notify({ _tag: "Runnable" })
+              break
+            }
             run.status = "suspended"
             run.wakeAt = transition.wakeInMillis === null ? null : now + transition.wakeInMillis
             end(run, null, now)
@@ -249,13 +315,110 @@ const make = (
         const run = runs.get(runId)
         if (run === undefined) return "not-found"
         if (terminal(run.status)) return "already-terminal"
-        run.status = "cancelled"
-        run.wakeAt = null
-        run.completedAt = now
-        end(run, run.msgId, now)
-        notify({ _tag: "Cancelled", runId })
+        for (const target of [run, ...descendants(runId)]) {
+          if (terminal(target.status)) continue
+          target.status = "cancelled"
+          target.wakeAt = null
+          target.completedAt = now
+          end(target, target.msgId, now)
+          notify({ _tag: "Cancelled", runId: target.id })
+        }
+        wakeParent(run, now)
         return "cancelled"
       }),
+
+    sendSignal: (runId, name, payload) =>
+      atNow((now): Store.SignalResult => {
+        const run = runs.get(runId)
+        if (run === undefined) return "not-found"
+        if (terminal(run.status)) return "ended"
+        signals.push({ runId, name, payload: payload ?? null, consumedKey: null })
+        wake(run, now)
+        return "sent"
+      }),
+
+    takeSignal: (take) =>
+      atNow((now): Store.TakeResult => {
+        const run = owned(take.runId, take.token)
+        if (run === undefined) return { _tag: "LeaseLost" }
+        const signal = signals.find((s) => s.runId === take.runId && s.name === take.signal && s.consumedKey === null)
+        if (signal === undefined) return { _tag: "None" }
+        signal.consumedKey = take.key
+        writeJournal(run, {
+          key: take.key,
+          name: take.name,
+          inputHash: take.inputHash,
+          status: "completed",
+          output: { signal: signal.payload },
+          error: null,
+          attempts: 1,
+          wakeAt: null
+        }, now)
+        return { _tag: "Taken", payload: signal.payload }
+      }),
+
+    setEvent: (write) =>
+      atNow((now): Store.WriteResult => {
+        const run = owned(write.runId, write.token)
+        if (run === undefined) return "lease-lost"
+        if (steps.get(run.id)?.has(write.key) === true) return "ok"
+        writeJournal(run, {
+          key: write.key,
+          name: write.name,
+          inputHash: write.inputHash,
+          status: "completed",
+          output: null,
+          error: null,
+          attempts: 1,
+          wakeAt: null
+        }, now)
+        events.set(`${write.runId}\u0000${write.event}`, { value: write.value ?? null, updatedAt: now })
+        notify({ _tag: "Event", runId: write.runId })
+        return "ok"
+      }),
+
+    getEvent: (runId, event) => Effect.sync(() => events.get(`${runId}\u0000${event}`)),
+
+    retry: (runId) =>
+      atNow((now): Store.RestartResult => {
+        const run = runs.get(runId)
+        if (run === undefined) return "not-found"
+        if (run.status !== "failed") return "wrong-state"
+        run.error = null
+        run.recoveries = 0
+        const journal = steps.get(runId)
+        for (const [key, entry] of journal ?? []) {
+          if (
+            entry.status === "failed" || entry.status === "running" || entry.status === "retrying" ||
+            key.startsWith("c")
+          ) {
+            journal!.delete(key)
+          }
+        }
+        restart(run, now)
+        notify({ _tag: "Runnable" })
+        return "restarted"
+      }),
+
+    resume: (runId) =>
+      atNow((now): Store.RestartResult => {
+        const run = runs.get(runId)
+        if (run === undefined) return "not-found"
+        if (run.status !== "cancelled") return "wrong-state"
+        for (const target of [run, ...descendants(runId)]) if (target.status === "cancelled") restart(target, now)
+        notify({ _tag: "Runnable" })
+        return "restarted"
+      }),
+
+    checkpointWith: (checkpoint, effect) =>
+      Effect.flatMap(effect, (value) =>
+        atNow((now) => {
+          const cp = checkpoint(value)
+          const run = owned(cp.runId, cp.token)
+          if (run === undefined) return "lease-lost" as const
+          writeJournal(run, toEntry(cp, now), now)
+          return value
+        })),
 
     getRun: (runId) =>
       Effect.sync(() => {
@@ -300,6 +463,20 @@ const make = (
     })
   })
 }
+
+const toEntry = (
+  checkpoint: Store.Checkpoint,
+  now: number
+): Omit<Store.StepRecord, "runId" | "startedAt" | "completedAt"> => ({
+  key: checkpoint.key,
+  name: checkpoint.name,
+  inputHash: checkpoint.inputHash,
+  status: checkpoint.status,
+  output: checkpoint.output ?? null,
+  error: checkpoint.error ?? null,
+  attempts: checkpoint.attempts,
+  wakeAt: checkpoint.wakeInMillis === undefined ? null : now + checkpoint.wakeInMillis
+})
 
 const encodeCursor = (at: number, id: string) => Buffer.from(`${at}:${id}`).toString("base64url")
 

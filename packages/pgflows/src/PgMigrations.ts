@@ -136,6 +136,52 @@ BEGIN
   RETURN run_id;
 END
 $fn$`
+    ]],
+    [5, "primitives", [
+      // Bumped by anything that should wake the run (a signal, a child's end): an execution that
+      // saw an older value does not park, so no wake-up is lost between its check and its end.
+      `ALTER TABLE ${s}.runs ADD COLUMN events integer NOT NULL DEFAULT 0`,
+      `ALTER TABLE ${s}.runs ADD COLUMN deadline_at timestamptz`,
+      `CREATE TABLE ${s}.signals (
+  id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  run_id text NOT NULL,
+  name text NOT NULL,
+  payload jsonb NOT NULL,
+  sent_at timestamptz NOT NULL DEFAULT now(),
+  consumed_key text,
+  consumed_at timestamptz
+)`,
+      `CREATE INDEX signals_pending ON ${s}.signals (run_id, name, id) WHERE consumed_key IS NULL`,
+      `CREATE TABLE ${s}.events (
+  run_id text NOT NULL,
+  key text NOT NULL,
+  value jsonb NOT NULL,
+  updated_at timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (run_id, key)
+)`
+    ]],
+    [4, "schedules", [
+      // The schedules of the built-in scheduler (fired by BuiltinScheduler.run) and of the pg_durable
+      // scheduler (whose instance id is the handle); pg_cron keeps its own jobs in cron.job.
+      `CREATE TABLE ${s}.schedules (
+  name text PRIMARY KEY,
+  scheduler text NOT NULL DEFAULT 'builtin' CONSTRAINT schedules_scheduler CHECK (
+    scheduler IN ('builtin', 'pg_durable')),
+  handle text,
+  cron text NOT NULL,
+  timezone text NOT NULL DEFAULT 'UTC',
+  workflow text NOT NULL,
+  input jsonb NOT NULL,
+  paused boolean NOT NULL DEFAULT false,
+  catch_up text NOT NULL DEFAULT 'latest' CONSTRAINT schedules_catch_up CHECK (catch_up IN ('skip', 'latest', 'all')),
+  max_catch_up integer NOT NULL DEFAULT 10 CONSTRAINT schedules_max_catch_up CHECK (max_catch_up BETWEEN 1 AND 1000),
+  last_tick timestamptz,
+  next_tick timestamptz,
+  created_at timestamptz NOT NULL DEFAULT now(),
+  updated_at timestamptz NOT NULL DEFAULT now()
+)`,
+      `-- The due schedules in tick order: what every pass of a built-in scheduler reads.
+CREATE INDEX schedules_due ON ${s}.schedules (next_tick) WHERE scheduler = 'builtin' AND NOT paused`
     ]]
   ]
 }
@@ -155,7 +201,7 @@ export const run: Effect.Effect<
   const sql = yield* SqlClient.SqlClient
   const { schema } = yield* PgflowsConfig.PgflowsConfig
   const loader = Effect.succeed(
-    migrations(schema).map(([id, name, statements]) =>
+    [...migrations(schema)].sort((a, b) => a[0] - b[0]).map(([id, name, statements]) =>
       // The migrator loads each migration (like a dynamic import) and then runs what it loaded.
       [
         id,

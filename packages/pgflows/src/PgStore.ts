@@ -71,7 +71,9 @@ export const layer: Layer.Layer<Store.Store, StoreError, PgClient.PgClient | Sql
         Params.texts(runs.map((run) => run.claimFor?.token ?? null)),
         Params.floats(runs.map((run) => run.claimFor?.leaseMillis ?? 0)),
         q,
-        channel
+        channel,
+        Params.floats(runs.map((run) => run.deadlineAt ?? null)),
+        Params.floats(runs.map((run) => run.timeoutMillis ?? null))
       ]).pipe(
         Effect.flatMap((rows) =>
           Effect.forEach(rows, (row) =>
@@ -80,7 +82,8 @@ export const layer: Layer.Layer<Store.Store, StoreError, PgClient.PgClient | Sql
                 id: row.id,
                 created: row.created,
                 workflow: row.workflow,
-                msgId: row.msg_id === null ? null : Number(row.msg_id)
+                msgId: row.msg_id === null ? null : Number(row.msg_id),
+                deadlineAt: row.deadline_ms === null ? null : Number(row.deadline_ms)
               })
               // Another transaction created the same id while we ran: read what it wrote.
               : Effect.map(
@@ -89,7 +92,8 @@ export const layer: Layer.Layer<Store.Store, StoreError, PgClient.PgClient | Sql
                   id: row.id,
                   created: false,
                   workflow: found[0]?.workflow ?? "",
-                  msgId: null
+                  msgId: null,
+                  deadlineAt: null
                 })
               ))
         ),
@@ -250,6 +254,102 @@ export const layer: Layer.Layer<Store.Store, StoreError, PgClient.PgClient | Sql
       return out as Queue.Dequeue<Store.Notification, StoreError>
     })
 
+    const sendSignal = (runId: string, name: string, payload: unknown) =>
+      sql.unsafe<{ status: Status | null; sent: boolean }>(statements.sendSignal, [
+        runId,
+        name,
+        JSON.stringify(payload ?? null),
+        channel
+      ]).pipe(
+        Effect.map((rows): Store.SignalResult =>
+          rows[0]?.sent === true ? "sent" : rows[0]?.status === null || rows[0] === undefined ? "not-found" : "ended"
+        ),
+        Effect.mapError((cause) => storeError("sendSignal", cause))
+      )
+
+    const takeSignal = (take: Store.JournalWrite & { readonly signal: string }) =>
+      sql.unsafe<{ owned: boolean; taken: boolean; payload: unknown }>(statements.takeSignal, [
+        take.runId,
+        take.token,
+        take.key,
+        take.name,
+        take.inputHash,
+        take.signal
+      ]).pipe(
+        Effect.map((rows): Store.TakeResult => {
+          const row = rows[0]
+          if (row?.owned !== true) return { _tag: "LeaseLost" }
+          return row.taken ? { _tag: "Taken", payload: row.payload } : { _tag: "None" }
+        }),
+        Effect.mapError((cause) => storeError("takeSignal", cause))
+      )
+
+    const setEvent = (write: Store.JournalWrite & { readonly event: string; readonly value: unknown }) =>
+      sql.unsafe<{ owned: boolean }>(statements.setEvent, [
+        write.runId,
+        write.token,
+        write.key,
+        write.name,
+        write.inputHash,
+        write.event,
+        JSON.stringify(write.value ?? null),
+        channel
+      ]).pipe(
+        Effect.map((rows): Store.WriteResult => rows[0]?.owned === true ? "ok" : "lease-lost"),
+        Effect.mapError((cause) => storeError("setEvent", cause))
+      )
+
+    const getEvent = (runId: string, event: string) =>
+      sql.unsafe<{ value: unknown; updated_at: Date }>(statements.getEvent, [runId, event]).pipe(
+        Effect.map((rows) =>
+          rows[0] === undefined ? undefined : { value: rows[0].value, updatedAt: rows[0].updated_at.getTime() }
+        ),
+        Effect.mapError((cause) => storeError("getEvent", cause))
+      )
+
+    const restart = (operation: "retry" | "resume") => (runId: string) =>
+      sql.unsafe<{ restarted: boolean; status: Status | null }>(statements[operation], [runId, q, channel]).pipe(
+        Effect.map((rows): Store.RestartResult =>
+          rows[0]?.restarted === true
+            ? "restarted"
+            : rows[0]?.status === null || rows[0] === undefined
+            ? "not-found"
+            : "wrong-state"
+        ),
+        Effect.mapError((cause) => storeError(operation, cause))
+      )
+
+    const checkpointWith = <A, E, R>(checkpoint: (value: A) => Store.Checkpoint, effect: Effect.Effect<A, E, R>) =>
+      sql.withTransaction(
+        Effect.gen(function*() {
+          const value = yield* effect
+          const cp = checkpoint(value)
+          const rows = yield* sql.unsafe<{ run_id: string }>(statements.transactionalCheckpoint, [
+            Params.texts([cp.runId]),
+            Params.texts([cp.token]),
+            Params.texts([cp.key]),
+            Params.texts([cp.name]),
+            Params.texts([cp.inputHash]),
+            Params.texts([cp.status]),
+            Params.texts([cp.output === undefined || cp.output === null ? null : JSON.stringify(cp.output)]),
+            Params.texts([cp.error === undefined || cp.error === null ? null : JSON.stringify(cp.error)]),
+            Params.ints([cp.attempts]),
+            Params.floats([cp.wakeInMillis ?? null])
+          ]).pipe(Effect.mapError((cause) => storeError("checkpoint", cause)))
+          // Not ours any more: roll the effect back with the checkpoint.
+          if (rows.length === 0) return yield* Effect.fail(leaseLost)
+          return value
+        })
+      ).pipe(
+        Effect.catchIf(
+          (error): error is typeof leaseLost => error === leaseLost,
+          () => Effect.succeed("lease-lost" as const)
+        ),
+        Effect.mapError((error) =>
+          (error as { _tag?: string })?._tag === "SqlError" ? storeError("checkpoint", error) : error as E | StoreError
+        )
+      )
+
     // The engine's own statements are not traced one by one: pgflows traces workflows and steps,
     // and a span per statement on the hot path would cost more than some statements themselves.
     const untraced = Effect.withTracerEnabled(false)
@@ -260,6 +360,13 @@ export const layer: Layer.Layer<Store.Store, StoreError, PgClient.PgClient | Sql
       transition: (transition) => untraced(write({ _tag: "Transition", transition })),
       heartbeat: (leases, leaseMillis) => untraced(heartbeat(leases, leaseMillis)),
       cancel,
+      sendSignal,
+      takeSignal: (take) => untraced(takeSignal(take)),
+      setEvent: (write) => untraced(setEvent(write)),
+      getEvent,
+      retry: restart("retry"),
+      resume: restart("resume"),
+      checkpointWith,
       getRun: (runId) => untraced(getRun(runId)),
       getSteps,
       listRuns,
@@ -271,6 +378,9 @@ export const layer: Layer.Layer<Store.Store, StoreError, PgClient.PgClient | Sql
 
 // internal
 
+/** Sentinel for rolling back a transactional checkpoint whose lease was lost. */
+const leaseLost = { _tag: "LeaseLost" } as const
+
 type Write =
   | { readonly _tag: "Checkpoint"; readonly checkpoint: Store.Checkpoint }
   | { readonly _tag: "Transition"; readonly transition: Store.Transition }
@@ -280,6 +390,7 @@ interface CreatedRow {
   readonly created: boolean
   readonly workflow: string | null
   readonly msg_id: string | number | null
+  readonly deadline_ms: number | null
 }
 
 interface RunRow {
@@ -291,6 +402,8 @@ interface RunRow {
   readonly error: unknown
   readonly executions: number
   readonly recoveries: number
+  readonly events: number
+  readonly deadline_at: Date | null
   readonly lease_owner: string | null
   readonly lease_expires_at: Date | null
   readonly wake_at: Date | null
@@ -339,6 +452,8 @@ const toRunRecord = (row: Omit<RunRow, "id"> & { readonly id: string | null }): 
   error: row.error,
   executions: row.executions,
   recoveries: row.recoveries,
+  events: row.events,
+  deadlineAt: toMillis(row.deadline_at),
   leaseOwner: row.lease_owner,
   leaseExpiresAt: toMillis(row.lease_expires_at),
   wakeAt: toMillis(row.wake_at),
@@ -368,6 +483,7 @@ const parseNotification = (payload: string): Store.Notification | undefined => {
   if (payload === "run") return { _tag: "Runnable" }
   if (payload.startsWith("done:")) return { _tag: "Done", runId: payload.slice(5) }
   if (payload.startsWith("cancel:")) return { _tag: "Cancelled", runId: payload.slice(7) }
+  if (payload.startsWith("event:")) return { _tag: "Event", runId: payload.slice(6) }
   return undefined
 }
 
@@ -428,6 +544,7 @@ const commitBatch = (
     Params.texts(trs.map((t) => t.kind === "fail" ? JSON.stringify(t.error ?? null) : null)),
     Params.floats(trs.map((t) => t.kind === "suspend" ? t.wakeInMillis : null)),
     Params.bigints(trs.map((t) => t.msgId)),
+    Params.ints(trs.map((t) => t.kind === "suspend" ? t.observedEvents : 0)),
     channel
   ]
   type Row = { kind: string; run_id: string; key: string | null }
@@ -456,30 +573,36 @@ const commitBatch = (
 
 type Statements = ReturnType<typeof makeStatements>
 
-/** The end of executions without journal entries: lock, update the runs, move their messages, notify. */
-const transitionsOnly = (schema: Identifier.Identifier) => {
+/**
+ * The end of executions, as CTEs over the transition arrays starting at parameter `$first`, after a
+ * `locked` CTE that locked the runs: update the runs (a suspend whose run was woken meanwhile becomes
+ * a release), delete, archive or reschedule their messages, wake the parents of runs that ended,
+ * notify. `checkpoints` names the CTE of the batch's checkpoints, if any (to exclude nothing else).
+ */
+const transitionCtes = (schema: Identifier.Identifier, first: number) => {
   const s = Identifier.quote(schema)
   const ms = "* interval '1 millisecond'"
-  return `
-WITH tr AS (
-  SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::float8[], $7::bigint[])
-    AS t(run_id, token, kind, output, error, wake_ms, msg_id)
-), locked AS MATERIALIZED (
-  SELECT id, lease_owner FROM ${s}.runs WHERE id IN (SELECT run_id FROM tr) ORDER BY id FOR NO KEY UPDATE
+  const p = (n: number) => `$${first + n}`
+  return `tr AS (
+  SELECT t.*, CASE WHEN t.kind = 'suspend' AND l.events <> t.observed THEN 'release' ELSE t.kind END AS effective
+  FROM unnest(${p(0)}::text[], ${p(1)}::text[], ${p(2)}::text[], ${p(3)}::text[], ${p(4)}::text[], ${p(5)}::float8[],
+    ${p(6)}::bigint[], ${p(7)}::int[])
+    AS t(run_id, token, kind, output, error, wake_ms, msg_id, observed)
+  JOIN locked l ON l.id = t.run_id AND l.lease_owner = t.token
 ), moved AS (
   UPDATE ${s}.runs r SET
-    status = CASE tr.kind WHEN 'complete' THEN 'completed' WHEN 'fail' THEN 'failed'
+    status = CASE tr.effective WHEN 'complete' THEN 'completed' WHEN 'fail' THEN 'failed'
       WHEN 'suspend' THEN 'suspended' ELSE 'pending' END,
-    output = CASE WHEN tr.kind = 'complete' THEN tr.output::jsonb ELSE r.output END,
-    error = CASE WHEN tr.kind = 'fail' THEN tr.error::jsonb ELSE r.error END,
-    wake_at = CASE WHEN tr.kind = 'suspend' AND tr.wake_ms IS NOT NULL THEN now() + tr.wake_ms ${ms} END,
+    output = CASE WHEN tr.effective = 'complete' THEN tr.output::jsonb ELSE r.output END,
+    error = CASE WHEN tr.effective = 'fail' THEN tr.error::jsonb ELSE r.error END,
+    wake_at = CASE WHEN tr.effective = 'suspend' AND tr.wake_ms IS NOT NULL THEN now() + tr.wake_ms ${ms} END,
     lease_owner = NULL,
     lease_expires_at = NULL,
-    completed_at = CASE WHEN tr.kind IN ('complete', 'fail') THEN now() END,
+    completed_at = CASE WHEN tr.effective IN ('complete', 'fail') THEN now() END,
     updated_at = now()
-  FROM tr JOIN locked l ON l.id = tr.run_id AND l.lease_owner = tr.token
+  FROM tr
   WHERE r.id = tr.run_id
-  RETURNING r.id, r.wake_at, tr.kind, tr.msg_id
+  RETURNING r.id, r.parent_id, r.wake_at, tr.effective AS kind, tr.msg_id
 ), removed AS (
   DELETE FROM ${s}.queue_messages q USING moved m
   WHERE q.msg_id = m.msg_id AND m.kind IN ('complete', 'fail')
@@ -491,27 +614,72 @@ WITH tr AS (
   UPDATE ${s}.queue_messages q
   SET vt = CASE WHEN m.kind = 'release' THEN now() ELSE coalesce(m.wake_at, 'infinity'::timestamptz) END
   FROM moved m WHERE q.msg_id = m.msg_id AND m.kind IN ('suspend', 'release')
+), woken AS (
+  -- A parent waits for its children: wake it (parents ending in this same batch need no wake-up).
+  UPDATE ${s}.runs p SET
+    events = p.events + 1,
+    wake_at = CASE WHEN p.status = 'suspended' THEN now() ELSE p.wake_at END,
+    updated_at = now()
+  FROM (SELECT DISTINCT parent_id FROM moved WHERE kind IN ('complete', 'fail') AND parent_id IS NOT NULL) c
+  WHERE p.id = c.parent_id AND p.id NOT IN (SELECT run_id FROM tr)
+    AND p.status NOT IN ('completed', 'failed', 'cancelled')
+  RETURNING p.status, p.msg_id
+), woken_messages AS (
+  UPDATE ${s}.queue_messages q SET vt = now() FROM woken w WHERE q.msg_id = w.msg_id AND w.status = 'suspended'
 ), notified AS (
-  SELECT pg_notify($8, CASE WHEN kind = 'release' THEN 'run' ELSE 'done:' || id END) AS n
+  SELECT pg_notify(${p(8)}, CASE WHEN kind = 'release' THEN 'run' ELSE 'done:' || id END) AS n
   FROM moved WHERE kind IN ('complete', 'fail', 'release')
-)
-SELECT 'tr' AS kind, id AS run_id, NULL AS key FROM moved
-UNION ALL SELECT 'n', NULL, NULL FROM (SELECT count(*) AS c FROM notified) AS forced WHERE forced.c < 0`
+  UNION ALL SELECT pg_notify(${p(8)}, 'run') FROM (SELECT 1 FROM woken WHERE status = 'suspended' LIMIT 1) w
+)`
+}
+
+/** The journal writes of a batch, as CTEs after a `locked` CTE, over the arrays `$1` to `$10`. */
+const checkpointCtes = (schema: Identifier.Identifier) => {
+  const s = Identifier.quote(schema)
+  const ms = "* interval '1 millisecond'"
+  return `accepted AS MATERIALIZED (
+  SELECT t.* FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+    $8::text[], $9::int[], $10::float8[])
+    AS t(run_id, token, key, name, input_hash, status, output, error, attempts, wake_ms)
+  JOIN locked l ON l.id = t.run_id AND l.lease_owner = t.token
+), written AS (
+  INSERT INTO ${s}.steps AS st
+    (run_id, key, name, input_hash, status, output, error, attempts, wake_at, completed_at)
+  SELECT run_id, key, name, input_hash, status, output::jsonb, error::jsonb, attempts,
+         CASE WHEN wake_ms IS NOT NULL THEN now() + wake_ms ${ms} END,
+         CASE WHEN status IN ('completed', 'failed') THEN now() END
+  FROM accepted
+  ON CONFLICT (run_id, key) DO UPDATE SET
+    status = EXCLUDED.status, output = EXCLUDED.output, error = EXCLUDED.error, attempts = EXCLUDED.attempts,
+    wake_at = EXCLUDED.wake_at, completed_at = EXCLUDED.completed_at
+  WHERE st.status NOT IN ('completed', 'failed')
+)`
 }
 
 const makeStatements = (schema: Identifier.Identifier) => {
   const s = Identifier.quote(schema)
   const ms = "* interval '1 millisecond'"
+  const lock = (ids: string) =>
+    `locked AS MATERIALIZED (
+  SELECT id, lease_owner, events FROM ${s}.runs WHERE id IN (${ids}) ORDER BY id FOR NO KEY UPDATE
+)`
+  // A checkpoint that finds its key already final (a retried commit) is accepted as written.
+  // Data-modifying CTEs always run; the notify CTE is a SELECT, so it runs only when referenced.
+  const transitionsResult = `SELECT 'tr' AS kind, id AS run_id, NULL AS key FROM moved
+UNION ALL SELECT 'n', NULL, NULL FROM (SELECT count(*) AS c FROM notified) AS forced WHERE forced.c < 0`
   return {
     createRuns: `
 WITH input AS (
   SELECT t.id, t.workflow, t.input::jsonb AS input, t.delay_ms, t.parent_id, t.owner, t.lease_ms, t.ord,
+         least(to_timestamp(t.deadline_ms / 1000.0), now() + t.timeout_ms ${ms}) AS deadline_at,
          nextval('${schema}.queue_msg_id_seq') AS msg_id
-  FROM unnest($1::text[], $2::text[], $3::text[], $4::float8[], $5::text[], $6::text[], $7::float8[])
-    WITH ORDINALITY AS t(id, workflow, input, delay_ms, parent_id, owner, lease_ms, ord)
+  FROM unnest($1::text[], $2::text[], $3::text[], $4::float8[], $5::text[], $6::text[], $7::float8[],
+    $10::float8[], $11::float8[])
+    WITH ORDINALITY AS t(id, workflow, input, delay_ms, parent_id, owner, lease_ms, deadline_ms, timeout_ms, ord)
 ), inserted AS (
   INSERT INTO ${s}.runs AS r
-    (id, workflow, status, input, wake_at, parent_id, msg_id, lease_owner, lease_expires_at, executions, started_at)
+    (id, workflow, status, input, wake_at, parent_id, msg_id, lease_owner, lease_expires_at, executions, started_at,
+     deadline_at)
   SELECT id, workflow,
          CASE WHEN owner IS NULL THEN 'pending' ELSE 'running' END,
          input,
@@ -519,10 +687,11 @@ WITH input AS (
          parent_id, msg_id, owner,
          CASE WHEN owner IS NOT NULL THEN now() + lease_ms ${ms} END,
          CASE WHEN owner IS NOT NULL THEN 1 ELSE 0 END,
-         CASE WHEN owner IS NOT NULL THEN now() END
+         CASE WHEN owner IS NOT NULL THEN now() END,
+         deadline_at
   FROM input
   ON CONFLICT (id) DO NOTHING
-  RETURNING r.id, r.workflow, r.msg_id, r.wake_at, r.lease_expires_at
+  RETURNING r.id, r.workflow, r.msg_id, r.wake_at, r.lease_expires_at, r.deadline_at
 ), sent AS (
   INSERT INTO ${s}.queue_messages (msg_id, queue, vt, message)
   SELECT msg_id, $8, coalesce(lease_expires_at, wake_at, now()), jsonb_build_object('run', id, 'workflow', workflow)
@@ -532,7 +701,8 @@ WITH input AS (
   SELECT pg_notify($9, 'run') AS n
   FROM (SELECT 1 FROM inserted WHERE lease_expires_at IS NULL AND wake_at IS NULL LIMIT 1) AS runnable
 )
-SELECT i.id, ins.id IS NOT NULL AS created, coalesce(ins.workflow, existing.workflow) AS workflow, ins.msg_id
+SELECT i.id, ins.id IS NOT NULL AS created, coalesce(ins.workflow, existing.workflow) AS workflow, ins.msg_id,
+  (extract(epoch FROM ins.deadline_at) * 1000)::float8 AS deadline_ms
 FROM input i
 LEFT JOIN inserted ins ON ins.id = i.id
 LEFT JOIN ${s}.runs existing ON existing.id = i.id
@@ -568,13 +738,13 @@ WITH due AS (
       OR (r.status = 'suspended' AND r.wake_at <= now())
       OR (r.status = 'running' AND r.lease_expires_at < now())
     )
-  RETURNING r.id, r.workflow, r.status, r.input, r.output, r.error, r.executions, r.recoveries, r.lease_owner,
-    r.lease_expires_at, r.wake_at, r.parent_id, r.created_at, r.updated_at, r.started_at, r.completed_at,
-    m.msg_id AS claimed_msg_id
+  RETURNING r.id, r.workflow, r.status, r.input, r.output, r.error, r.executions, r.recoveries, r.events,
+    r.deadline_at, r.lease_owner, r.lease_expires_at, r.wake_at, r.parent_id, r.created_at, r.updated_at,
+    r.started_at, r.completed_at, m.msg_id AS claimed_msg_id
 )
 SELECT m.msg_id, m.read_ct, m.run_id, m.message_workflow, c.id, c.workflow, c.status, c.input, c.output, c.error,
-  c.executions, c.recoveries, c.lease_owner, c.lease_expires_at, c.wake_at, c.parent_id, c.created_at,
-  c.updated_at, c.started_at, c.completed_at,
+  c.executions, c.recoveries, c.events, c.deadline_at, c.lease_owner, c.lease_expires_at, c.wake_at, c.parent_id,
+  c.created_at, c.updated_at, c.started_at, c.completed_at,
   extract(epoch FROM now()) * 1000 AS now_ms,
   cur.status AS current_status, cur.lease_expires_at AS current_lease, cur.wake_at AS current_wake
 FROM msgs m
@@ -610,94 +780,16 @@ SELECT (SELECT count(*) FROM archived) AS archived, (SELECT count(*) FROM notifi
 SELECT run_id, key, name, input_hash, status, output, error, attempts, wake_at, started_at, completed_at
 FROM ${s}.steps WHERE run_id = ANY($1::text[])`,
     checkpoints: `
-WITH cp AS (
-  SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
-    $8::text[], $9::int[], $10::float8[])
-    AS t(run_id, token, key, name, input_hash, status, output, error, attempts, wake_ms)
-), locked AS MATERIALIZED (
-  SELECT id, lease_owner FROM ${s}.runs
-  WHERE id IN (SELECT run_id FROM cp)
-  ORDER BY id
-  FOR NO KEY UPDATE
-), accepted AS MATERIALIZED (
-  SELECT cp.* FROM cp JOIN locked l ON l.id = cp.run_id AND l.lease_owner = cp.token
-), written AS (
-  INSERT INTO ${s}.steps AS st
-    (run_id, key, name, input_hash, status, output, error, attempts, wake_at, completed_at)
-  SELECT run_id, key, name, input_hash, status, output::jsonb, error::jsonb, attempts,
-         CASE WHEN wake_ms IS NOT NULL THEN now() + wake_ms ${ms} END,
-         CASE WHEN status IN ('completed', 'failed') THEN now() END
-  FROM accepted
-  ON CONFLICT (run_id, key) DO UPDATE SET
-    status = EXCLUDED.status, output = EXCLUDED.output, error = EXCLUDED.error, attempts = EXCLUDED.attempts,
-    wake_at = EXCLUDED.wake_at, completed_at = EXCLUDED.completed_at
-  WHERE st.status NOT IN ('completed', 'failed')
-)
+WITH ${lock("SELECT unnest($1::text[])")}, ${checkpointCtes(schema)}
 SELECT 'cp' AS kind, run_id, key FROM accepted`,
-    transitions: transitionsOnly(schema),
+    transitions: `
+WITH ${lock("SELECT unnest($1::text[])")}, ${transitionCtes(schema, 1)}
+${transitionsResult}`,
     commit: `
-WITH cp AS (
-  SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
-    $8::text[], $9::int[], $10::float8[])
-    AS t(run_id, token, key, name, input_hash, status, output, error, attempts, wake_ms)
-), tr AS (
-  SELECT * FROM unnest($11::text[], $12::text[], $13::text[], $14::text[], $15::text[], $16::float8[], $17::bigint[])
-    AS t(run_id, token, kind, output, error, wake_ms, msg_id)
-), locked AS MATERIALIZED (
-  SELECT id, lease_owner FROM ${s}.runs
-  WHERE id IN (SELECT run_id FROM cp UNION SELECT run_id FROM tr)
-  ORDER BY id
-  FOR NO KEY UPDATE
-), written AS (
-  INSERT INTO ${s}.steps AS st
-    (run_id, key, name, input_hash, status, output, error, attempts, wake_at, completed_at)
-  SELECT cp.run_id, cp.key, cp.name, cp.input_hash, cp.status, cp.output::jsonb, cp.error::jsonb, cp.attempts,
-         CASE WHEN cp.wake_ms IS NOT NULL THEN now() + cp.wake_ms ${ms} END,
-         CASE WHEN cp.status IN ('completed', 'failed') THEN now() END
-  FROM cp JOIN locked l ON l.id = cp.run_id AND l.lease_owner = cp.token
-  ON CONFLICT (run_id, key) DO UPDATE SET
-    status = EXCLUDED.status, output = EXCLUDED.output, error = EXCLUDED.error, attempts = EXCLUDED.attempts,
-    wake_at = EXCLUDED.wake_at, completed_at = EXCLUDED.completed_at
-  WHERE st.status NOT IN ('completed', 'failed')
-  RETURNING st.run_id, st.key
-), accepted AS (
-  -- A checkpoint that finds its key already final (a retried commit) is accepted as written.
-  SELECT cp.run_id, cp.key FROM cp JOIN locked l ON l.id = cp.run_id AND l.lease_owner = cp.token
-), moved AS (
-  UPDATE ${s}.runs r SET
-    status = CASE tr.kind WHEN 'complete' THEN 'completed' WHEN 'fail' THEN 'failed'
-      WHEN 'suspend' THEN 'suspended' ELSE 'pending' END,
-    output = CASE WHEN tr.kind = 'complete' THEN tr.output::jsonb ELSE r.output END,
-    error = CASE WHEN tr.kind = 'fail' THEN tr.error::jsonb ELSE r.error END,
-    wake_at = CASE WHEN tr.kind = 'suspend' AND tr.wake_ms IS NOT NULL THEN now() + tr.wake_ms ${ms} END,
-    lease_owner = NULL,
-    lease_expires_at = NULL,
-    completed_at = CASE WHEN tr.kind IN ('complete', 'fail') THEN now() END,
-    updated_at = now()
-  FROM tr JOIN locked l ON l.id = tr.run_id AND l.lease_owner = tr.token
-  WHERE r.id = tr.run_id
-  RETURNING r.id, r.wake_at, tr.kind, tr.msg_id
-), removed AS (
-  DELETE FROM ${s}.queue_messages q USING moved m
-  WHERE q.msg_id = m.msg_id AND m.kind IN ('complete', 'fail')
-  RETURNING q.msg_id, q.queue, q.read_ct, q.enqueued_at, q.vt, q.message, m.kind
-), archived AS (
-  INSERT INTO ${s}.queue_archive (msg_id, queue, read_ct, enqueued_at, vt, message)
-  SELECT msg_id, queue, read_ct, enqueued_at, vt, message FROM removed WHERE kind = 'fail'
-  RETURNING msg_id
-), rescheduled AS (
-  UPDATE ${s}.queue_messages q
-  SET vt = CASE WHEN m.kind = 'release' THEN now() ELSE coalesce(m.wake_at, 'infinity'::timestamptz) END
-  FROM moved m WHERE q.msg_id = m.msg_id AND m.kind IN ('suspend', 'release')
-  RETURNING q.msg_id
-), notified AS (
-  SELECT pg_notify($18, CASE WHEN kind = 'release' THEN 'run' ELSE 'done:' || id END) AS n
-  FROM moved WHERE kind IN ('complete', 'fail', 'release')
-)
--- Data-modifying CTEs always run; the notify CTE is a SELECT, so it runs only when referenced.
+WITH ${lock("SELECT unnest($1::text[]) UNION SELECT unnest($11::text[])")}, ${checkpointCtes(schema)},
+${transitionCtes(schema, 11)}
 SELECT 'cp' AS kind, run_id, key FROM accepted
-UNION ALL SELECT 'tr', id, NULL FROM moved
-UNION ALL SELECT 'n', NULL, NULL FROM (SELECT count(*) AS c FROM notified) AS forced WHERE forced.c < 0`,
+UNION ALL ${transitionsResult}`,
     heartbeat: `
 WITH lease AS (
   SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[]) AS l(run_id, token, msg_id)
@@ -713,19 +805,124 @@ WITH lease AS (
 )
 SELECT token FROM renewed CROSS JOIN (SELECT count(*) FROM hidden) AS forced`,
     cancel: `
-WITH cancelled AS (
+WITH RECURSIVE tree AS (
+  SELECT id FROM ${s}.runs WHERE id = $1
+  UNION
+  SELECT c.id FROM ${s}.runs c JOIN tree t ON c.parent_id = t.id
+), cancelled AS (
   UPDATE ${s}.runs SET status = 'cancelled', lease_owner = NULL, lease_expires_at = NULL, wake_at = NULL,
     completed_at = now(), updated_at = now()
-  WHERE id = $1 AND status NOT IN ('completed', 'failed', 'cancelled')
-  RETURNING id, msg_id
+  WHERE id IN (SELECT id FROM tree) AND status NOT IN ('completed', 'failed', 'cancelled')
+  RETURNING id, msg_id, parent_id
 ), removed AS (
   DELETE FROM ${s}.queue_messages q USING cancelled c WHERE q.msg_id = c.msg_id RETURNING q.msg_id
+), woken AS (
+  -- A parent (outside the cancelled tree) waiting for the cancelled run is woken.
+  UPDATE ${s}.runs p SET events = p.events + 1,
+    wake_at = CASE WHEN p.status = 'suspended' THEN now() ELSE p.wake_at END, updated_at = now()
+  FROM cancelled c
+  WHERE c.id = $1 AND p.id = c.parent_id AND p.status NOT IN ('completed', 'failed', 'cancelled')
+  RETURNING p.status, p.msg_id
+), woken_messages AS (
+  UPDATE ${s}.queue_messages q SET vt = now() FROM woken w WHERE q.msg_id = w.msg_id AND w.status = 'suspended'
 ), notified AS (
   SELECT pg_notify($2, 'cancel:' || id) AS n FROM cancelled
+  UNION ALL SELECT pg_notify($2, 'run') FROM woken
 )
-SELECT EXISTS (SELECT 1 FROM cancelled) AS cancelled,
+SELECT EXISTS (SELECT 1 FROM cancelled WHERE id = $1) AS cancelled,
   (SELECT status FROM ${s}.runs WHERE id = $1) AS status,
   (SELECT count(*) FROM removed) + (SELECT count(*) FROM notified) AS forced`,
+    sendSignal: `
+WITH target AS (
+  SELECT id, status FROM ${s}.runs WHERE id = $1 FOR NO KEY UPDATE
+), inserted AS (
+  INSERT INTO ${s}.signals (run_id, name, payload)
+  SELECT id, $2, $3::jsonb FROM target WHERE status NOT IN ('completed', 'failed', 'cancelled')
+  RETURNING run_id
+), woken AS (
+  UPDATE ${s}.runs r SET events = r.events + 1,
+    wake_at = CASE WHEN r.status = 'suspended' THEN now() ELSE r.wake_at END, updated_at = now()
+  FROM inserted i WHERE r.id = i.run_id
+  RETURNING r.status, r.msg_id
+), woken_messages AS (
+  UPDATE ${s}.queue_messages q SET vt = now() FROM woken w WHERE q.msg_id = w.msg_id AND w.status = 'suspended'
+), notified AS (
+  SELECT pg_notify($4, 'run') AS n FROM woken WHERE status = 'suspended'
+)
+SELECT (SELECT status FROM target) AS status, EXISTS (SELECT 1 FROM inserted) AS sent,
+  (SELECT count(*) FROM notified) AS forced`,
+    takeSignal: `
+WITH owned AS (
+  SELECT id FROM ${s}.runs WHERE id = $1 AND lease_owner = $2 FOR NO KEY UPDATE
+), oldest AS (
+  SELECT sg.id FROM ${s}.signals sg JOIN owned o ON sg.run_id = o.id
+  WHERE sg.name = $6 AND sg.consumed_key IS NULL
+  ORDER BY sg.id LIMIT 1 FOR UPDATE
+), taken AS (
+  UPDATE ${s}.signals sg SET consumed_key = $3, consumed_at = now() FROM oldest o WHERE sg.id = o.id
+  RETURNING sg.payload
+), written AS (
+  INSERT INTO ${s}.steps AS st (run_id, key, name, input_hash, status, output, attempts, completed_at)
+  SELECT $1, $3, $4, $5, 'completed', jsonb_build_object('signal', payload), 1, now() FROM taken
+  ON CONFLICT (run_id, key) DO UPDATE SET status = 'completed', output = EXCLUDED.output, error = NULL,
+    completed_at = now(), wake_at = NULL
+  WHERE st.status NOT IN ('completed', 'failed')
+)
+SELECT EXISTS (SELECT 1 FROM owned) AS owned, EXISTS (SELECT 1 FROM taken) AS taken,
+  (SELECT payload FROM taken) AS payload`,
+    setEvent: `
+WITH owned AS (
+  SELECT id FROM ${s}.runs WHERE id = $1 AND lease_owner = $2 FOR NO KEY UPDATE
+), written AS (
+  INSERT INTO ${s}.steps (run_id, key, name, input_hash, status, attempts, completed_at)
+  SELECT id, $3, $4, $5, 'completed', 1, now() FROM owned
+  ON CONFLICT (run_id, key) DO NOTHING
+  RETURNING run_id
+), published AS (
+  INSERT INTO ${s}.events (run_id, key, value) SELECT run_id, $6, $7::jsonb FROM written
+  ON CONFLICT (run_id, key) DO UPDATE SET value = EXCLUDED.value, updated_at = now()
+), notified AS (
+  SELECT pg_notify($8, 'event:' || run_id) AS n FROM written
+)
+SELECT EXISTS (SELECT 1 FROM owned) AS owned, (SELECT count(*) FROM notified) AS forced`,
+    getEvent: `SELECT value, updated_at FROM ${s}.events WHERE run_id = $1 AND key = $2`,
+    retry: `
+WITH restarted AS (
+  UPDATE ${s}.runs SET status = 'pending', error = NULL, completed_at = NULL, recoveries = 0, wake_at = NULL,
+    lease_owner = NULL, lease_expires_at = NULL, events = events + 1, updated_at = now(),
+    msg_id = nextval('${schema}.queue_msg_id_seq')
+  WHERE id = $1 AND status = 'failed'
+  RETURNING id, workflow, msg_id
+), dropped AS (
+  -- The failed entries run again; compensations that ran after the failure are forgotten with it.
+  DELETE FROM ${s}.steps st USING restarted r
+  WHERE st.run_id = r.id AND (st.status IN ('failed', 'running', 'retrying') OR st.key LIKE 'c%')
+), sent AS (
+  INSERT INTO ${s}.queue_messages (msg_id, queue, vt, message)
+  SELECT msg_id, $2, now(), jsonb_build_object('run', id, 'workflow', workflow) FROM restarted
+), notified AS (SELECT pg_notify($3, 'run') AS n FROM restarted)
+SELECT EXISTS (SELECT 1 FROM restarted) AS restarted, (SELECT status FROM ${s}.runs WHERE id = $1) AS status,
+  (SELECT count(*) FROM notified) AS forced`,
+    resume: `
+WITH RECURSIVE tree AS (
+  SELECT id FROM ${s}.runs WHERE id = $1 AND status = 'cancelled'
+  UNION
+  SELECT c.id FROM ${s}.runs c JOIN tree t ON c.parent_id = t.id WHERE c.status = 'cancelled'
+), resumed AS (
+  UPDATE ${s}.runs SET status = 'pending', completed_at = NULL, wake_at = NULL, lease_owner = NULL,
+    lease_expires_at = NULL, events = events + 1, updated_at = now(),
+    msg_id = nextval('${schema}.queue_msg_id_seq')
+  WHERE id IN (SELECT id FROM tree)
+  RETURNING id, workflow, msg_id
+), sent AS (
+  INSERT INTO ${s}.queue_messages (msg_id, queue, vt, message)
+  SELECT msg_id, $2, now(), jsonb_build_object('run', id, 'workflow', workflow) FROM resumed
+), notified AS (SELECT pg_notify($3, 'run') AS n FROM (SELECT 1 FROM resumed LIMIT 1) x)
+SELECT EXISTS (SELECT 1 FROM resumed WHERE id = $1) AS restarted,
+  (SELECT status FROM ${s}.runs WHERE id = $1) AS status, (SELECT count(*) FROM notified) AS forced`,
+    transactionalCheckpoint: `
+WITH ${lock("SELECT unnest($1::text[])")}, ${checkpointCtes(schema)}
+SELECT 'cp' AS kind, run_id, key FROM accepted`,
     getRun: `SELECT * FROM ${s}.runs WHERE id = $1`,
     list: `
 SELECT *, (extract(epoch FROM created_at) * 1000000)::bigint::text AS created_us

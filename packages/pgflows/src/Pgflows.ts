@@ -47,11 +47,14 @@ import {
   InvalidInput,
   PayloadTooLarge,
   RunCancelled,
+  RunEnded,
   RunFailed,
   RunIdConflict,
   RunNotFound,
+  RunNotRestartable,
   type StoreError,
-  WaitTimeout
+  WaitTimeout,
+  WorkflowTimeout
 } from "./PgflowsError.ts"
 import * as PgStore from "./PgStore.ts"
 import * as PgWorkQueue from "./PgWorkQueue.ts"
@@ -132,12 +135,43 @@ export class Pgflows extends Context.Service<Pgflows, {
     options?: { readonly timeout?: Duration.Input | undefined }
   ) => Effect.Effect<
     Workflow.Output<W>,
-    Workflow.Error<W> | RunFailed | RunCancelled | RunNotFound | StoreError | WaitTimeout
+    Workflow.Error<W> | WorkflowTimeout | RunFailed | RunCancelled | RunNotFound | StoreError | WaitTimeout
   >
   /** Runs, newest first, one page at a time. */
   readonly list: (options?: ListOptions) => Effect.Effect<Page, StoreError>
-  /** Cancels a run unless it already ended; a worker running it is interrupted. */
+  /**
+   * Cancels a run unless it already ended; a worker running it is interrupted, and its child runs
+   * are cancelled with it.
+   */
   readonly cancel: (id: string) => Effect.Effect<CancelOutcome, RunNotFound | StoreError>
+  /**
+   * Sends a signal to a run that has not ended (`Workflow.waitForSignal` takes it). Signals are
+   * buffered until a wait takes them, one signal per wait.
+   */
+  readonly signal: (
+    id: string,
+    name: string,
+    payload: unknown
+  ) => Effect.Effect<void, RunNotFound | RunEnded | PayloadTooLarge | StoreError>
+  /**
+   * The latest value the run published under `key` (`Workflow.setEvent`), waiting up to `timeout`
+   * for one to appear.
+   */
+  readonly getEvent: (
+    id: string,
+    key: string,
+    options?: { readonly timeout?: Duration.Input | undefined }
+  ) => Effect.Effect<Option.Option<unknown>, RunNotFound | StoreError>
+  /**
+   * Restarts a failed run from its last completed step: the step that failed runs again, nothing
+   * before it does.
+   */
+  readonly retry: (id: string) => Effect.Effect<void, RunNotFound | RunNotRestartable | StoreError>
+  /**
+   * Resumes a cancelled run (and the children cancelled with it) from its journal: completed steps
+   * are not repeated; a step that was interrupted runs again.
+   */
+  readonly resume: (id: string) => Effect.Effect<void, RunNotFound | RunNotRestartable | StoreError>
   /** Claims the runs that are due now (up to the worker concurrency), runs them, returns how many. */
   readonly processOnce: Effect.Effect<number, StoreError>
   /**
@@ -286,7 +320,8 @@ const make = <const W extends ReadonlyArray<Workflow.Any>>(options: Options<W>) 
           id: startOptions?.id ?? newRunId(yield* Clock.currentTimeMillis),
           workflow: workflow.name,
           input: encoded.success,
-          delayMillis: delay
+          delayMillis: delay,
+          ...(workflow.timeout === undefined ? {} : { timeoutMillis: Duration.toMillis(workflow.timeout) })
         } satisfies Store.NewRun
       })
 
@@ -329,6 +364,8 @@ const make = <const W extends ReadonlyArray<Workflow.Any>>(options: Options<W>) 
               error: null,
               executions: 1,
               recoveries: 0,
+              events: 0,
+              deadlineAt: row.deadlineAt,
               leaseOwner: run.claimFor.token,
               leaseExpiresAt: now + leaseMillis,
               wakeAt: null,
@@ -455,7 +492,8 @@ const make = <const W extends ReadonlyArray<Workflow.Any>>(options: Options<W>) 
           // Woken by the run's end (NOTIFY or a local execution), else polled with backoff.
           const event = yield* PubSub.take(subscription).pipe(
             Effect.repeat({
-              until: (event) => event._tag !== "Runnable" && event.runId === id
+              until: (event) =>
+                event._tag !== "Runnable" && event.runId === id
             }),
             Effect.timeoutOption(Duration.millis(pause))
           )
@@ -476,6 +514,7 @@ const make = <const W extends ReadonlyArray<Workflow.Any>>(options: Options<W>) 
       const envelope = run.error as { source?: string } | null
       const error = decodeError(run.workflow, run.error)
       if (envelope?.source === "workflow" && registry.has(run.workflow)) return yield* Effect.fail(error)
+      if (error instanceof WorkflowTimeout) return yield* Effect.fail(error)
       return yield* new RunFailed({ runId: id, workflow: run.workflow, error })
     })
 
@@ -510,6 +549,61 @@ const make = <const W extends ReadonlyArray<Workflow.Any>>(options: Options<W>) 
       return outcome satisfies CancelOutcome
     })
 
+    const signal = Effect.fn("Pgflows.signal")(function*(id: string, name: string, payload: unknown) {
+      const encoded = JSON.parse(JSON.stringify(payload ?? null)) as unknown
+      const bytes = byteSize(encoded)
+      if (bytes > config.maxPayloadBytes) {
+        return yield* new PayloadTooLarge({ subject: `signal "${name}"`, bytes, limit: config.maxPayloadBytes })
+      }
+      const sent = yield* store.sendSignal(id, name, encoded)
+      if (sent === "not-found") return yield* new RunNotFound({ runId: id })
+      if (sent === "ended") return yield* new RunEnded({ runId: id })
+    })
+
+    const getEvent = Effect.fn("Pgflows.getEvent")(function*(
+      id: string,
+      key: string,
+      eventOptions?: { readonly timeout?: Duration.Input | undefined }
+    ) {
+      const read = Effect.gen(function*() {
+        const event = yield* store.getEvent(id, key)
+        if (event !== undefined) return Option.some(event.value)
+        const run = yield* store.getRun(id)
+        if (run === undefined) return yield* new RunNotFound({ runId: id })
+        return Option.none()
+      })
+      const timeout = eventOptions?.timeout === undefined
+        ? 0
+        : Duration.toMillis(Duration.fromInputUnsafe(eventOptions.timeout))
+      return yield* Effect.scoped(Effect.gen(function*() {
+        const subscription = yield* PubSub.subscribe(events)
+        const deadline = (yield* Clock.currentTimeMillis) + timeout
+        let pause = 10
+        while (true) {
+          const value = yield* read
+          if (Option.isSome(value)) return value
+          const left = deadline - (yield* Clock.currentTimeMillis)
+          if (left <= 0) return value
+          yield* PubSub.take(subscription).pipe(
+            Effect.repeat({ until: (event) => event._tag === "Event" && event.runId === id }),
+            Effect.timeoutOption(Duration.millis(Math.min(pause, left)))
+          )
+          pause = Math.min(pause * 2, Duration.toMillis(config.pollInterval))
+        }
+      }))
+    })
+
+    const restart = (operation: "retry" | "resume") =>
+      Effect.fn(`Pgflows.${operation}`)(function*(id: string) {
+        const outcome = yield* store[operation](id)
+        if (outcome === "not-found") return yield* new RunNotFound({ runId: id })
+        if (outcome === "wrong-state") {
+          const run = yield* store.getRun(id)
+          return yield* new RunNotRestartable({ runId: id, operation, status: run?.status ?? "unknown" })
+        }
+        yield* Queue.offer(wakeups, undefined)
+      })
+
     const processOnce = Effect.gen(function*() {
       const claimed = yield* claim(config.workerConcurrency)
       const fibers = yield* Effect.forEach(claimed, runner.launch)
@@ -535,6 +629,10 @@ const make = <const W extends ReadonlyArray<Workflow.Any>>(options: Options<W>) 
       result: result as unknown as Pgflows["Service"]["result"],
       list,
       cancel,
+      signal,
+      getEvent,
+      retry: restart("retry"),
+      resume: restart("resume"),
       processOnce,
       runWorker,
       queueMetrics: (queue) => queues.metrics(queue ?? config.queue),

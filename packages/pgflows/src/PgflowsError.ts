@@ -193,6 +193,72 @@ export class UnknownWorkflow extends Schema.TaggedError<UnknownWorkflow>()("Unkn
 }
 
 /**
+ * The run passed the deadline its workflow's `timeout` set (a child inherits what is left of its
+ * parent's). Returned by `result` as it is.
+ *
+ * @category errors
+ * @since 0.1.0
+ */
+export class WorkflowTimeout extends Schema.TaggedError<WorkflowTimeout>()("WorkflowTimeout", {
+  workflow: Schema.String,
+  deadline: Schema.String
+}) {
+  override get message() {
+    return `workflow "${this.workflow}" passed its deadline (${this.deadline})`
+  }
+}
+
+/**
+ * A signal's payload does not decode with the Schema its wait gave. The signal is consumed; the
+ * workflow gets this typed error (and, on replay, the same one).
+ *
+ * @category errors
+ * @since 0.1.0
+ */
+export class InvalidSignal extends Schema.TaggedError<InvalidSignal>()("InvalidSignal", {
+  signal: Schema.String,
+  issues: Schema.Array(Issue)
+}) {
+  override get message() {
+    return `signal "${this.signal}" has a payload that does not decode: ${formatIssues(this.issues)}`
+  }
+}
+
+/**
+ * A child workflow failed with an error that is not its own typed error (see `error`).
+ *
+ * @category errors
+ * @since 0.1.0
+ */
+export class ChildFailed extends Schema.TaggedError<ChildFailed>()("ChildFailed", {
+  runId: Schema.String,
+  workflow: Schema.String,
+  error: Schema.Unknown
+}) {
+  override get message() {
+    const inner = this.error as { message?: unknown } | undefined
+    return `child run "${this.runId}" of workflow "${this.workflow}" failed: ${
+      typeof inner?.message === "string" ? inner.message : JSON.stringify(this.error)
+    }`
+  }
+}
+
+/**
+ * A child workflow was cancelled.
+ *
+ * @category errors
+ * @since 0.1.0
+ */
+export class ChildCancelled extends Schema.TaggedError<ChildCancelled>()("ChildCancelled", {
+  runId: Schema.String,
+  workflow: Schema.String
+}) {
+  override get message() {
+    return `child run "${this.runId}" of workflow "${this.workflow}" was cancelled`
+  }
+}
+
+/**
  * The errors pgflows itself stores as a run's or a step's error.
  *
  * @category models
@@ -207,14 +273,60 @@ export const EngineError = Schema.Union([
   StepDefect,
   WorkflowDefect,
   RecoveryLimitExceeded,
-  UnknownWorkflow
+  UnknownWorkflow,
+  WorkflowTimeout,
+  InvalidSignal,
+  ChildFailed,
+  ChildCancelled
 ])
+
+/**
+ * Whether a value is one of pgflows' own errors.
+ *
+ * @category guards
+ * @since 0.1.0
+ */
+export const isEngineError = (u: unknown): u is EngineError =>
+  u instanceof NonDeterminismError || u instanceof DecodeError || u instanceof EncodeError ||
+  u instanceof PayloadTooLarge || u instanceof StepTimeoutError || u instanceof StepDefect ||
+  u instanceof WorkflowDefect || u instanceof RecoveryLimitExceeded || u instanceof UnknownWorkflow ||
+  u instanceof WorkflowTimeout || u instanceof InvalidSignal || u instanceof ChildFailed ||
+  u instanceof ChildCancelled
 
 /**
  * @category models
  * @since 0.1.0
  */
 export type EngineError = typeof EngineError.Type
+
+/**
+ * `retry` or `resume` was asked of a run in the wrong state (retry: failed runs; resume: cancelled).
+ *
+ * @category errors
+ * @since 0.1.0
+ */
+export class RunNotRestartable extends Schema.TaggedError<RunNotRestartable>()("RunNotRestartable", {
+  runId: Schema.String,
+  operation: Schema.Literals(["retry", "resume"]),
+  status: Schema.String
+}) {
+  override get message() {
+    return `cannot ${this.operation} run "${this.runId}": it is ${this.status} ` +
+      `(${this.operation === "retry" ? "only failed runs can be retried" : "only cancelled runs can be resumed"})`
+  }
+}
+
+/**
+ * `signal` was sent to a run that already ended.
+ *
+ * @category errors
+ * @since 0.1.0
+ */
+export class RunEnded extends Schema.TaggedError<RunEnded>()("RunEnded", { runId: Schema.String }) {
+  override get message() {
+    return `run "${this.runId}" already ended`
+  }
+}
 
 /**
  * `start` was given an input its workflow's input Schema rejects. Nothing was written.

@@ -123,10 +123,54 @@ export const make: {
     }
   ): Step<Name, I, O, E, R>
 } = (name: string, options: any): any => {
+  const spec = specOf(name, options)
+  return callable(spec, (ctx, input) => ctx.execution.step(spec, input, nextKey(ctx.position)))
+}
+
+/**
+ * Defines a step whose effect runs in the same database transaction that writes its journal entry:
+ * the effect and its record commit together, or neither does (a crash or a failure rolls both
+ * back). Its `run` uses the application's `SqlClient`; PostgreSQL only (on the memory backend the
+ * effect runs, then the entry is written).
+ *
+ * @example
+ * ```ts
+ * const debit = Step.transaction("debit_account", {
+ *   input: Debit,
+ *   output: Schema.Struct({ balance: Schema.Number }),
+ *   run: (debit) =>
+ *     Effect.gen(function*() {
+ *       const sql = yield* SqlClient.SqlClient
+ *       const [row] = yield* sql<{ balance: number }>`
+ *         UPDATE accounts SET balance = balance - ${debit.amount} WHERE id = ${debit.account} RETURNING balance`
+ *       return { balance: row!.balance }
+ *     }).pipe(Effect.orDie)
+ * })
+ * ```
+ *
+ * @category constructors
+ * @since 0.1.0
+ */
+export const transaction: {
+  <const Name extends string, I extends Persisted, O extends Persisted, R, E extends Persisted = Schema.Never>(
+    name: Name,
+    options: Options<I, O, E, R> & {
+      readonly retry?: Schedule.Schedule<unknown, E["Type"]> | undefined
+      readonly timeout?: undefined
+    }
+  ): Step<Name, I, O, E, R>
+} = (name: string, options: any): any => {
+  const spec = specOf(name, options)
+  return callable(spec, (ctx, input) => ctx.execution.transaction(spec, input, nextKey(ctx.position)))
+}
+
+// internal
+
+const specOf = (name: string, options: any) => {
   if (name.length === 0 || name.startsWith("pgflows.")) {
     throw new Error(`invalid step name ${JSON.stringify(name)}: it must be non-empty and not start with "pgflows."`)
   }
-  const spec = {
+  return {
     name,
     input: options.input,
     output: options.output,
@@ -135,10 +179,15 @@ export const make: {
     timeout: options.timeout === undefined ? undefined : Duration.fromInputUnsafe(options.timeout),
     run: options.run
   }
-  const call = (input: unknown) =>
-    Effect.flatMap(WorkflowContext, (ctx) => ctx.execution.step(spec, input, nextKey(ctx.position)))
+}
+
+const callable = (
+  spec: ReturnType<typeof specOf>,
+  invoke: (ctx: WorkflowContext["Service"], input: unknown) => Effect.Effect<unknown, unknown, any>
+) => {
+  const call = (input: unknown) => Effect.flatMap(WorkflowContext, (ctx) => invoke(ctx, input))
   // `name` of a function is read-only: define it rather than assign it.
-  Object.defineProperty(call, "name", { value: name })
+  Object.defineProperty(call, "name", { value: spec.name })
   const { name: _, ...rest } = spec
   return Object.assign(call, { [TypeId]: TypeId }, rest)
 }

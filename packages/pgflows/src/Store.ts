@@ -33,6 +33,9 @@ export interface RunRecord {
   readonly error: unknown
   readonly executions: number
   readonly recoveries: number
+  /** Counts what should wake the run (signals, children ending); see `Transition` `suspend`. */
+  readonly events: number
+  readonly deadlineAt: number | null
   readonly leaseOwner: string | null
   readonly leaseExpiresAt: number | null
   readonly wakeAt: number | null
@@ -74,6 +77,10 @@ export interface NewRun {
   readonly input: unknown
   readonly delayMillis?: number | undefined
   readonly parentId?: string | undefined
+  /** The run fails with `WorkflowTimeout` once the store's clock passes this (epoch ms). */
+  readonly deadlineAt?: number | undefined
+  /** Or: this long after the run is created (store clock). */
+  readonly timeoutMillis?: number | undefined
   /** Claim the new run for this worker token at once (the in-process fast path). */
   readonly claimFor?: { readonly token: string; readonly leaseMillis: number } | undefined
 }
@@ -90,6 +97,7 @@ export interface Created {
   readonly created: boolean
   readonly workflow: string
   readonly msgId: number | null
+  readonly deadlineAt: number | null
 }
 
 /**
@@ -147,7 +155,9 @@ export interface Checkpoint {
  * The end of one execution of a claimed run.
  *
  * - `complete` / `fail`: final; the message is deleted (completed) or archived (failed);
- * - `suspend`: parked until `wakeInMillis` from now (or until woken, when `null`); lease released;
+ * - `suspend`: parked until `wakeInMillis` from now (or until woken, when `null`); lease released.
+ *   When the run's `events` moved past `observedEvents` meanwhile (a signal arrived, a child ended),
+ *   the run is made claimable at once instead, so no wake-up is lost;
  * - `release`: handed back (worker shutdown); claimable again at once.
  *
  * @category models
@@ -158,7 +168,7 @@ export type Transition =
   & (
     | { readonly kind: "complete"; readonly output: unknown }
     | { readonly kind: "fail"; readonly error: unknown }
-    | { readonly kind: "suspend"; readonly wakeInMillis: number | null }
+    | { readonly kind: "suspend"; readonly wakeInMillis: number | null; readonly observedEvents: number }
     | { readonly kind: "release" }
   )
 
@@ -208,6 +218,44 @@ export type Notification =
   | { readonly _tag: "Runnable" }
   | { readonly _tag: "Done"; readonly runId: string }
   | { readonly _tag: "Cancelled"; readonly runId: string }
+  | { readonly _tag: "Event"; readonly runId: string }
+
+/**
+ * A journal entry written together with another change (taking a signal, publishing an event).
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface JournalWrite {
+  readonly runId: string
+  readonly token: string
+  readonly key: string
+  readonly name: string
+  readonly inputHash: string
+}
+
+/**
+ * What taking a signal found: a payload (now recorded in the journal), none yet, or a lost lease.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export type TakeResult =
+  | { readonly _tag: "Taken"; readonly payload: unknown }
+  | { readonly _tag: "None" }
+  | { readonly _tag: "LeaseLost" }
+
+/**
+ * @category models
+ * @since 0.1.0
+ */
+export type SignalResult = "sent" | "not-found" | "ended"
+
+/**
+ * @category models
+ * @since 0.1.0
+ */
+export type RestartResult = "restarted" | "not-found" | "wrong-state"
 
 /**
  * @category models
@@ -233,8 +281,38 @@ export class Store extends Context.Service<Store, {
     leases: ReadonlyArray<Lease>,
     leaseMillis: number
   ) => Effect.Effect<ReadonlySet<string>, StoreError>
-  /** Marks a run cancelled unless it is terminal, and removes its message. */
+  /**
+   * Marks a run cancelled unless it is terminal, and removes its message; its descendants (child
+   * runs) are cancelled with it, and a parent waiting for it is woken.
+   */
   readonly cancel: (runId: string) => Effect.Effect<CancelResult, StoreError>
+  /** Buffers a signal for a run that has not ended, and wakes it. */
+  readonly sendSignal: (runId: string, name: string, payload: unknown) => Effect.Effect<SignalResult, StoreError>
+  /**
+   * Takes the oldest signal named `signal` that no wait took yet and records it as the journal
+   * entry, in one transaction under the run's lock; each signal is taken once.
+   */
+  readonly takeSignal: (write: JournalWrite & { readonly signal: string }) => Effect.Effect<TakeResult, StoreError>
+  /** Publishes an event of the run and records the journal entry, together. */
+  readonly setEvent: (
+    write: JournalWrite & { readonly event: string; readonly value: unknown }
+  ) => Effect.Effect<WriteResult, StoreError>
+  readonly getEvent: (
+    runId: string,
+    event: string
+  ) => Effect.Effect<{ readonly value: unknown; readonly updatedAt: number } | undefined, StoreError>
+  /** Makes a failed run claimable again, dropping its failed and unfinished journal entries. */
+  readonly retry: (runId: string) => Effect.Effect<RestartResult, StoreError>
+  /** Makes a cancelled run (and the children cancelled with it) claimable again. */
+  readonly resume: (runId: string) => Effect.Effect<RestartResult, StoreError>
+  /**
+   * Runs `effect` and writes the journal entry in one database transaction: both happen or
+   * neither. Fails with `"lease-lost"` (and rolls back) when the token no longer owns the run.
+   */
+  readonly checkpointWith: <A, E, R>(
+    checkpoint: (value: A) => Checkpoint,
+    effect: Effect.Effect<A, E, R>
+  ) => Effect.Effect<A | "lease-lost", E | StoreError, R>
   readonly getRun: (runId: string) => Effect.Effect<RunRecord | undefined, StoreError>
   readonly getSteps: (runId: string) => Effect.Effect<ReadonlyArray<StepRecord>, StoreError>
   readonly listRuns: (query: ListQuery) => Effect.Effect<RunPage, StoreError>

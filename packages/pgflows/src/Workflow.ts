@@ -18,12 +18,17 @@
  *
  * @since 0.1.0
  */
+import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import { dual } from "effect/Function"
+import * as Result from "effect/Result"
 import type * as Schedule from "effect/Schedule"
-import type { Persisted } from "./internal/codec.ts"
-import { nextKey, WorkflowContext as Context } from "./internal/context.ts"
-import { AnyError } from "./PgflowsError.ts"
+import * as Schema from "effect/Schema"
+import * as Crypto from "node:crypto"
+import { codec, type Persisted } from "./internal/codec.ts"
+import { type ChildOutcome, nextKey, WorkflowContext as Context } from "./internal/context.ts"
+import { AnyError, ChildCancelled, ChildFailed, InvalidSignal } from "./PgflowsError.ts"
 
 const TypeId = "~pgflows/Workflow"
 
@@ -62,6 +67,8 @@ export interface Workflow<Name extends string, I extends Persisted, O extends Pe
   readonly output: O
   readonly error: E
   readonly stepDefaults: StepDefaults
+  /** A durable deadline: a run past it fails with `WorkflowTimeout`. */
+  readonly timeout: Duration.Duration | undefined
   readonly run: (input: I["Type"]) => Effect.Effect<O["Type"], E["Type"], R | WorkflowContext>
 }
 
@@ -78,6 +85,7 @@ export interface Any {
   readonly output: Persisted
   readonly error: Persisted
   readonly stepDefaults: StepDefaults
+  readonly timeout: Duration.Duration | undefined
   readonly run: (input: any) => Effect.Effect<any, any, any>
 }
 
@@ -144,6 +152,11 @@ export const make = <
   readonly output: O
   readonly error?: E | undefined
   readonly stepDefaults?: StepDefaults | undefined
+  /**
+   * A durable deadline, counted from the start: a run still going after it fails with
+   * `WorkflowTimeout`, even while parked. Child workflows inherit what is left of it.
+   */
+  readonly timeout?: Duration.Input | undefined
   readonly run: (input: I["Type"]) => Effect.Effect<O["Type"], E["Type"], R>
 }): Workflow<Name, I, O, E, Exclude<R, WorkflowContext>> => {
   if (name.length === 0) throw new globalThis.Error("a workflow name must not be empty")
@@ -154,6 +167,7 @@ export const make = <
     output: options.output,
     error: options.error ?? (AnyError as unknown as E),
     stepDefaults: options.stepDefaults ?? {},
+    timeout: options.timeout === undefined ? undefined : Duration.fromInputUnsafe(options.timeout),
     run: options.run as Workflow<Name, I, O, E, Exclude<R, WorkflowContext>>["run"]
   }
 }
@@ -167,6 +181,269 @@ export const make = <
  */
 export const sleep = (duration: Duration.Input): Effect.Effect<void, never, WorkflowContext> =>
   Effect.flatMap(Context, (ctx) => ctx.execution.sleep(Duration.fromInputUnsafe(duration), nextKey(ctx.position)))
+
+/**
+ * The current time, recorded once: a replay returns the same `Date`.
+ *
+ * @category durable operations
+ * @since 0.1.0
+ */
+export const now: Effect.Effect<Date, never, WorkflowContext> = Effect.flatMap(
+  Context,
+  (ctx) =>
+    ctx.execution.record(
+      "pgflows.now",
+      nextKey(ctx.position),
+      Schema.Date,
+      Effect.map(Clock.currentTimeMillis, (ms) => new Date(ms))
+    )
+)
+
+/**
+ * A random UUID (version 4), recorded once: a replay returns the same id.
+ *
+ * @category durable operations
+ * @since 0.1.0
+ */
+export const randomUUID: Effect.Effect<string, never, WorkflowContext> = Effect.flatMap(
+  Context,
+  (ctx) =>
+    ctx.execution.record("pgflows.uuid", nextKey(ctx.position), Schema.String, Effect.sync(() => Crypto.randomUUID()))
+)
+
+/**
+ * What a wait for a signal with a timeout gives: the payload, or that the time ran out.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export type SignalResult<A> =
+  | { readonly _tag: "Received"; readonly value: A }
+  | { readonly _tag: "TimedOut" }
+
+/**
+ * Waits for a signal sent to this run with `client.signal(runId, name, payload)`, parked (no worker
+ * held). Signals are buffered: one sent before the wait is taken by it. Each wait takes exactly one
+ * signal; a second wait with the same name takes the next one. The payload is decoded with `schema`
+ * (a payload that does not decode fails the wait with `InvalidSignal`). With `timeout`, the result
+ * says whether the signal came or the time ran out.
+ *
+ * @category durable operations
+ * @since 0.1.0
+ */
+export const waitForSignal: {
+  <S extends Persisted>(
+    name: string,
+    schema: S,
+    options: { readonly timeout: Duration.Input }
+  ): Effect.Effect<SignalResult<S["Type"]>, InvalidSignal, WorkflowContext>
+  <S extends Persisted>(
+    name: string,
+    schema: S,
+    options?: { readonly timeout?: undefined }
+  ): Effect.Effect<S["Type"], InvalidSignal, WorkflowContext>
+} =
+  ((name: string, schema: Persisted, options?: { readonly timeout?: Duration.Input | undefined }) =>
+    Effect.flatMap(Context, (ctx) => {
+      if (name.length === 0) return Effect.die(new globalThis.Error("a signal name must not be empty"))
+      const timeout = options?.timeout === undefined ? undefined : Duration.fromInputUnsafe(options.timeout)
+      return Effect.flatMap(ctx.execution.waitForSignal(name, timeout, nextKey(ctx.position)), (received) => {
+        if (received === undefined) return Effect.succeed<SignalResult<unknown>>({ _tag: "TimedOut" })
+        const decoded = codec(schema).decode(received.payload)
+        if (Result.isFailure(decoded)) return Effect.fail(new InvalidSignal({ signal: name, issues: decoded.failure }))
+        return Effect.succeed(timeout === undefined ? decoded.success : { _tag: "Received", value: decoded.success })
+      })
+    })) as any
+
+/**
+ * Publishes a value under `key` for readers of `client.getEvent(runId, key)` (progress, a result
+ * for a person to review). Written durably with the journal; the latest value wins.
+ *
+ * @category durable operations
+ * @since 0.1.0
+ */
+export const setEvent = (key: string, value: unknown): Effect.Effect<void, never, WorkflowContext> =>
+  Effect.flatMap(Context, (ctx) => ctx.execution.setEvent(key, value, nextKey(ctx.position)))
+
+/**
+ * A started child run: its id, and the wait for its result.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface ChildHandle<W extends Any> {
+  readonly id: string
+  readonly result: Effect.Effect<Output<W>, Error<W> | ChildFailed | ChildCancelled, WorkflowContext>
+}
+
+/**
+ * Starts a child workflow and returns a handle; `yield* handle.result` waits for it (parked). The
+ * child's id is `<parent id>:<key>` unless given, so a replay finds the same child. Cancelling the
+ * parent cancels its children; a child inherits what is left of its parent's deadline.
+ *
+ * @category durable operations
+ * @since 0.1.0
+ */
+export const startChild = <W extends Any>(
+  workflow: W,
+  input: Input<W>,
+  options?: { readonly id?: string | undefined }
+): Effect.Effect<ChildHandle<W>, never, WorkflowContext> =>
+  Effect.flatMap(
+    Context,
+    (ctx) =>
+      Effect.map(ctx.execution.startChild(workflow, input, options?.id, nextKey(ctx.position)), (id) => ({
+        id,
+        result: Effect.flatMap(Context, (inner) =>
+          Effect.flatMap(
+            inner.execution.awaitChild(workflow, id, nextKey(inner.position)),
+            (outcome) => childResult(workflow, id, outcome)
+          ))
+      }))
+  )
+
+/**
+ * Runs a child workflow and waits for its result (parked, no worker held). The child's typed
+ * failure comes back as the same typed error.
+ *
+ * @category durable operations
+ * @since 0.1.0
+ */
+export const child = <W extends Any>(
+  workflow: W,
+  input: Input<W>,
+  options?: { readonly id?: string | undefined }
+): Effect.Effect<Output<W>, Error<W> | ChildFailed | ChildCancelled, WorkflowContext> =>
+  Effect.flatMap(startChild(workflow, input, options), (handle) => handle.result)
+
+/**
+ * Runs effects concurrently, each branch with its own stable position, so steps that finish in a
+ * different order on replay still get their own results.
+ *
+ * @category concurrency
+ * @since 0.1.0
+ */
+export const all = <const Effects extends ReadonlyArray<Effect.Effect<any, any, any>>>(
+  effects: Effects,
+  options?: { readonly concurrency?: number | "unbounded" | undefined }
+): Effect.Effect<
+  { -readonly [K in keyof Effects]: Effect.Success<Effects[K]> },
+  Effect.Error<Effects[number]>,
+  Effect.Services<Effects[number]> | WorkflowContext
+> =>
+  Effect.flatMap(Context, (ctx) => {
+    const key = nextKey(ctx.position)
+    return Effect.all(effects.map((effect, index) => inBranch(ctx, key, index, effect)), {
+      concurrency: options?.concurrency ?? "unbounded"
+    })
+  }) as any
+
+/**
+ * `f` over `items` concurrently (at most `concurrency` at once), each item with its own stable
+ * position.
+ *
+ * @category concurrency
+ * @since 0.1.0
+ */
+export const forEach = <A, B, E, R>(
+  items: Iterable<A>,
+  f: (item: A, index: number) => Effect.Effect<B, E, R>,
+  options?: { readonly concurrency?: number | "unbounded" | undefined }
+): Effect.Effect<Array<B>, E, R | WorkflowContext> =>
+  Effect.flatMap(Context, (ctx) => {
+    const key = nextKey(ctx.position)
+    return Effect.forEach(items, (item, index) => inBranch(ctx, key, index, f(item, index)), {
+      concurrency: options?.concurrency ?? "unbounded"
+    })
+  })
+
+/**
+ * The first of `effects` to succeed; the others are interrupted. The winner is recorded, so a replay
+ * runs only the winning branch and gets the same result.
+ *
+ * @category concurrency
+ * @since 0.1.0
+ */
+export const race = <const Effects extends ReadonlyArray<Effect.Effect<any, any, any>>>(
+  effects: Effects
+): Effect.Effect<
+  Effect.Success<Effects[number]>,
+  Effect.Error<Effects[number]>,
+  Effect.Services<Effects[number]> | WorkflowContext
+> =>
+  Effect.flatMap(Context, (ctx) => {
+    const key = nextKey(ctx.position)
+    const branches = effects.map((effect, index) => inBranch(ctx, key, index, effect))
+    // The first time, the race runs and its winner is recorded; a replay runs the winner alone.
+    let decided: { readonly index: number; readonly value: unknown } | undefined
+    const decide = Effect.raceAll(branches.map((branch, index) => Effect.map(branch, (value) => ({ index, value }))))
+    const winner = ctx.execution.record(
+      "pgflows.race",
+      `${key}.w`,
+      Schema.Number,
+      Effect.map(decide, (result) => {
+        decided = result
+        return result.index
+      })
+    )
+    return Effect.flatMap(winner, (index) => decided !== undefined ? Effect.succeed(decided.value) : branches[index]!)
+  }) as any
+
+/**
+ * Registers `undo` for what `effect` did, once `effect` succeeded. If the workflow then fails, the
+ * undos of everything that completed run durably in reverse order (a saga), and the run ends failed
+ * with both its error and how the compensation went.
+ *
+ * @category sagas
+ * @since 0.1.0
+ */
+export const withCompensation: {
+  <A, E2, R2>(
+    undo: (value: A) => Effect.Effect<unknown, E2, R2>
+  ): <E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R | R2 | WorkflowContext>
+  <A, E, R, E2, R2>(
+    effect: Effect.Effect<A, E, R>,
+    undo: (value: A) => Effect.Effect<unknown, E2, R2>
+  ): Effect.Effect<A, E, R | R2 | WorkflowContext>
+} = dual(
+  2,
+  <A, E, R, E2, R2>(effect: Effect.Effect<A, E, R>, undo: (value: A) => Effect.Effect<unknown, E2, R2>) =>
+    Effect.tap(effect, (value) => Effect.flatMap(Context, (ctx) => ctx.execution.compensate(undo(value))))
+)
+
+// internal
+
+/** Runs `effect` as branch `index` of the combinator at `key`: its durable operations get keys `<key>.<index>/n`. */
+const inBranch = <A, E, R>(
+  ctx: { readonly execution: Context["Service"]["execution"] },
+  key: string,
+  index: number,
+  effect: Effect.Effect<A, E, R>
+) =>
+  Effect.provideService(effect, Context, {
+    execution: ctx.execution,
+    position: { prefix: `${key}.${index}/`, counter: 0 }
+  })
+
+const childResult = <W extends Any>(
+  workflow: W,
+  id: string,
+  outcome: ChildOutcome
+): Effect.Effect<Output<W>, Error<W> | ChildFailed | ChildCancelled> => {
+  if (outcome.status === "cancelled") return Effect.fail(new ChildCancelled({ runId: id, workflow: workflow.name }))
+  if (outcome.status === "completed") {
+    const decoded = codec(workflow.output).decode(outcome.output)
+    return Result.isSuccess(decoded)
+      ? Effect.succeed(decoded.success)
+      : Effect.fail(new ChildFailed({ runId: id, workflow: workflow.name, error: { issues: decoded.failure } }))
+  }
+  const envelope = outcome.error as { source?: string; error?: unknown } | null
+  if (envelope?.source === "workflow") {
+    const decoded = codec(workflow.error).decode(envelope.error)
+    if (Result.isSuccess(decoded)) return Effect.fail(decoded.success)
+  }
+  return Effect.fail(new ChildFailed({ runId: id, workflow: workflow.name, error: envelope?.error ?? outcome.error }))
+}
 
 /**
  * The id of the running run.

@@ -12,7 +12,7 @@ import * as ChildProcess from "node:child_process"
 import * as Crypto from "node:crypto"
 import * as Path from "node:path"
 import { Pgflows, PgflowsConfig, type Run } from "pgflows"
-import { bulk, crashChain, paced3 } from "./fixtures/crashWorkflows.ts"
+import { all, bulk, crashChain, fanOut, paced3, transactional } from "./fixtures/crashWorkflows.ts"
 
 const workerScript = Path.join(import.meta.dirname, "fixtures/worker.ts")
 
@@ -96,7 +96,7 @@ const client = (env: Record<string, string>) =>
       notifyChannel: env.PGFLOWS_NOTIFY_CHANNEL
     })
     const context = yield* Layer.build(
-      Pgflows.layerPg({ workflows: [crashChain, bulk, paced3] }).pipe(
+      Pgflows.layerPg({ workflows: all }).pipe(
         Layer.provide(Layer.succeed(PgflowsConfig.PgflowsConfig, config))
       )
     )
@@ -165,6 +165,76 @@ layer(TestDatabase.layer, { excludeTestServices: true })("crashes and concurrenc
           ["slow", "completed", 2],
           ["last", "completed", 1]
         ])
+        yield* stopGracefully(rescuer)
+      }),
+    120_000
+  )
+
+  it.effect(
+    "a fan-out whose branches finish in random order survives a crash: every branch gets its own result",
+    () =>
+      Effect.gen(function*() {
+        const database = yield* TestDatabase.TestDatabase
+        const env = settings(database.url, { PGFLOWS_LEASE: "1500 millis" })
+        yield* createEffects
+        const victim = yield* spawnWorker("victim", env)
+        const flows = yield* client(env)
+        const id = yield* flows.start(fanOut, { label: "fan" })
+        // Kill once the seven other branches are checkpointed; branch 5 hangs on the victim.
+        yield* eventually(
+          Effect.map(
+            flows.status(id),
+            (status) => status.steps.filter((s) => s.status === "completed").length === 7 ? true : undefined
+          ),
+          30,
+          "seven completed branches"
+        )
+        victim.child.kill("SIGKILL")
+        yield* Effect.promise(() => victim.exited)
+        const rescuer = yield* spawnWorker("rescuer", env)
+        assert.deepStrictEqual(yield* flows.result(id, { timeout: "60 seconds" }), [0, 10, 20, 30, 40, 50, 60, 70])
+        const sql = yield* SqlClient.SqlClient
+        const runs = yield* sql<{ step: string; n: number }>`
+        SELECT step, count(*)::int AS n FROM effects GROUP BY step ORDER BY step`
+        assert.deepStrictEqual(runs.map((r) => [r.step, r.n]), [0, 1, 2, 3, 4, 5, 6, 7].map((n) => [`branch-${n}`, 1]))
+        const keys = (yield* flows.status(id)).steps.map((s) => s.key)
+        assert.deepStrictEqual(keys, [0, 1, 2, 3, 4, 5, 6, 7].map((n) => `1.${n}/1`))
+        yield* stopGracefully(rescuer)
+      }),
+    120_000
+  )
+
+  it.effect(
+    "a worker killed inside Step.transaction leaves neither the write nor the record; the takeover does both once",
+    () =>
+      Effect.gen(function*() {
+        const database = yield* TestDatabase.TestDatabase
+        const env = settings(database.url, { PGFLOWS_LEASE: "1500 millis" })
+        const sql = yield* SqlClient.SqlClient
+        yield* createEffects
+        yield* sql`DROP TABLE IF EXISTS ledger`
+        yield* sql`CREATE TABLE ledger (label text NOT NULL, worker text NOT NULL)`
+        const victim = yield* spawnWorker("victim", env)
+        const flows = yield* client(env)
+        const id = yield* flows.start(transactional, { label: "pay-1" })
+        yield* eventually(
+          Effect.map(
+            sql<{ n: number }>`SELECT count(*)::int AS n FROM pg_stat_activity
+            WHERE datname = current_database() AND state = 'idle in transaction' AND query LIKE '%INSERT INTO ledger%'`,
+            (rows) => rows[0]!.n > 0 ? true : undefined
+          ),
+          30,
+          "the victim's open transaction"
+        )
+        assert.deepStrictEqual(yield* sql`SELECT * FROM ledger`, [], "the write is not committed")
+        victim.child.kill("SIGKILL")
+        yield* Effect.promise(() => victim.exited)
+        const rescuer = yield* spawnWorker("rescuer", env)
+        assert.strictEqual(yield* flows.result(id, { timeout: "60 seconds" }), 1, "the step saw exactly its own row")
+        const rows = yield* sql<{ worker: string }>`SELECT worker FROM ledger`
+        assert.deepStrictEqual(rows.map((r) => r.worker), ["rescuer"])
+        const status = yield* flows.status(id)
+        assert.deepStrictEqual(status.steps.map((s) => [s.name, s.status]), [["transfer", "completed"]])
         yield* stopGracefully(rescuer)
       }),
     120_000

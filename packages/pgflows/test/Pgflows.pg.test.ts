@@ -68,23 +68,29 @@ layer(TestDatabase.layer, { excludeTestServices: true })("pgflows on PostgreSQL"
         Effect.provide(config)
       )
       assert.deepStrictEqual(
-        [...left, ...right].map(([id]) => id).sort(),
-        [1, 2, 3],
+        [...left, ...right].map(([id]) => id).sort((a, b) => a - b),
+        PgMigrations.migrations(schema as never).map(([id]) => id).sort((a, b) => a - b),
         "each migration was applied by exactly one of the two"
       )
       const again = yield* PgMigrations.run.pipe(Effect.provide(config))
       assert.deepStrictEqual(again, [])
       const tables = yield* sql<{ table_name: string }>`
         SELECT table_name FROM information_schema.tables WHERE table_schema = ${schema} ORDER BY table_name`
-      assert.deepStrictEqual(tables.map((t) => t.table_name), [
-        "migrations",
-        "queue_archive",
-        "queue_messages",
-        "queues",
-        "runs",
-        "settings",
-        "steps"
-      ])
+      for (
+        const table of [
+          "events",
+          "migrations",
+          "queue_archive",
+          "queue_messages",
+          "queues",
+          "runs",
+          "settings",
+          "signals",
+          "steps"
+        ]
+      ) {
+        assert.include(tables.map((t) => t.table_name), table)
+      }
     }))
 
   it.effect("a heartbeat keeps the lease of a step longer than the lease: nobody else takes the run", () =>
@@ -116,6 +122,49 @@ layer(TestDatabase.layer, { excludeTestServices: true })("pgflows on PostgreSQL"
       }),
       { lease: "600 millis" }
     ))
+
+  it.effect("Step.transaction commits the step's SQL with its record; a failure rolls both back", () =>
+    within(Effect.gen(function*() {
+      const sql = yield* SqlClient.SqlClient
+      yield* sql`CREATE TABLE accounts (id text PRIMARY KEY, balance int NOT NULL CHECK (balance >= 0))`
+      yield* sql`INSERT INTO accounts VALUES ('a', 100)`
+      class Overdrawn extends Schema.TaggedError<Overdrawn>()("Overdrawn", { message: Schema.String }) {}
+      const debit = Step.transaction("debit", {
+        input: Num,
+        output: Num,
+        error: Overdrawn,
+        run: (input) =>
+          Effect.gen(function*() {
+            const db = yield* SqlClient.SqlClient
+            const rows = yield* db<{ balance: number }>`
+              UPDATE accounts SET balance = balance - ${input.n} WHERE id = 'a' RETURNING balance`
+            return { n: rows[0]!.balance }
+          }).pipe(Effect.mapError((error) => new Overdrawn({ message: error.message })))
+      })
+      const flow = Workflow.make("debits", {
+        input: Num,
+        output: Num,
+        error: Overdrawn,
+        run: (input) => Effect.flatMap(debit(input), () => debit(input))
+      })
+      const client = yield* engine([flow])
+      const ok = yield* client.start(flow, { n: 30 })
+      yield* client.processOnce
+      assert.deepStrictEqual(yield* client.result(ok), { n: 40 })
+      const overdrawn = yield* client.start(flow, { n: 30 })
+      yield* client.processOnce
+      const error = yield* Effect.flip(client.result(overdrawn))
+      assert.instanceOf(error, Overdrawn, "the CHECK violation surfaced as the step's typed error")
+      assert.deepStrictEqual(
+        yield* sql`SELECT balance FROM accounts`,
+        [{ balance: 10 }],
+        "the failed debit left no trace"
+      )
+      assert.deepStrictEqual((yield* client.status(overdrawn)).steps.map((s) => [s.name, s.status]), [
+        ["debit", "completed"],
+        ["debit", "failed"]
+      ])
+    })))
 
   it.effect("a step that runs for a while shows in status as running, with its attempt", () =>
     within(Effect.gen(function*() {

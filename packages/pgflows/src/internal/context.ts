@@ -20,14 +20,51 @@ export interface StepSpec {
   readonly run: (input: any) => Effect.Effect<unknown, unknown, any>
 }
 
+/** What the engine needs to know about a child workflow. */
+export interface ChildSpec {
+  readonly name: string
+  readonly input: Persisted
+  readonly output: Persisted
+  readonly error: Persisted
+  readonly timeout: Duration.Duration | undefined
+}
+
+/** How a child ended, as recorded in its parent's journal. */
+export type ChildOutcome =
+  | { readonly status: "completed"; readonly output: unknown }
+  | { readonly status: "failed"; readonly error: unknown }
+  | { readonly status: "cancelled" }
+
 /** One execution of one run, shared by every branch of the workflow. */
 export interface Execution {
   readonly runId: string
   readonly workflow: string
   /** Runs or replays a step at `key`. */
   readonly step: (spec: StepSpec, input: unknown, key: string) => Effect.Effect<unknown, unknown, any>
+  /** Runs or replays a step whose effect commits in the same transaction as its journal entry. */
+  readonly transaction: (spec: StepSpec, input: unknown, key: string) => Effect.Effect<unknown, unknown, any>
   /** A durable sleep at `key`. */
   readonly sleep: (duration: Duration.Duration, key: string) => Effect.Effect<void>
+  /** A value computed once and replayed (time, random ids, race winners). */
+  readonly record: <A, E, R>(
+    name: string,
+    key: string,
+    schema: Persisted,
+    compute: Effect.Effect<A, E, R>
+  ) => Effect.Effect<A, E, R>
+  /** Waits for a signal: its payload (still encoded), or `undefined` when the timeout passed. */
+  readonly waitForSignal: (
+    signal: string,
+    timeout: Duration.Duration | undefined,
+    key: string
+  ) => Effect.Effect<{ readonly payload: unknown } | undefined>
+  readonly setEvent: (event: string, value: unknown, key: string) => Effect.Effect<void>
+  /** Starts a child run (idempotently); returns its id. */
+  readonly startChild: (spec: ChildSpec, input: unknown, id: string | undefined, key: string) => Effect.Effect<string>
+  /** Waits for a child run to end. */
+  readonly awaitChild: (spec: ChildSpec, childId: string, key: string) => Effect.Effect<ChildOutcome>
+  /** Registers an undo, run in reverse order if the workflow fails. */
+  readonly compensate: (undo: Effect.Effect<unknown, unknown, any>) => Effect.Effect<void>
 }
 
 /**

@@ -22,18 +22,20 @@ import {
   DecodeError,
   EncodeError,
   type EngineError,
+  isEngineError,
   NonDeterminismError,
   PayloadTooLarge,
   RecoveryLimitExceeded,
   StepDefect,
   StepTimeoutError,
-  type StoreError,
-  WorkflowDefect
+  StoreError as StoreErrorClass,
+  WorkflowDefect,
+  WorkflowTimeout
 } from "../PgflowsError.ts"
 import type * as Store from "../Store.ts"
 import type * as Workflow from "../Workflow.ts"
-import { codec } from "./codec.ts"
-import { type Execution, type StepSpec, WorkflowContext } from "./context.ts"
+import { codec, type Persisted } from "./codec.ts"
+import { type ChildOutcome, type ChildSpec, type Execution, type StepSpec, WorkflowContext } from "./context.ts"
 import { decodeEngineFailure, encodeEngineFailure as engineEnvelope, type ErrorEnvelope } from "./failure.ts"
 import { byteSize, hash } from "./json.ts"
 
@@ -63,10 +65,10 @@ export interface EngineEnv {
 }
 
 /** Retries store writes that may succeed later (a restarting database) for about half a lease. */
-const storeRetry = (config: PgflowsConfig): Schedule.Schedule<unknown, StoreError> =>
+const storeRetry = (config: PgflowsConfig): Schedule.Schedule<unknown, StoreErrorClass> =>
   Schedule.min([Schedule.exponential("50 millis"), Schedule.spaced("2 seconds")]).pipe(
     Schedule.upTo({ duration: Duration.millis(Duration.toMillis(config.lease) / 2) }),
-    Schedule.setInputType<StoreError>(),
+    Schedule.setInputType<StoreErrorClass>(),
     Schedule.while(({ input }) => input.retryable)
   )
 
@@ -92,6 +94,12 @@ export class RunExecution implements Execution {
   readonly attempts = new Map<string, Attempt>()
   private readonly input: unknown
   private readonly recoveries: number
+  /** The run's `events` when it was claimed (see `Store.Transition` `suspend`). */
+  private readonly events: number
+  /** The store-clock time past which the run fails with `WorkflowTimeout`. */
+  readonly deadlineAt: number | null
+  /** Undos registered by `Workflow.withCompensation`, in the order their steps completed. */
+  private readonly compensations: Array<Effect.Effect<unknown, unknown, any>> = []
 
   readonly env: EngineEnv
   readonly definition: Workflow.Any
@@ -107,6 +115,8 @@ export class RunExecution implements Execution {
     this.offset = claimed.now - localNow
     this.input = claimed.run.input
     this.recoveries = claimed.run.recoveries
+    this.events = claimed.run.events
+    this.deadlineAt = claimed.run.deadlineAt
   }
 
   private body: Fiber.Fiber<unknown, unknown> | undefined = undefined
@@ -234,7 +244,65 @@ export class RunExecution implements Execution {
   }
 
   readonly step = (spec: StepSpec, input: unknown, key: string): Effect.Effect<unknown, unknown, any> =>
-    Effect.gen({ self: this }, function*() {
+    this.runStep(spec, input, key, false)
+
+  readonly transaction = (spec: StepSpec, input: unknown, key: string): Effect.Effect<unknown, unknown, any> =>
+    this.runStep(spec, input, key, true)
+
+  /**
+   * One attempt of a transaction step: the step's effect and its completed journal entry commit in
+   * one database transaction. Its value comes back decoded from what was stored.
+   */
+  private commitAttempt(
+    spec: StepSpec,
+    key: string,
+    inputHash: string,
+    attempt: number,
+    effect: Effect.Effect<unknown, unknown, any>
+  ): Effect.Effect<unknown, unknown, any> {
+    return Effect.gen({ self: this }, function*() {
+      const result = yield* this.env.store.checkpointWith(
+        (output: unknown): Store.Checkpoint => ({
+          runId: this.runId,
+          token: this.token,
+          key,
+          name: spec.name,
+          inputHash,
+          status: "completed",
+          output,
+          error: null,
+          attempts: attempt
+        }),
+        Effect.flatMap(effect, (value) => this.encode(spec.output, value, `output of step "${spec.name}" (key ${key})`))
+      ).pipe(
+        Effect.catchIf(
+          (error): error is StoreErrorClass => error instanceof StoreErrorClass,
+          (error) =>
+            Effect.andThen(
+              Effect.logWarning(`pgflows: cannot commit transaction step of run ${this.runId}: ${error.message}`),
+              Effect.suspend(() => {
+                this.stop("store-unavailable")
+                return this.halt()
+              })
+            )
+        )
+      )
+      if (result === "lease-lost") {
+        this.stop("lease-lost")
+        return yield* this.halt()
+      }
+      const decoded = codec(spec.output).decode(result)
+      return Result.isSuccess(decoded) ? decoded.success : result
+    })
+  }
+
+  private runStep(
+    spec: StepSpec,
+    input: unknown,
+    key: string,
+    transactional: boolean
+  ): Effect.Effect<unknown, unknown, any> {
+    return Effect.gen({ self: this }, function*() {
       const encodedInput = yield* this.encode(spec.input, input, `input of step "${spec.name}" (key ${key})`)
       const inputHash = hash(encodedInput)
       const entry = this.journal.get(key)
@@ -261,8 +329,9 @@ export class RunExecution implements Execution {
           )
         }
       }
-      return yield* this.execute(spec, input, key, inputHash, attempts, failures, lastError)
+      return yield* this.execute(spec, input, key, inputHash, attempts, failures, lastError, transactional)
     })
+  }
 
   private execute(
     spec: StepSpec,
@@ -271,7 +340,8 @@ export class RunExecution implements Execution {
     inputHash: string,
     attemptsSoFar: number,
     failures: number,
-    lastError: unknown
+    lastError: unknown,
+    transactional: boolean
   ): Effect.Effect<unknown, unknown, any> {
     return Effect.gen({ self: this }, function*() {
       const schedule = spec.retry ?? this.definition.stepDefaults.retry
@@ -285,33 +355,31 @@ export class RunExecution implements Execution {
           Effect.fail(new StepTimeoutError({ step: spec.name, timeoutMillis: Duration.toMillis(spec.timeout!) }))
       })
       for (let attempt = attemptsSoFar + 1;; attempt++) {
-        const marker = yield* Effect.forkChild(
-          Effect.andThen(
-            Effect.sleep(markerDelay),
-            this.write({
+        this.attempts.set(key, {
+          key,
+          name: spec.name,
+          inputHash,
+          attempt,
+          startedAt: yield* Clock.currentTimeMillis,
+          marked: false
+        })
+        const exit = yield* Effect.exit(
+          transactional ? this.commitAttempt(spec, key, inputHash, attempt, attemptEffect) : attemptEffect
+        )
+        this.attempts.delete(key)
+        if (Exit.isSuccess(exit)) {
+          if (!transactional) {
+            const output = yield* this.encode(spec.output, exit.value, `output of step "${spec.name}" (key ${key})`)
+            yield* this.write({
               key,
               name: spec.name,
               inputHash,
-              status: "running",
-              output: null,
+              status: "completed",
+              output,
               error: null,
               attempts: attempt
             })
-          )
-        )
-        const exit = yield* Effect.exit(attemptEffect)
-        yield* Fiber.interrupt(marker)
-        if (Exit.isSuccess(exit)) {
-          const output = yield* this.encode(spec.output, exit.value, `output of step "${spec.name}" (key ${key})`)
-          yield* this.write({
-            key,
-            name: spec.name,
-            inputHash,
-            status: "completed",
-            output,
-            error: null,
-            attempts: attempt
-          })
+          }
           return exit.value
         }
         const failure = Cause.findErrorOption(exit.cause)
@@ -416,6 +484,201 @@ export class RunExecution implements Execution {
       })
     })
 
+  readonly record = <A, E, R>(
+    name: string,
+    key: string,
+    schema: Persisted,
+    compute: Effect.Effect<A, E, R>
+  ): Effect.Effect<A, E, R> =>
+    Effect.gen({ self: this }, function*() {
+      const inputHash = hash({ record: name })
+      const entry = this.journal.get(key)
+      if (entry !== undefined) {
+        yield* this.checkReplay(key, entry, name, inputHash)
+        const decoded = codec(schema).decode(entry.output)
+        if (Result.isSuccess(decoded)) return decoded.success as A
+        return yield* this.failRun(new DecodeError({ subject: `${name} (key ${key})`, issues: decoded.failure }))
+      }
+      const value = yield* compute
+      const output = yield* this.encode(schema, value, `${name} (key ${key})`)
+      yield* this.write({ key, name, inputHash, status: "completed", output, error: null, attempts: 1 })
+      return value
+    })
+
+  readonly waitForSignal = (
+    signal: string,
+    timeout: Duration.Duration | undefined,
+    key: string
+  ): Effect.Effect<{ readonly payload: unknown } | undefined> =>
+    Effect.gen({ self: this }, function*() {
+      const name = "pgflows.signal"
+      const timeoutMillis = timeout === undefined ? null : Duration.toMillis(timeout)
+      const inputHash = hash({ signal, timeoutMillis })
+      const entry = this.journal.get(key)
+      if (entry !== undefined) {
+        yield* this.checkReplay(key, entry, name, inputHash)
+        if (entry.status === "completed") {
+          const output = entry.output as { signal?: unknown; timedOut?: boolean } | null
+          return output?.timedOut === true ? undefined : { payload: output?.signal ?? null }
+        }
+      }
+      const taken = yield* this.env.store.takeSignal({
+        runId: this.runId,
+        token: this.token,
+        key,
+        name,
+        inputHash,
+        signal
+      })
+        .pipe(
+          Effect.retry(storeRetry(this.env.config)),
+          Effect.orElseSucceed((): Store.TakeResult => ({ _tag: "LeaseLost" }))
+        )
+      if (taken._tag === "LeaseLost") {
+        this.stop("lease-lost")
+        return yield* this.halt()
+      }
+      if (taken._tag === "Taken") return { payload: taken.payload }
+      const now = yield* this.now
+      const deadline = entry?.wakeAt ?? (timeoutMillis === null ? null : now + timeoutMillis)
+      if (deadline !== null && deadline <= now) {
+        yield* this.write({
+          key,
+          name,
+          inputHash,
+          status: "completed",
+          output: { timedOut: true },
+          error: null,
+          attempts: 1
+        })
+        return undefined
+      }
+      if (entry === undefined) {
+        yield* this.write({
+          key,
+          name,
+          inputHash,
+          status: "waiting",
+          output: null,
+          error: null,
+          attempts: 1,
+          ...(timeoutMillis === null ? {} : { wakeInMillis: timeoutMillis })
+        })
+      }
+      return yield* this.park(deadline === null ? null : deadline - now)
+    })
+
+  readonly setEvent = (event: string, value: unknown, key: string): Effect.Effect<void> =>
+    Effect.gen({ self: this }, function*() {
+      const name = "pgflows.event"
+      const encoded = JSON.parse(JSON.stringify(value ?? null)) as unknown
+      const inputHash = hash({ event, value: encoded })
+      const entry = this.journal.get(key)
+      if (entry !== undefined) return yield* this.checkReplay(key, entry, name, inputHash)
+      const bytes = byteSize(encoded)
+      if (bytes > this.env.config.maxPayloadBytes) {
+        return yield* this.failRun(
+          new PayloadTooLarge({
+            subject: `event "${event}" (key ${key})`,
+            bytes,
+            limit: this.env.config.maxPayloadBytes
+          })
+        )
+      }
+      const result = yield* this.env.store.setEvent({
+        runId: this.runId,
+        token: this.token,
+        key,
+        name,
+        inputHash,
+        event,
+        value: encoded
+      }).pipe(Effect.retry(storeRetry(this.env.config)), Effect.orElseSucceed((): Store.WriteResult => "lease-lost"))
+      if (result !== "ok") {
+        this.stop("lease-lost")
+        return yield* this.halt()
+      }
+    })
+
+  readonly startChild = (spec: ChildSpec, input: unknown, id: string | undefined, key: string): Effect.Effect<string> =>
+    Effect.gen({ self: this }, function*() {
+      const name = "pgflows.child"
+      const encodedInput = yield* this.encode(spec.input, input, `input of child workflow "${spec.name}" (key ${key})`)
+      const childId = id ?? `${this.runId}:${key}`
+      const inputHash = hash({ workflow: spec.name, input: encodedInput, id: childId })
+      const entry = this.journal.get(key)
+      if (entry !== undefined) {
+        yield* this.checkReplay(key, entry, name, inputHash)
+        return childId
+      }
+      const created = yield* this.env.store.createRuns([{
+        id: childId,
+        workflow: spec.name,
+        input: encodedInput,
+        parentId: this.runId,
+        ...(this.deadlineAt === null ? {} : { deadlineAt: this.deadlineAt }),
+        ...(spec.timeout === undefined ? {} : { timeoutMillis: Duration.toMillis(spec.timeout) })
+      }]).pipe(Effect.retry(storeRetry(this.env.config)), Effect.orDie)
+      const existing = created[0]
+      if (existing !== undefined && !existing.created && existing.workflow !== spec.name) {
+        return yield* Effect.die(
+          new Error(`child id "${childId}" already belongs to a run of workflow "${existing.workflow}"`)
+        )
+      }
+      yield* this.write({
+        key,
+        name,
+        inputHash,
+        status: "completed",
+        output: { child: childId },
+        error: null,
+        attempts: 1
+      })
+      return childId
+    })
+
+  readonly awaitChild = (_spec: ChildSpec, childId: string, key: string): Effect.Effect<ChildOutcome> =>
+    Effect.gen({ self: this }, function*() {
+      const name = "pgflows.await"
+      const inputHash = hash({ child: childId })
+      const entry = this.journal.get(key)
+      if (entry !== undefined) {
+        yield* this.checkReplay(key, entry, name, inputHash)
+        if (entry.status === "completed") return entry.output as ChildOutcome
+      }
+      const child = yield* this.env.store.getRun(childId).pipe(Effect.retry(storeRetry(this.env.config)), Effect.orDie)
+      if (
+        child !== undefined &&
+        (child.status === "completed" || child.status === "failed" || child.status === "cancelled")
+      ) {
+        const outcome: ChildOutcome = child.status === "completed"
+          ? { status: "completed", output: child.output }
+          : child.status === "failed"
+          ? { status: "failed", error: child.error }
+          : { status: "cancelled" }
+        yield* this.write({ key, name, inputHash, status: "completed", output: outcome, error: null, attempts: 1 })
+        return outcome
+      }
+      if (entry === undefined) {
+        yield* this.write({
+          key,
+          name,
+          inputHash,
+          status: "waiting",
+          output: { child: childId },
+          error: null,
+          attempts: 1
+        })
+      }
+      // The child's end wakes this run (its `events` move), so it can wait without a deadline.
+      return yield* this.park(null)
+    })
+
+  readonly compensate = (undo: Effect.Effect<unknown, unknown, any>): Effect.Effect<void> =>
+    Effect.sync(() => {
+      this.compensations.push(undo)
+    })
+
   /**
    * Runs the workflow body to its end and writes the transition that matches. Returns how the
    * execution ended.
@@ -429,6 +692,9 @@ export class RunExecution implements Execution {
         )
       })
     }
+    if (this.deadlineAt !== null && this.deadlineAt <= (yield* this.now)) {
+      return yield* this.end({ kind: "fail", error: engineEnvelope(this.timeoutError()) })
+    }
     const decoded = codec(this.definition.input).decode(this.input)
     if (Result.isFailure(decoded)) {
       return yield* this.end({
@@ -440,20 +706,10 @@ export class RunExecution implements Execution {
     }
     // The workflow's own services were checked by the types of `Pgflows.layer` and captured there.
     const body = this.definition.run(decoded.success) as Effect.Effect<unknown, unknown, WorkflowContext>
-    this.body = yield* body.pipe(
-      Effect.provideService(WorkflowContext, { execution: this, position: { prefix: "", counter: 0 } }),
-      Effect.provideContext(this.env.services),
-      Effect.forkChild({ startImmediately: true })
-    )
-    if (this.stopped !== undefined) yield* Fiber.interrupt(this.body)
-    const exit = yield* Fiber.await(this.body)
-    if (this.stopped !== undefined) {
-      return this.stopped === "shutdown"
-        ? yield* this.end({ kind: "release" })
-        : { _tag: "Stopped", reason: this.stopped }
-    }
+    const exit = yield* this.runBody(body, { prefix: "", counter: 0 })
+    if (this.stopped !== undefined) return yield* this.stopOutcome()
     if (this.fatal !== undefined) return yield* this.end({ kind: "fail", error: engineEnvelope(this.fatal) })
-    if (this.suspension !== undefined) return yield* this.end({ kind: "suspend", wakeInMillis: this.suspension })
+    if (this.suspension !== undefined) return yield* this.suspend()
     if (Exit.isSuccess(exit)) {
       const output = yield* Effect.exit(
         this.encode(this.definition.output, exit.value, `output of workflow "${this.workflow}"`)
@@ -461,25 +717,93 @@ export class RunExecution implements Execution {
       if (Exit.isSuccess(output)) return yield* this.end({ kind: "complete", output: output.value })
       return yield* this.end({ kind: "fail", error: engineEnvelope(this.fatal!) })
     }
-    const failure = Cause.findErrorOption(exit.cause)
-    if (failure._tag === "Some") {
-      const encoded = codec(this.definition.error).encode(failure.value)
-      const error: ErrorEnvelope = Result.isSuccess(encoded)
-        ? { source: "workflow", error: encoded.success }
-        : engineEnvelope(new EncodeError({ subject: `error of workflow "${this.workflow}"`, issues: encoded.failure }))
-      return yield* this.end({ kind: "fail", error })
-    }
-    return yield* this.end({
-      kind: "fail",
-      error: engineEnvelope(new WorkflowDefect({ defect: Cause.pretty(exit.cause) }))
-    })
+    const error = this.failureEnvelope(exit.cause)
+    if (this.compensations.length === 0) return yield* this.end({ kind: "fail", error })
+    // A saga: undo what completed, in reverse order, each undo durable like any other step.
+    const undone = yield* this.runCompensations()
+    if (this.stopped !== undefined) return yield* this.stopOutcome()
+    if (this.fatal !== undefined) return yield* this.end({ kind: "fail", error: engineEnvelope(this.fatal) })
+    if (this.suspension !== undefined) return yield* this.suspend()
+    return yield* this.end({ kind: "fail", error: { ...error, compensation: undone } })
   })
+
+  /** Runs `body` in its own fiber (so it can be interrupted from outside), bounded by the deadline. */
+  private runBody(
+    body: Effect.Effect<unknown, unknown, WorkflowContext>,
+    position: { readonly prefix: string; counter: number }
+  ): Effect.Effect<Exit.Exit<unknown, unknown>> {
+    return Effect.gen({ self: this }, function*() {
+      const bounded = this.deadlineAt === null ? body : Effect.flatMap(this.now, (now) =>
+        Effect.timeoutOrElse(body, {
+          duration: Duration.millis(Math.max(0, this.deadlineAt! - now)),
+          orElse: () => this.failRun(this.timeoutError())
+        }))
+      this.body = yield* bounded.pipe(
+        Effect.provideService(WorkflowContext, { execution: this, position }),
+        Effect.provideContext(this.env.services),
+        Effect.forkChild({ startImmediately: true })
+      )
+      if (this.stopped !== undefined) yield* Fiber.interrupt(this.body)
+      return yield* Fiber.await(this.body)
+    })
+  }
+
+  private runCompensations(): Effect.Effect<{ readonly undone: number; readonly failed: ReadonlyArray<string> }> {
+    return Effect.gen({ self: this }, function*() {
+      const failed: Array<string> = []
+      let undone = 0
+      const undos = [...this.compensations].reverse()
+      for (const [index, undo] of undos.entries()) {
+        const exit = yield* this.runBody(undo as Effect.Effect<unknown, unknown, WorkflowContext>, {
+          prefix: `c${index}/`,
+          counter: 0
+        })
+        if (this.stopped !== undefined || this.fatal !== undefined || this.suspension !== undefined) break
+        if (Exit.isSuccess(exit)) undone++
+        else failed.push(Cause.pretty(exit.cause))
+      }
+      return { undone, failed }
+    })
+  }
+
+  /** The stored form of the workflow's failure: its own typed error, or one of pgflows'. */
+  private failureEnvelope(cause: Cause.Cause<unknown>): ErrorEnvelope {
+    const failure = Cause.findErrorOption(cause)
+    if (failure._tag === "None") return engineEnvelope(new WorkflowDefect({ defect: Cause.pretty(cause) }))
+    const encoded = codec(this.definition.error).encode(failure.value)
+    if (Result.isSuccess(encoded)) return { source: "workflow", error: encoded.success }
+    if (isEngineError(failure.value)) return engineEnvelope(failure.value)
+    return engineEnvelope(new EncodeError({ subject: `error of workflow "${this.workflow}"`, issues: encoded.failure }))
+  }
+
+  private timeoutError(): WorkflowTimeout {
+    return new WorkflowTimeout({ workflow: this.workflow, deadline: new Date(this.deadlineAt ?? 0).toISOString() })
+  }
+
+  private stopOutcome(): Effect.Effect<Outcome> {
+    return this.stopped === "shutdown"
+      ? this.end({ kind: "release" })
+      : Effect.succeed<Outcome>({ _tag: "Stopped", reason: this.stopped! })
+  }
+
+  /** Parks the run until its wake-up, or its deadline if sooner. */
+  private suspend(): Effect.Effect<Outcome> {
+    return Effect.flatMap(this.now, (now) => {
+      const untilDeadline = this.deadlineAt === null ? null : Math.max(0, this.deadlineAt - now)
+      const wake = this.suspension === null || this.suspension === undefined
+        ? untilDeadline
+        : untilDeadline === null
+        ? this.suspension
+        : Math.min(this.suspension, untilDeadline)
+      return this.end({ kind: "suspend", wakeInMillis: wake, observedEvents: this.events })
+    })
+  }
 
   private end(
     transition:
       | { readonly kind: "complete"; readonly output: unknown }
       | { readonly kind: "fail"; readonly error: unknown }
-      | { readonly kind: "suspend"; readonly wakeInMillis: number | null }
+      | { readonly kind: "suspend"; readonly wakeInMillis: number | null; readonly observedEvents: number }
       | { readonly kind: "release" }
   ): Effect.Effect<Outcome> {
     return this.env.store.transition({ ...transition, runId: this.runId, token: this.token, msgId: this.msgId }).pipe(

@@ -7,6 +7,7 @@ import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import type * as Fiber from "effect/Fiber"
+import * as Latch from "effect/Latch"
 import * as PubSub from "effect/PubSub"
 import type * as Scope from "effect/Scope"
 import type * as Store from "../Store.ts"
@@ -54,6 +55,9 @@ export const make = (options: {
     const { env, registry, events } = options
     const scope = yield* Effect.scope
     const inflight = new Map<string, Inflight>()
+    // Open while runs are in flight: the periodic fibers below sleep on it otherwise, so an idle
+    // process (and a TestClock moved by days) wakes them for nothing.
+    const busy = Latch.makeUnsafe(false)
 
     const launch = (claimed: Store.ClaimedRun) =>
       Effect.gen(function*() {
@@ -74,13 +78,17 @@ export const make = (options: {
           ),
           Effect.ensuring(Effect.sync(() => {
             if (inflight.get(claimed.run.id)?.execution === execution) inflight.delete(claimed.run.id)
+            if (inflight.size === 0) busy.closeUnsafe()
           })),
           Effect.withSpan(`pgflows.execute ${claimed.run.workflow}`, {
             attributes: { "pgflows.run.id": claimed.run.id, "pgflows.workflow.name": claimed.run.workflow }
           }),
           Effect.forkIn(scope, { startImmediately: true })
         )
-        if (!fiber.pollUnsafe()) inflight.set(claimed.run.id, { execution, fiber })
+        if (!fiber.pollUnsafe()) {
+          inflight.set(claimed.run.id, { execution, fiber })
+          busy.openUnsafe()
+        }
         return fiber
       })
 
@@ -97,6 +105,7 @@ export const make = (options: {
     yield* Effect.forkIn(
       Effect.forever(
         Effect.gen(function*() {
+          yield* busy.await
           yield* Effect.sleep(every)
           if (inflight.size === 0) return
           const held = [...inflight.values()]
@@ -132,6 +141,7 @@ export const make = (options: {
     yield* Effect.forkIn(
       Effect.forever(
         Effect.gen(function*() {
+          yield* busy.await
           yield* Effect.sleep(Duration.millis(Duration.toMillis(markerDelay) / 2))
           if (inflight.size === 0) return
           const now = yield* Clock.currentTimeMillis

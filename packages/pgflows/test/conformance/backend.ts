@@ -57,8 +57,9 @@ export const postgres: Backend<PgClient.PgClient | SqlClient.SqlClient> = {
       const millis = Duration.toMillis(Duration.fromInputUnsafe(duration))
       const shift = sql`(${millis}::float8 * interval '1 millisecond')`
       yield* sql`UPDATE ${sql(`${schema}.runs`)}
-        SET wake_at = wake_at - ${shift}, lease_expires_at = lease_expires_at - ${shift}
-        WHERE wake_at IS NOT NULL OR lease_expires_at IS NOT NULL`
+        SET wake_at = wake_at - ${shift}, lease_expires_at = lease_expires_at - ${shift},
+          deadline_at = deadline_at - ${shift}
+        WHERE wake_at IS NOT NULL OR lease_expires_at IS NOT NULL OR deadline_at IS NOT NULL`
       yield* sql`UPDATE ${sql(`${schema}.steps`)} SET wake_at = wake_at - ${shift} WHERE wake_at IS NOT NULL`
       yield* sql`UPDATE ${sql(`${schema}.queue_messages`)}
         SET vt = CASE WHEN vt < 'infinity' THEN vt - ${shift} ELSE vt END, enqueued_at = enqueued_at - ${shift}`
