@@ -181,6 +181,34 @@ export * as PgDurableError from "./PgDurableError.ts"
 export * as PgDurableMigrations from "./PgDurableMigrations.ts"
 
 /**
+ * pgflows' `Scheduler` on pg_durable: each schedule is a pg_durable instance running
+ *
+ * ```sql
+ * df.loop(df.seq(df.wait_for_schedule('<cron>'),
+ *   df.sql('SELECT "<schema>".enqueue_workflow(''<workflow>'', ''<input>''::jsonb, ''schedule:<name>:'' || <minute>)')))
+ * ```
+ *
+ * built with the graph algebra (`graph`), compiled and checked by the compiler, and started with
+ * `PgDurableClient.start`: pg_durable waits for each tick inside the database and starts the run;
+ * pgflows' workers execute it. The schedule's definition is a row of pgflows' `schedules` table
+ * (scheduler `pg_durable`), whose handle is the instance id; `unschedule` and `pause` cancel the
+ * instance, `resume` starts a new one.
+ *
+ * **Gotchas**
+ *
+ * - pg_durable evaluates cron in UTC, five fields, a minute at the finest; the expression is written
+ *   in the usual Unix form and translated (`Compiler.translateCron`), and expressions that restrict
+ *   both the day of month and the day of week are refused (pg_durable ANDs them).
+ * - pg_durable computes the next tick when the wait starts and never catches up ticks it missed.
+ * - A loop runs at most 100 000 iterations in pg_durable: a schedule of every minute ends after about
+ *   69 days. `list` shows the instance's `status`; `resume` starts a new instance when it ended.
+ * - The run id's tick is the minute at which the enqueue node runs (normally the tick's minute).
+ *
+ * @since 0.1.0
+ */
+export * as PgDurableScheduler from "./PgDurableScheduler.ts"
+
+/**
  * Exports graph workflows as SQL scripts for a database with pg_durable: moving definitions from dev
  * to prod without deploying code, starting them from SQL or pg_cron, or reading what will run.
  *

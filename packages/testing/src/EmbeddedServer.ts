@@ -45,6 +45,12 @@ export interface Options {
   readonly parentDirectory?: string | undefined
   /** Receives each line the server logs. */
   readonly onLog?: ((line: string) => void) | undefined
+  /**
+   * Run the PostgreSQL binaries (`initdb`, `postgres`) of this directory instead of the embedded
+   * ones, e.g. `/usr/lib/postgresql/15/bin` for Debian's PostgreSQL 15 and the extensions installed
+   * for it (such as pg_cron). They use their own libraries: `LD_LIBRARY_PATH` is left alone.
+   */
+  readonly binDirectory?: string | undefined
 }
 
 /**
@@ -121,7 +127,9 @@ export const binaries: Effect.Effect<{ readonly bin: string; readonly lib: strin
 export const start = (options: Options = {}): Effect.Effect<EmbeddedServer, EmbeddedServerError, Scope.Scope> =>
   Effect.acquireRelease(
     Effect.gen(function*() {
-      const { bin, lib } = yield* binaries
+      const { bin, lib } = options.binDirectory === undefined
+        ? yield* binaries
+        : yield* binariesIn(options.binDirectory)
       const owner = yield* serverUser
       const parent = options.parentDirectory ?? Os.tmpdir()
       const dataDirectory = yield* Effect.try({
@@ -132,7 +140,7 @@ export const start = (options: Options = {}): Effect.Effect<EmbeddedServer, Embe
       return yield* Effect.gen(function*() {
         if (owner !== undefined) Fs.chownSync(dataDirectory, owner.uid, owner.gid)
         const password = Crypto.randomBytes(18).toString("base64url")
-        const env = { ...process.env, LC_ALL: "C", LANG: "C", LD_LIBRARY_PATH: lib }
+        const env = { ...process.env, LC_ALL: "C", LANG: "C", ...(lib === undefined ? {} : { LD_LIBRARY_PATH: lib }) }
         yield* initdb({ bin, dataDirectory, password, owner, env })
         const launched = yield* launch({ bin, dataDirectory, owner, env, options })
         const user = "postgres"
@@ -203,6 +211,28 @@ export const stop = (server: Pick<EmbeddedServer, "pid" | "dataDirectory">): Eff
   })
 
 // internal
+
+/** Binaries installed elsewhere (a distribution's packages): checked, used with their own libraries. */
+const binariesIn = (
+  directory: string
+): Effect.Effect<{ readonly bin: string; readonly lib: undefined }, EmbeddedServerError> =>
+  Effect.suspend(() => {
+    const bin = Path.resolve(directory)
+    for (const program of ["initdb", "postgres"]) {
+      try {
+        Fs.accessSync(Path.join(bin, program), Fs.constants.X_OK)
+      } catch (cause) {
+        return Effect.fail(
+          new EmbeddedServerError({
+            reason: `there is no executable ${program} in ${bin} (binDirectory): install that PostgreSQL ` +
+              "(Debian: apt-get install postgresql-<major>) or point binDirectory at its bin directory",
+            cause
+          })
+        )
+      }
+    }
+    return Effect.succeed({ bin, lib: undefined })
+  })
 
 /** How to start each server again (`restart`), with the settings it was started with. */
 const relaunchers = new WeakMap<EmbeddedServer, Effect.Effect<void, EmbeddedServerError>>()
