@@ -34,13 +34,16 @@ import * as Queue from "effect/Queue"
 import * as Result from "effect/Result"
 import * as Schedule from "effect/Schedule"
 import type * as SqlClient from "effect/sql/SqlClient"
+import * as Tracer from "effect/Tracer"
 import * as Crypto from "node:crypto"
 import * as Os from "node:os"
 import { codec } from "./internal/codec.ts"
 import type { EngineEnv } from "./internal/engine.ts"
 import { decodeEngineFailure } from "./internal/failure.ts"
 import { byteSize } from "./internal/json.ts"
+import * as Plugins from "./internal/plugins.ts"
 import * as Runner from "./internal/runner.ts"
+import * as Telemetry from "./internal/telemetry.ts"
 import * as MemoryStore from "./MemoryStore.ts"
 import * as PgflowsConfig from "./PgflowsConfig.ts"
 import {
@@ -58,6 +61,7 @@ import {
 } from "./PgflowsError.ts"
 import * as PgStore from "./PgStore.ts"
 import * as PgWorkQueue from "./PgWorkQueue.ts"
+import * as Plugin from "./Plugin.ts"
 import type { Page, RunId, RunInfo, Status, StepInfo, Summary } from "./Run.ts"
 import { isTerminal } from "./Run.ts"
 import * as Store from "./Store.ts"
@@ -194,6 +198,10 @@ export class Pgflows extends Context.Service<Pgflows, {
  */
 export interface Options<W extends ReadonlyArray<Workflow.Any>> {
   readonly workflows: W
+  /** Plugins, in the order they run (before those added with `Plugin.layer`). See `Plugin`. */
+  readonly plugins?: ReadonlyArray<Plugin.Plugin> | undefined
+  /** How long a plugin's hook may run before it is abandoned and logged (default 5 seconds). */
+  readonly pluginTimeout?: Duration.Input | undefined
 }
 
 /**
@@ -240,7 +248,8 @@ const make = <const W extends ReadonlyArray<Workflow.Any>>(options: Options<W>) 
     const store = yield* Store.Store
     const queues = yield* WorkQueue.WorkQueue
     const config = yield* PgflowsConfig.PgflowsConfig
-    const services = yield* Effect.context<never>()
+    // Steps' spans must nest in pgflows' spans, not in a span the layer happened to be built in.
+    const services = Context.omit(Tracer.ParentSpan)(yield* Effect.context<never>()) as Context.Context<never>
     const registry = new Map<string, Workflow.Any>()
     for (const workflow of options.workflows) {
       const existing = registry.get(workflow.name)
@@ -249,7 +258,16 @@ const make = <const W extends ReadonlyArray<Workflow.Any>>(options: Options<W>) 
       }
       registry.set(workflow.name, workflow)
     }
-    const env: EngineEnv = { store, config, services }
+    const env: EngineEnv = {
+      store,
+      config,
+      services,
+      plugins: Plugins.make(
+        [...(options.plugins ?? []), ...(yield* Plugin.Plugins)],
+        options.pluginTimeout ?? "5 seconds"
+      ),
+      tracer: config.otelEnabled ? yield* Telemetry.tracerFor(services) : undefined
+    }
     const worker = `${Os.hostname()}:${process.pid}:${Crypto.randomBytes(3).toString("hex")}`
     const events = yield* PubSub.unbounded<Runner.Event>()
     const runner = yield* Runner.make({ env, registry, worker, events })

@@ -60,6 +60,22 @@ export * as DatabaseUrl from "./DatabaseUrl.ts"
 export * as Identifier from "./Identifier.ts"
 
 /**
+ * A plugin that logs each workflow execution and step attempt through Effect's `Logger`: one
+ * structured line per event, annotated with `pgflows.run.id`, `pgflows.workflow`, and for steps
+ * `pgflows.step`, `pgflows.step.key` and `pgflows.step.attempt`, with `pgflows.duration_ms` on ends.
+ * Replayed steps log nothing (see `Plugin`).
+ *
+ * @example
+ * ```ts
+ * const Live = Pgflows.layerPg({ workflows: [order], plugins: [LoggingPlugin.plugin] })
+ * // timestamp=... level=INFO message="step charge completed" pgflows.run.id=order-1 pgflows.step=charge ...
+ * ```
+ *
+ * @since 0.1.0
+ */
+export * as LoggingPlugin from "./LoggingPlugin.ts"
+
+/**
  * `Store` (and its `WorkQueue`) in memory, for tests and local tools. It follows the same rules as
  * `PgStore` (one conformance suite runs on both): atomic start, claims under leases with token
  * checks on every write, takeover of expired leases, dead-letter archive, cancellation. Time comes
@@ -78,6 +94,28 @@ export * as MemoryStore from "./MemoryStore.ts"
  * @since 0.1.0
  */
 export * as MemoryWorkQueue from "./MemoryWorkQueue.ts"
+
+/**
+ * A plugin that keeps Effect `Metric`s of runs and steps, exported by whatever exports the
+ * application's metrics (for example `@effect/opentelemetry`'s `OtelMetrics` or a Prometheus
+ * endpoint reading `Metric.snapshot`).
+ *
+ * - `pgflows_runs_started_total`, `pgflows_runs_completed_total`, `pgflows_runs_failed_total`,
+ *   `pgflows_runs_cancelled_total`: counters with the attribute `workflow` (a run counts as started
+ *   at its first execution, not when it resumes);
+ * - `pgflows_step_attempts_total`: a counter with the attributes `step` and `outcome` (`completed`,
+ *   `retried` or `failed`);
+ * - `pgflows_step_duration_ms`: a histogram of attempt durations with the attribute `step`.
+ *
+ * @example
+ * ```ts
+ * const Live = Pgflows.layerPg({ workflows: [order], plugins: [MetricsPlugin.plugin] })
+ * const completed = yield* Metric.value(Metric.withAttributes(MetricsPlugin.runsCompleted, { workflow: "order" }))
+ * ```
+ *
+ * @since 0.1.0
+ */
+export * as MetricsPlugin from "./MetricsPlugin.ts"
 
 /**
  * `Scheduler` on pg_cron: each schedule is a pg_cron job named `pgflows:<schema>:<name>` whose
@@ -228,6 +266,51 @@ export * as PgflowsConfig from "./PgflowsConfig.ts"
  * @since 0.1.0
  */
 export * as PgflowsError from "./PgflowsError.ts"
+
+/**
+ * Plugins: hooks and middleware around workflow executions and step attempts.
+ *
+ * A plugin implements any subset of the hooks below. Each receives a typed event (run id, workflow,
+ * step name, key, attempt, and the input, output or error); `aroundWorkflow` and `aroundStep` wrap
+ * the execution itself (Effect in, Effect out), to provide services, annotate logs, time or trace.
+ * Register plugins with `Pgflows.layer({ workflows, plugins })` or as a layer (`Plugin.layer`);
+ * they run in registration order (the first `around` is the outermost).
+ *
+ * When hooks fire:
+ *
+ * - `beforeWorkflow` fires at the start of every execution of a run: the first, and each one that
+ *   resumes it after a sleep, a signal, a parked retry, a crash or a deploy (`resumed` tells them
+ *   apart). `afterWorkflow`, `onWorkflowError` and `onWorkflowCancelled` fire once, when the run's
+ *   end is committed (a run that parks fires none of them).
+ * - Step hooks fire for attempts that really run: a step whose result is replayed from the journal
+ *   fires nothing. `beforeStep` fires before each attempt, then `afterStep` after its checkpoint is
+ *   committed, or `onStepError` after a failed attempt (`final` says whether the schedule retries).
+ *
+ * Isolation: a hook that fails, dies or runs longer than the bound (`Pgflows.layer`'s
+ * `pluginTimeout`, 5 seconds by default) is logged and abandoned; the run's outcome and the other
+ * plugins are unaffected. A middleware cannot change an outcome either: the step or execution it
+ * wraps runs exactly once, its result is the result, and a middleware that fails, never calls it or
+ * hangs is logged and bypassed.
+ *
+ * @example
+ * ```ts
+ * const audit = Plugin.make("audit", {
+ *   afterStep: (event) => Effect.logInfo(`${event.step} took ${event.durationMillis} ms`),
+ *   onWorkflowError: (event) => Effect.logError(`run ${event.runId} failed`, event.error)
+ * })
+ * const Live = Pgflows.layerPg({ workflows: [order], plugins: [audit, LoggingPlugin.plugin] })
+ * ```
+ *
+ * **Gotchas**
+ *
+ * - Hooks are observers: they run in the worker that executes the run, may run again when an
+ *   execution is retried after a crash, and must not be used for effects that need exactly-once
+ *   (use a step).
+ * - A run cancelled while no worker executes it (queued or parked) fires no hook.
+ *
+ * @since 0.1.0
+ */
+export * as Plugin from "./Plugin.ts"
 
 /**
  * Runs as the client sees them: ids, states, and what `status` and `list` return.

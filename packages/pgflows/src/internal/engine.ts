@@ -17,6 +17,7 @@ import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Result from "effect/Result"
 import * as Schedule from "effect/Schedule"
+import * as Tracer from "effect/Tracer"
 import type { PgflowsConfig } from "../PgflowsConfig.ts"
 import {
   DecodeError,
@@ -32,12 +33,15 @@ import {
   WorkflowDefect,
   WorkflowTimeout
 } from "../PgflowsError.ts"
+import type * as Plugin from "../Plugin.ts"
 import type * as Store from "../Store.ts"
 import type * as Workflow from "../Workflow.ts"
 import { codec, type Persisted } from "./codec.ts"
 import { type ChildOutcome, type ChildSpec, type Execution, type StepSpec, WorkflowContext } from "./context.ts"
 import { decodeEngineFailure, encodeEngineFailure as engineEnvelope, type ErrorEnvelope } from "./failure.ts"
 import { byteSize, hash } from "./json.ts"
+import type { Plugins } from "./plugins.ts"
+import { isTraceContext, linkTo, traceKey, traceName } from "./telemetry.ts"
 
 /** Why an execution stopped without a transition of its own. */
 export type StopReason = "cancelled" | "lease-lost" | "shutdown" | "store-unavailable"
@@ -62,6 +66,10 @@ export interface EngineEnv {
   readonly config: PgflowsConfig
   /** Services the workflows need, captured when the `Pgflows` layer was built. */
   readonly services: Context.Context<never>
+  /** The registered plugins, or `undefined` when there are none. */
+  readonly plugins: Plugins | undefined
+  /** The tracer of pgflows' spans when telemetry is on, else `undefined`. */
+  readonly tracer: Tracer.Tracer | undefined
 }
 
 /** Retries store writes that may succeed later (a restarting database) for about half a lease. */
@@ -103,6 +111,14 @@ export class RunExecution implements Execution {
 
   readonly env: EngineEnv
   readonly definition: Workflow.Any
+  /** Whether an earlier execution of the run happened (for plugins and spans). */
+  private readonly resumed: boolean
+  /** The run's input, decoded (for plugins). */
+  private decodedInput: unknown = undefined
+  /** The workflow's output when it completed (for plugins). */
+  private outputValue: unknown = undefined
+  /** The typed error the run failed with (for plugins and spans). */
+  private failure: unknown = undefined
 
   constructor(env: EngineEnv, definition: Workflow.Any, claimed: Store.ClaimedRun, localNow: number) {
     this.env = env
@@ -117,6 +133,7 @@ export class RunExecution implements Execution {
     this.recoveries = claimed.run.recoveries
     this.events = claimed.run.events
     this.deadlineAt = claimed.run.deadlineAt
+    this.resumed = claimed.run.executions > 1 || claimed.journal.length > 0
   }
 
   private body: Fiber.Fiber<unknown, unknown> | undefined = undefined
@@ -354,19 +371,27 @@ export class RunExecution implements Execution {
         orElse: () =>
           Effect.fail(new StepTimeoutError({ step: spec.name, timeoutMillis: Duration.toMillis(spec.timeout!) }))
       })
+      const { plugins, tracer } = this.env
       for (let attempt = attemptsSoFar + 1;; attempt++) {
-        this.attempts.set(key, {
-          key,
-          name: spec.name,
-          inputHash,
-          attempt,
-          startedAt: yield* Clock.currentTimeMillis,
-          marked: false
-        })
-        const exit = yield* Effect.exit(
-          transactional ? this.commitAttempt(spec, key, inputHash, attempt, attemptEffect) : attemptEffect
-        )
+        const startedAt = yield* Clock.currentTimeMillis
+        this.attempts.set(key, { key, name: spec.name, inputHash, attempt, startedAt, marked: false })
+        let attemptRun = transactional
+          ? this.commitAttempt(spec, key, inputHash, attempt, attemptEffect)
+          : attemptEffect
+        const event: Plugin.StepEvent | undefined = plugins === undefined && tracer === undefined
+          ? undefined
+          : { runId: this.runId, workflow: this.workflow, step: spec.name, key, attempt, input }
+        if (plugins !== undefined) {
+          yield* plugins.fire("beforeStep", event!)
+          attemptRun = plugins.aroundStep(event!, attemptRun)
+        }
+        if (tracer !== undefined) attemptRun = this.stepSpan(event!, attemptRun)
+        const exit = yield* Effect.exit(attemptRun)
         this.attempts.delete(key)
+        const observe = plugins === undefined ? undefined : Effect.map(Clock.currentTimeMillis, (now) => ({
+          ...event!,
+          durationMillis: now - startedAt
+        }))
         if (Exit.isSuccess(exit)) {
           if (!transactional) {
             const output = yield* this.encode(spec.output, exit.value, `output of step "${spec.name}" (key ${key})`)
@@ -380,6 +405,7 @@ export class RunExecution implements Execution {
               attempts: attempt
             })
           }
+          if (observe !== undefined) yield* plugins!.fire("afterStep", { ...(yield* observe), output: exit.value })
           return exit.value
         }
         const failure = Cause.findErrorOption(exit.cause)
@@ -395,6 +421,9 @@ export class RunExecution implements Execution {
             error: engineEnvelope(defect),
             attempts: attempt
           })
+          if (observe !== undefined) {
+            yield* plugins!.fire("onStepError", { ...(yield* observe), error: defect, final: true })
+          }
           return yield* this.failRun(defect)
         }
         const error = failure.value
@@ -405,6 +434,8 @@ export class RunExecution implements Execution {
             error: yield* this.encode(spec.error, error, `error of step "${spec.name}" (key ${key})`)
           }
         const decision = decide === undefined ? undefined : yield* Effect.exit(decide(yield* this.now, error))
+        const final = decision === undefined || Exit.isFailure(decision)
+        if (observe !== undefined) yield* plugins!.fire("onStepError", { ...(yield* observe), error, final })
         if (decision === undefined || Exit.isFailure(decision)) {
           yield* this.write({
             key,
@@ -681,51 +712,154 @@ export class RunExecution implements Execution {
 
   /**
    * Runs the workflow body to its end and writes the transition that matches. Returns how the
-   * execution ended.
+   * execution ended. Plugins and spans, when there are any, observe it.
    */
-  readonly run: Effect.Effect<Outcome> = Effect.gen({ self: this }, function*() {
+  readonly run: Effect.Effect<Outcome> = Effect.suspend(() =>
+    this.env.plugins === undefined && this.env.tracer === undefined ? this.execution : this.observed()
+  )
+
+  private readonly execution: Effect.Effect<Outcome> = Effect.gen({ self: this }, function*() {
     if (this.recoveries > this.env.config.maxRecoveries) {
-      return yield* this.end({
-        kind: "fail",
-        error: engineEnvelope(
-          new RecoveryLimitExceeded({ recoveries: this.recoveries, limit: this.env.config.maxRecoveries })
-        )
-      })
+      return yield* this.endFailed(
+        new RecoveryLimitExceeded({ recoveries: this.recoveries, limit: this.env.config.maxRecoveries })
+      )
     }
     if (this.deadlineAt !== null && this.deadlineAt <= (yield* this.now)) {
-      return yield* this.end({ kind: "fail", error: engineEnvelope(this.timeoutError()) })
+      return yield* this.endFailed(this.timeoutError())
     }
     const decoded = codec(this.definition.input).decode(this.input)
     if (Result.isFailure(decoded)) {
-      return yield* this.end({
-        kind: "fail",
-        error: engineEnvelope(
-          new DecodeError({ subject: `input of workflow "${this.workflow}"`, issues: decoded.failure })
-        )
-      })
+      return yield* this.endFailed(
+        new DecodeError({ subject: `input of workflow "${this.workflow}"`, issues: decoded.failure })
+      )
     }
+    this.decodedInput = decoded.success
     // The workflow's own services were checked by the types of `Pgflows.layer` and captured there.
-    const body = this.definition.run(decoded.success) as Effect.Effect<unknown, unknown, WorkflowContext>
+    let body = this.definition.run(decoded.success) as Effect.Effect<unknown, unknown, WorkflowContext>
+    const plugins = this.env.plugins
+    if (plugins !== undefined) {
+      const event = this.workflowEvent()
+      yield* plugins.fire("beforeWorkflow", event)
+      body = plugins.aroundWorkflow(event, body)
+    }
     const exit = yield* this.runBody(body, { prefix: "", counter: 0 })
     if (this.stopped !== undefined) return yield* this.stopOutcome()
-    if (this.fatal !== undefined) return yield* this.end({ kind: "fail", error: engineEnvelope(this.fatal) })
+    if (this.fatal !== undefined) return yield* this.endFailed(this.fatal)
     if (this.suspension !== undefined) return yield* this.suspend()
     if (Exit.isSuccess(exit)) {
       const output = yield* Effect.exit(
         this.encode(this.definition.output, exit.value, `output of workflow "${this.workflow}"`)
       )
-      if (Exit.isSuccess(output)) return yield* this.end({ kind: "complete", output: output.value })
-      return yield* this.end({ kind: "fail", error: engineEnvelope(this.fatal!) })
+      if (Exit.isFailure(output)) return yield* this.endFailed(this.fatal!)
+      this.outputValue = exit.value
+      return yield* this.end({ kind: "complete", output: output.value })
     }
     const error = this.failureEnvelope(exit.cause)
+    const failure = Cause.findErrorOption(exit.cause)
+    this.failure = failure._tag === "Some" ? failure.value : new WorkflowDefect({ defect: Cause.pretty(exit.cause) })
     if (this.compensations.length === 0) return yield* this.end({ kind: "fail", error })
     // A saga: undo what completed, in reverse order, each undo durable like any other step.
     const undone = yield* this.runCompensations()
     if (this.stopped !== undefined) return yield* this.stopOutcome()
-    if (this.fatal !== undefined) return yield* this.end({ kind: "fail", error: engineEnvelope(this.fatal) })
+    if (this.fatal !== undefined) return yield* this.endFailed(this.fatal)
     if (this.suspension !== undefined) return yield* this.suspend()
     return yield* this.end({ kind: "fail", error: { ...error, compensation: undone } })
   })
+
+  /** Ends the run failed with one of pgflows' errors. */
+  private endFailed(error: EngineError): Effect.Effect<Outcome> {
+    this.failure = error
+    return this.end({ kind: "fail", error: engineEnvelope(error) })
+  }
+
+  private workflowEvent(): Plugin.WorkflowEvent {
+    return { runId: this.runId, workflow: this.workflow, input: this.decodedInput, resumed: this.resumed }
+  }
+
+  /** The execution with its span (telemetry on) and the plugins' end-of-run hooks. */
+  private observed(): Effect.Effect<Outcome> {
+    return Effect.gen({ self: this }, function*() {
+      const startedAt = yield* Clock.currentTimeMillis
+      const outcome = yield* (this.env.tracer === undefined ? this.execution : this.workflowSpan(this.env.tracer))
+      const plugins = this.env.plugins
+      if (plugins === undefined) return outcome
+      const durationMillis = (yield* Clock.currentTimeMillis) - startedAt
+      const event = this.workflowEvent()
+      if (outcome._tag === "Ended" && outcome.kind === "complete") {
+        yield* plugins.fire("afterWorkflow", { ...event, output: this.outputValue, durationMillis })
+      } else if (outcome._tag === "Ended" && outcome.kind === "fail") {
+        yield* plugins.fire("onWorkflowError", { ...event, error: this.failure, durationMillis })
+      } else if (outcome._tag === "Stopped" && outcome.reason === "cancelled") {
+        yield* plugins.fire("onWorkflowCancelled", { ...event, durationMillis })
+      }
+      return outcome
+    })
+  }
+
+  /**
+   * The execution in a span `pgflows.workflow <name>`, the root of its own trace. The first
+   * execution of a run stores its span context in the journal; later ones link to it.
+   */
+  private workflowSpan(tracer: Tracer.Tracer): Effect.Effect<Outcome> {
+    const stored = this.journal.get(traceKey)?.output
+    const first = isTraceContext(stored) ? stored : undefined
+    let outcome: Outcome | undefined = undefined
+    return Effect.gen({ self: this }, function*() {
+      if (first === undefined) {
+        const span = yield* Effect.currentSpan
+        yield* this.env.store.checkpoint({
+          runId: this.runId,
+          token: this.token,
+          key: traceKey,
+          name: traceName,
+          inputHash: "",
+          status: "completed",
+          output: { traceId: span.traceId, spanId: span.spanId },
+          error: null,
+          attempts: 1
+        }).pipe(Effect.ignore)
+      }
+      outcome = yield* this.execution
+      yield* Effect.annotateCurrentSpan("pgflows.outcome", outcomeLabel(outcome))
+      // A failed run fails its span with the typed error, so the exporter records it.
+      if (outcome._tag === "Ended" && outcome.kind === "fail") return yield* Effect.fail(this.failure)
+      return outcome
+    }).pipe(
+      Effect.withSpan(`pgflows.workflow ${this.workflow}`, {
+        root: true,
+        links: first === undefined ? [] : [linkTo(first)],
+        attributes: {
+          "pgflows.workflow.name": this.workflow,
+          "pgflows.run.id": this.runId,
+          "pgflows.resumed": this.resumed
+        }
+      }),
+      Effect.provideService(Tracer.Tracer, tracer),
+      Effect.catchCause((cause) => outcome === undefined ? Effect.failCause(cause) : Effect.succeed(outcome)),
+      Effect.orDie
+    )
+  }
+
+  /** A step attempt in a span `pgflows.step <name>`, a child of the execution's. */
+  private stepSpan<A, E, R>(event: Plugin.StepEvent, attempt: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> {
+    return attempt.pipe(
+      Effect.onExit((exit) =>
+        Effect.annotateCurrentSpan(
+          "pgflows.outcome",
+          Exit.isSuccess(exit) ? "completed" : Cause.hasInterruptsOnly(exit.cause) ? "interrupted" : "failed"
+        )
+      ),
+      Effect.withSpan(`pgflows.step ${event.step}`, {
+        attributes: {
+          "pgflows.workflow.name": event.workflow,
+          "pgflows.run.id": event.runId,
+          "pgflows.step.name": event.step,
+          "pgflows.step.key": event.key,
+          "pgflows.step.attempt": event.attempt
+        }
+      })
+    )
+  }
 
   /** Runs `body` in its own fiber (so it can be interrupted from outside), bounded by the deadline. */
   private runBody(
@@ -828,6 +962,17 @@ export class RunExecution implements Execution {
     )
   }
 }
+
+const outcomeLabel = (outcome: Outcome): string =>
+  outcome._tag === "Stopped"
+    ? outcome.reason
+    : outcome.kind === "complete"
+    ? "completed"
+    : outcome.kind === "fail"
+    ? "failed"
+    : outcome.kind === "suspend"
+    ? "suspended"
+    : "released"
 
 /** How an execution ended. */
 export type Outcome =

@@ -80,9 +80,6 @@ export const make = (options: {
             if (inflight.get(claimed.run.id)?.execution === execution) inflight.delete(claimed.run.id)
             if (inflight.size === 0) busy.closeUnsafe()
           })),
-          Effect.withSpan(`pgflows.execute ${claimed.run.workflow}`, {
-            attributes: { "pgflows.run.id": claimed.run.id, "pgflows.workflow.name": claimed.run.workflow }
-          }),
           Effect.forkIn(scope, { startImmediately: true })
         )
         if (!fiber.pollUnsafe()) {

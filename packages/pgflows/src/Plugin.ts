@@ -1,0 +1,198 @@
+/**
+ * Plugins: hooks and middleware around workflow executions and step attempts.
+ *
+ * A plugin implements any subset of the hooks below. Each receives a typed event (run id, workflow,
+ * step name, key, attempt, and the input, output or error); `aroundWorkflow` and `aroundStep` wrap
+ * the execution itself (Effect in, Effect out), to provide services, annotate logs, time or trace.
+ * Register plugins with `Pgflows.layer({ workflows, plugins })` or as a layer (`Plugin.layer`);
+ * they run in registration order (the first `around` is the outermost).
+ *
+ * When hooks fire:
+ *
+ * - `beforeWorkflow` fires at the start of every execution of a run: the first, and each one that
+ *   resumes it after a sleep, a signal, a parked retry, a crash or a deploy (`resumed` tells them
+ *   apart). `afterWorkflow`, `onWorkflowError` and `onWorkflowCancelled` fire once, when the run's
+ *   end is committed (a run that parks fires none of them).
+ * - Step hooks fire for attempts that really run: a step whose result is replayed from the journal
+ *   fires nothing. `beforeStep` fires before each attempt, then `afterStep` after its checkpoint is
+ *   committed, or `onStepError` after a failed attempt (`final` says whether the schedule retries).
+ *
+ * Isolation: a hook that fails, dies or runs longer than the bound (`Pgflows.layer`'s
+ * `pluginTimeout`, 5 seconds by default) is logged and abandoned; the run's outcome and the other
+ * plugins are unaffected. A middleware cannot change an outcome either: the step or execution it
+ * wraps runs exactly once, its result is the result, and a middleware that fails, never calls it or
+ * hangs is logged and bypassed.
+ *
+ * @example
+ * ```ts
+ * const audit = Plugin.make("audit", {
+ *   afterStep: (event) => Effect.logInfo(`${event.step} took ${event.durationMillis} ms`),
+ *   onWorkflowError: (event) => Effect.logError(`run ${event.runId} failed`, event.error)
+ * })
+ * const Live = Pgflows.layerPg({ workflows: [order], plugins: [audit, LoggingPlugin.plugin] })
+ * ```
+ *
+ * **Gotchas**
+ *
+ * - Hooks are observers: they run in the worker that executes the run, may run again when an
+ *   execution is retried after a crash, and must not be used for effects that need exactly-once
+ *   (use a step).
+ * - A run cancelled while no worker executes it (queued or parked) fires no hook.
+ *
+ * @since 0.1.0
+ */
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+
+/**
+ * @category models
+ * @since 0.1.0
+ */
+export interface WorkflowEvent {
+  readonly runId: string
+  readonly workflow: string
+  /** The run's input, decoded with the workflow's input Schema. */
+  readonly input: unknown
+  /** `false` for the first execution of a run, `true` for one that resumes it. */
+  readonly resumed: boolean
+}
+
+/**
+ * @category models
+ * @since 0.1.0
+ */
+export interface WorkflowEndEvent extends WorkflowEvent {
+  readonly output: unknown
+  /** Milliseconds this execution took (not the run's whole life). */
+  readonly durationMillis: number
+}
+
+/**
+ * @category models
+ * @since 0.1.0
+ */
+export interface WorkflowErrorEvent extends Omit<WorkflowEvent, "input"> {
+  /** The input, or `undefined` when it could not be decoded (the error says why). */
+  readonly input: unknown
+  /**
+   * The typed error: the workflow's own (decoded with its error Schema) or one of pgflows' engine
+   * errors (`NonDeterminismError`, `DecodeError`, `WorkflowTimeout`, `StepDefect`, ...).
+   */
+  readonly error: unknown
+  readonly durationMillis: number
+}
+
+/**
+ * @category models
+ * @since 0.1.0
+ */
+export interface WorkflowCancelledEvent extends WorkflowEvent {
+  readonly durationMillis: number
+}
+
+/**
+ * @category models
+ * @since 0.1.0
+ */
+export interface StepEvent {
+  readonly runId: string
+  readonly workflow: string
+  readonly step: string
+  /** The step's key in the journal (its position in the workflow). */
+  readonly key: string
+  /** 1 for the first attempt; counts attempts across executions. */
+  readonly attempt: number
+  readonly input: unknown
+}
+
+/**
+ * @category models
+ * @since 0.1.0
+ */
+export interface StepEndEvent extends StepEvent {
+  readonly output: unknown
+  readonly durationMillis: number
+}
+
+/**
+ * @category models
+ * @since 0.1.0
+ */
+export interface StepErrorEvent extends StepEvent {
+  /** The step's typed error, `StepTimeoutError`, or `StepDefect` when the attempt died. */
+  readonly error: unknown
+  readonly durationMillis: number
+  /** `true` when no attempt follows (the schedule gave up, or the step died). */
+  readonly final: boolean
+}
+
+/**
+ * Middleware: returns `execution`, wrapped. It must run `execution` once and return its result.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export type Around<Event> = <A, E, R>(event: Event, execution: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
+
+/**
+ * The hooks a plugin may implement; all are optional.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface Hooks {
+  readonly beforeWorkflow?: ((event: WorkflowEvent) => Effect.Effect<void, unknown>) | undefined
+  readonly afterWorkflow?: ((event: WorkflowEndEvent) => Effect.Effect<void, unknown>) | undefined
+  readonly onWorkflowError?: ((event: WorkflowErrorEvent) => Effect.Effect<void, unknown>) | undefined
+  readonly onWorkflowCancelled?: ((event: WorkflowCancelledEvent) => Effect.Effect<void, unknown>) | undefined
+  readonly beforeStep?: ((event: StepEvent) => Effect.Effect<void, unknown>) | undefined
+  readonly afterStep?: ((event: StepEndEvent) => Effect.Effect<void, unknown>) | undefined
+  readonly onStepError?: ((event: StepErrorEvent) => Effect.Effect<void, unknown>) | undefined
+  readonly aroundWorkflow?: Around<WorkflowEvent> | undefined
+  readonly aroundStep?: Around<StepEvent> | undefined
+}
+
+/**
+ * @category models
+ * @since 0.1.0
+ */
+export interface Plugin extends Hooks {
+  /** Names the plugin in the logs when one of its hooks misbehaves. */
+  readonly name: string
+}
+
+/**
+ * @category constructors
+ * @since 0.1.0
+ */
+export const make = (name: string, hooks: Hooks): Plugin => ({ ...hooks, name })
+
+/**
+ * The plugins added with `layer`, read by `Pgflows.layer` when it is built (after the `plugins`
+ * of its options).
+ *
+ * @category services
+ * @since 0.1.0
+ */
+export const Plugins = Context.Reference<ReadonlyArray<Plugin>>("pgflows/Plugins", { defaultValue: () => [] })
+
+/**
+ * Adds plugins for the `Pgflows` layers built on it; a `layer` provided to another appends to its
+ * plugins.
+ *
+ * @example
+ * ```ts
+ * const Live = Pgflows.layerPg({ workflows }).pipe(Layer.provide(Plugin.layer(MetricsPlugin.plugin)))
+ * ```
+ *
+ * @category layers
+ * @since 0.1.0
+ */
+export const layer = (...plugins: ReadonlyArray<Plugin>) =>
+  Layer.effect(
+    Plugins,
+    Effect.gen(function*() {
+      return [...(yield* Plugins), ...plugins]
+    })
+  )
