@@ -245,6 +245,7 @@ const make = (
       atNow((now): Store.WriteResult => {
         const run = runs.get(transition.runId)
         if (run === undefined || run.leaseOwner !== transition.token) return "lease-lost"
+        for (const checkpoint of transition.checkpoints ?? []) writeJournal(run, toEntry(checkpoint, now), now)
         switch (transition.kind) {
           case "complete": {
             run.status = "completed"

@@ -519,6 +519,12 @@ const commitBatch = (
       checkpoints.set(`${write.checkpoint.runId}\u0000${write.checkpoint.key}`, write.checkpoint)
     } else {
       transitions.set(write.transition.runId, write.transition)
+      // Entries that end with the execution: a final entry is never replaced by a progress marker.
+      for (const checkpoint of write.transition.checkpoints ?? []) {
+        const key = `${checkpoint.runId}\u0000${checkpoint.key}`
+        const existing = checkpoints.get(key)
+        if (existing === undefined || existing.status === "running") checkpoints.set(key, checkpoint)
+      }
     }
   }
   const cps = [...checkpoints.values()]

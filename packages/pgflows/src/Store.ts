@@ -164,7 +164,13 @@ export interface Checkpoint {
  * @since 0.1.0
  */
 export type Transition =
-  & { readonly runId: string; readonly token: string; readonly msgId: number | null }
+  & {
+    readonly runId: string
+    readonly token: string
+    readonly msgId: number | null
+    /** Journal entries written in the same commit, under the same lease check. */
+    readonly checkpoints?: ReadonlyArray<Checkpoint> | undefined
+  }
   & (
     | { readonly kind: "complete"; readonly output: unknown }
     | { readonly kind: "fail"; readonly error: unknown }

@@ -186,4 +186,30 @@ layer(TestDatabase.layer, { excludeTestServices: true })("pgflows on PostgreSQL"
       yield* Fiber.join(running)
       assert.deepStrictEqual((yield* client.status(id)).steps.map((s) => s.status), ["completed"])
     })))
+
+  it.effect("a step's held-back checkpoint is written soon when a concurrent branch runs on", () =>
+    within(Effect.gen(function*() {
+      const release = yield* Deferred.make<void>()
+      // The quick step ends after the slow one started, so no later operation writes its checkpoint.
+      const quick = Step.make("quick", { input: Num, output: Num, run: (i) => Effect.as(Effect.sleep("50 millis"), i) })
+      const slow = Step.make("slow", { input: Num, output: Num, run: (i) => Effect.as(Deferred.await(release), i) })
+      const wf = Workflow.make("branches", {
+        input: Num,
+        output: Schema.Array(Num),
+        run: (input) => Workflow.all([quick(input), slow(input)])
+      })
+      const client = yield* engine([wf])
+      const id = yield* client.start(wf, { n: 1 })
+      const running = yield* Effect.forkChild(client.processOnce)
+      let quickDone = false
+      for (let i = 0; i < 100 && !quickDone; i++) {
+        yield* Effect.sleep("20 millis")
+        quickDone = (yield* client.status(id)).steps.some((s) => s.name === "quick" && s.status === "completed")
+      }
+      assert.isTrue(quickDone, "the quick branch's checkpoint was written while the slow branch ran")
+      assert.strictEqual((yield* client.status(id)).status, "running")
+      yield* Deferred.succeed(release, undefined)
+      yield* Fiber.join(running)
+      assert.deepStrictEqual(yield* client.result(id), [{ n: 1 }, { n: 1 }])
+    })))
 })

@@ -17,6 +17,7 @@ import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Result from "effect/Result"
 import * as Schedule from "effect/Schedule"
+import * as Semaphore from "effect/Semaphore"
 import * as Tracer from "effect/Tracer"
 import type { PgflowsConfig } from "../PgflowsConfig.ts"
 import {
@@ -60,6 +61,14 @@ export interface Attempt {
 }
 
 const sleepName = "pgflows.sleep"
+
+/**
+ * How long the checkpoint of a completed step may be held back to share a commit with what follows
+ * (see `RunExecution.hold`).
+ */
+const holdLimit = Duration.millis(2)
+
+type Entry = Omit<Store.Checkpoint, "runId" | "token">
 
 export interface EngineEnv {
   readonly store: Store.Store["Service"]
@@ -106,6 +115,13 @@ export class RunExecution implements Execution {
   private readonly events: number
   /** The store-clock time past which the run fails with `WorkflowTimeout`. */
   readonly deadlineAt: number | null
+  /** Checkpoints of completed steps held back (see `hold`). */
+  private held: Array<Entry> = []
+  /** Flushes of held checkpoints under way. */
+  private flushing = 0
+  private flushTimer = false
+  /** Orders the writing of held checkpoints before what follows them. */
+  private readonly writes = Semaphore.makeUnsafe(1)
   /** Undos registered by `Workflow.withCompensation`, in the order their steps completed. */
   private readonly compensations: Array<Effect.Effect<unknown, unknown, any>> = []
 
@@ -215,6 +231,42 @@ export class RunExecution implements Execution {
       })
     )
   }
+
+  /**
+   * Holds back the checkpoint of a completed step instead of committing it at once: it is written
+   * before the next durable operation starts (a step attempt, a sleep, a signal wait, ...), or with
+   * the end of the execution in the same commit (a workflow's last step and its completion cost one
+   * commit, not two), or after `holdLimit` when neither comes (concurrent branches). Nothing that
+   * follows the step becomes durable before its checkpoint, so a crash before the write has the
+   * effect a crash before the commit always had: the step runs again.
+   */
+  private hold(entry: Entry): Effect.Effect<void> {
+    return Effect.suspend(() => {
+      this.held.push(entry)
+      if (this.flushTimer) return Effect.void
+      this.flushTimer = true
+      return Effect.asVoid(Effect.forkDetach(Effect.andThen(
+        Effect.sleep(holdLimit),
+        Effect.suspend(() => {
+          this.flushTimer = false
+          return this.flush
+        })
+      )))
+    })
+  }
+
+  /** Writes the held checkpoints, and waits for those being written. */
+  private readonly flush: Effect.Effect<void> = Effect.suspend(() => {
+    if (this.held.length === 0 && this.flushing === 0) return Effect.void
+    return this.writes.withPermit(Effect.suspend(() => {
+      if (this.held.length === 0) return Effect.void
+      const entries = this.held.splice(0)
+      this.flushing++
+      return Effect.forEach(entries, (entry) => this.write(entry), { discard: true }).pipe(
+        Effect.ensuring(Effect.sync(() => this.flushing--))
+      )
+    }))
+  })
 
   /** Encodes a value for storage, failing the run when it does not fit its Schema or the size limit. */
   private encode(schema: StepSpec["output"], value: unknown, subject: string): Effect.Effect<unknown> {
@@ -361,6 +413,7 @@ export class RunExecution implements Execution {
     transactional: boolean
   ): Effect.Effect<unknown, unknown, any> {
     return Effect.gen({ self: this }, function*() {
+      yield* this.flush
       const schedule = spec.retry ?? this.definition.stepDefaults.retry
       const decide = schedule === undefined ? undefined : yield* Schedule.toStep(schedule)
       if (decide !== undefined) {
@@ -395,7 +448,7 @@ export class RunExecution implements Execution {
         if (Exit.isSuccess(exit)) {
           if (!transactional) {
             const output = yield* this.encode(spec.output, exit.value, `output of step "${spec.name}" (key ${key})`)
-            yield* this.write({
+            yield* this.hold({
               key,
               name: spec.name,
               inputHash,
@@ -472,6 +525,7 @@ export class RunExecution implements Execution {
       const millis = Duration.toMillis(duration)
       const inputHash = hash({ millis })
       const entry = this.journal.get(key)
+      yield* this.flush
       const threshold = Duration.toMillis(this.env.config.parkThreshold)
       if (entry !== undefined) {
         yield* this.checkReplay(key, entry, sleepName, inputHash)
@@ -530,6 +584,7 @@ export class RunExecution implements Execution {
         if (Result.isSuccess(decoded)) return decoded.success as A
         return yield* this.failRun(new DecodeError({ subject: `${name} (key ${key})`, issues: decoded.failure }))
       }
+      yield* this.flush
       const value = yield* compute
       const output = yield* this.encode(schema, value, `${name} (key ${key})`)
       yield* this.write({ key, name, inputHash, status: "completed", output, error: null, attempts: 1 })
@@ -553,6 +608,7 @@ export class RunExecution implements Execution {
           return output?.timedOut === true ? undefined : { payload: output?.signal ?? null }
         }
       }
+      yield* this.flush
       const taken = yield* this.env.store.takeSignal({
         runId: this.runId,
         token: this.token,
@@ -616,6 +672,7 @@ export class RunExecution implements Execution {
           })
         )
       }
+      yield* this.flush
       const result = yield* this.env.store.setEvent({
         runId: this.runId,
         token: this.token,
@@ -642,6 +699,7 @@ export class RunExecution implements Execution {
         yield* this.checkReplay(key, entry, name, inputHash)
         return childId
       }
+      yield* this.flush
       const created = yield* this.env.store.createRuns([{
         id: childId,
         workflow: spec.name,
@@ -677,6 +735,7 @@ export class RunExecution implements Execution {
         yield* this.checkReplay(key, entry, name, inputHash)
         if (entry.status === "completed") return entry.output as ChildOutcome
       }
+      yield* this.flush
       const child = yield* this.env.store.getRun(childId).pipe(Effect.retry(storeRetry(this.env.config)), Effect.orDie)
       if (
         child !== undefined &&
@@ -940,8 +999,18 @@ export class RunExecution implements Execution {
       | { readonly kind: "suspend"; readonly wakeInMillis: number | null; readonly observedEvents: number }
       | { readonly kind: "release" }
   ): Effect.Effect<Outcome> {
-    return this.env.store.transition({ ...transition, runId: this.runId, token: this.token, msgId: this.msgId }).pipe(
-      Effect.retry(storeRetry(this.env.config)),
+    // The held checkpoints commit with the transition; a flush under way commits first.
+    const write = this.writes.withPermit(Effect.suspend(() => {
+      const checkpoints = this.held.splice(0).map((entry) => ({ ...entry, runId: this.runId, token: this.token }))
+      return this.env.store.transition({
+        ...transition,
+        runId: this.runId,
+        token: this.token,
+        msgId: this.msgId,
+        ...(checkpoints.length === 0 ? {} : { checkpoints })
+      }).pipe(Effect.retry(storeRetry(this.env.config)))
+    }))
+    return write.pipe(
       Effect.map((result): Outcome => {
         if (result !== "ok") return { _tag: "Stopped", reason: "lease-lost" }
         switch (transition.kind) {
