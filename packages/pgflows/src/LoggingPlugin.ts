@@ -95,7 +95,11 @@ export const plugin: Plugin.Plugin = make()
 
 const describe = (error: unknown): string => {
   if (Cause.isCause(error)) return Cause.pretty(error)
-  if (error instanceof Error) return `${error.name}: ${error.message}`
+  if (error instanceof Error) {
+    if (error.message !== "") return `${error.name}: ${error.message}`
+    const fields = Object.fromEntries(Object.entries(error).filter(([key]) => key !== "_tag"))
+    return Object.keys(fields).length === 0 ? error.name : `${error.name} ${JSON.stringify(fields)}`
+  }
   try {
     return JSON.stringify(error) ?? String(error)
   } catch {
