@@ -7,7 +7,7 @@
  * `<schema>.step_results`, where the graph's result node (`pgd_step_result`) reads it and fails the
  * pg_durable node when the step failed. `run` works until interrupted, woken by NOTIFY on
  * `PgflowsConfig.notifyChannel` (payload `step:<queue>`) and polling every
- * `PgflowsConfig.pollInterval` as a fallback.
+ * `PgflowsConfig.pollInterval` as a fallback. Plugins' step hooks (`Plugin`) see each attempt.
  *
  * **Gotchas**
  *
@@ -22,6 +22,7 @@
  */
 import * as PgClient from "@effect/sql-pg/PgClient"
 import * as Cause from "effect/Cause"
+import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
@@ -38,7 +39,8 @@ import * as SqlClient from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
 import * as Identifier from "pgflows/Identifier"
 import * as PgflowsConfig from "pgflows/PgflowsConfig"
-import { StepTimeoutError, StoreError } from "pgflows/PgflowsError"
+import { StepDefect, StepTimeoutError, StoreError } from "pgflows/PgflowsError"
+import * as Plugin from "pgflows/Plugin"
 import type * as Step from "pgflows/Step"
 import * as WorkQueue from "pgflows/WorkQueue"
 import { codec, formatIssues } from "./internal/codec.ts"
@@ -81,6 +83,15 @@ export interface Options<S extends ReadonlyArray<Step.Any>> {
   readonly steps: S
   /** Step calls run at once (default `PgflowsConfig.workerConcurrency`). */
   readonly concurrency?: number | undefined
+  /**
+   * Plugins whose step hooks (`beforeStep`, `afterStep`, `onStepError`, `aroundStep`) see each
+   * attempt, as in `Pgflows.layer`; then those added with `Plugin.layer`. Their events carry the
+   * pg_durable instance id as `runId`, `"pg_durable"` as `workflow`, and `<step key>:<iteration>` as
+   * `key`; `attempt` counts the attempts of this delivery.
+   */
+  readonly plugins?: ReadonlyArray<Plugin.Plugin> | undefined
+  /** How long a plugin's hook may run before it is abandoned and logged (default 5 seconds). */
+  readonly pluginTimeout?: Duration.Input | undefined
 }
 
 /**
@@ -119,6 +130,7 @@ export const make = <const S extends ReadonlyArray<Step.Any>>(
     const config = yield* PgflowsConfig.PgflowsConfig
     const pg = yield* Effect.serviceOption(PgClient.PgClient)
     const services = yield* Effect.context<never>()
+    const plugins = Plugin.runner([...(options.plugins ?? []), ...(yield* Plugin.Plugins)], options.pluginTimeout)
     const registry = new Map<string, Step.Any>()
     for (const step of options.steps) {
       const existing = registry.get(step.name)
@@ -139,9 +151,12 @@ export const make = <const S extends ReadonlyArray<Step.Any>>(
       })
 
     const claim = (call: string) =>
-      sql.unsafe<{ step: string; input: unknown; attempts: number }>(
+      sql.unsafe<
+        { step: string; input: unknown; attempts: number; instance_id: string; step_key: string; iteration: number }
+      >(
         `UPDATE ${s}.step_results SET status = 'running', attempts = attempts + 1, updated_at = now()
-WHERE call_id = $1 AND status IN ('pending', 'running') RETURNING step, input, attempts`,
+WHERE call_id = $1 AND status IN ('pending', 'running')
+RETURNING step, input, attempts, instance_id, step_key, iteration`,
         [call]
       ).pipe(Effect.map((rows) => rows[0]), Effect.mapError(storeError("StepWorker.claim")))
 
@@ -158,7 +173,59 @@ WHERE call_id = $1 AND status IN ('pending', 'running') RETURNING step, input, a
           [call, JSON.stringify(outcome.error)]
         )).pipe(Effect.asVoid, Effect.mapError(storeError("StepWorker.finish")))
 
-    const execute = (step: Step.Any, input: unknown) =>
+    /**
+     * Runs the step's attempts as its retry `Schedule` says, each bounded by its `timeout`, with the
+     * plugins' step hooks around each attempt.
+     */
+    const attempts = (
+      step: Step.Any,
+      input: unknown,
+      where: { readonly runId: string; readonly key: string }
+    ): Effect.Effect<unknown, unknown, any> =>
+      Effect.gen(function*() {
+        const once = step.timeout === undefined
+          ? step.run(input)
+          : Effect.timeoutOrElse(step.run(input), {
+            duration: step.timeout,
+            orElse: () =>
+              Effect.fail(new StepTimeoutError({ step: step.name, timeoutMillis: Duration.toMillis(step.timeout!) }))
+          })
+        const decide = step.retry === undefined
+          ? undefined
+          : yield* Schedule.toStep(step.retry as Schedule.Schedule<unknown, unknown>)
+        for (let attempt = 1;; attempt++) {
+          const event: Plugin.StepEvent = { ...where, workflow: "pg_durable", step: step.name, attempt, input }
+          const startedAt = yield* Clock.currentTimeMillis
+          if (plugins !== undefined) yield* plugins.fire("beforeStep", event)
+          const exit = yield* Effect.exit(plugins === undefined ? once : plugins.aroundStep(event, once))
+          const durationMillis = (yield* Clock.currentTimeMillis) - startedAt
+          if (Exit.isSuccess(exit)) {
+            if (plugins !== undefined) {
+              yield* plugins.fire("afterStep", { ...event, output: exit.value, durationMillis })
+            }
+            return exit.value
+          }
+          if (Cause.hasInterruptsOnly(exit.cause)) return yield* exit
+          const failure = Cause.findErrorOption(exit.cause)
+          const decision = Option.isNone(failure) || decide === undefined
+            ? undefined
+            : yield* Effect.exit(decide(yield* Clock.currentTimeMillis, failure.value))
+          if (plugins !== undefined) {
+            yield* plugins.fire("onStepError", {
+              ...event,
+              error: Option.isSome(failure)
+                ? failure.value
+                : new StepDefect({ step: step.name, key: where.key, defect: Cause.pretty(exit.cause) }),
+              durationMillis,
+              final: decision === undefined || Exit.isFailure(decision)
+            })
+          }
+          if (decision === undefined || Exit.isFailure(decision)) return yield* exit
+          yield* Effect.sleep(decision.value[1])
+        }
+      })
+
+    const execute = (step: Step.Any, input: unknown, where: { readonly runId: string; readonly key: string }) =>
       Effect.suspend(() => {
         const decoded = codec(step.input).decode(input)
         if (Result.isFailure(decoded)) {
@@ -169,16 +236,7 @@ WHERE call_id = $1 AND status IN ('pending', 'running') RETURNING step, input, a
             }
           })
         }
-        const attempt = step.timeout === undefined
-          ? step.run(decoded.success)
-          : Effect.timeoutOrElse(step.run(decoded.success), {
-            duration: step.timeout,
-            orElse: () =>
-              Effect.fail(new StepTimeoutError({ step: step.name, timeoutMillis: Duration.toMillis(step.timeout!) }))
-          })
-        const retried = step.retry === undefined
-          ? attempt
-          : Effect.retry(attempt, step.retry as Schedule.Schedule<unknown, unknown>)
+        const retried = attempts(step, decoded.success, where)
         return Effect.exit(Effect.provideContext(retried, services as Context.Context<any>)).pipe(
           Effect.flatMap((exit): Effect.Effect<{ readonly output: unknown } | { readonly error: unknown }> => {
             if (Exit.isSuccess(exit)) {
@@ -260,7 +318,10 @@ WHERE call_id = $1 AND status IN ('pending', 'running') RETURNING step, input, a
             )
           )
         )
-        const outcome = yield* execute(step, claimed.input).pipe(Effect.ensuring(Fiber.interrupt(keepAlive)))
+        const outcome = yield* execute(step, claimed.input, {
+          runId: claimed.instance_id,
+          key: `${claimed.step_key}:${claimed.iteration}`
+        }).pipe(Effect.ensuring(Fiber.interrupt(keepAlive)))
         yield* finish(call, outcome)
         yield* queues.delete(queue, message.msgId)
         return "output" in outcome ? "completed" as const : "failed" as const

@@ -264,7 +264,7 @@ export * as StepBinding from "./StepBinding.ts"
  * `<schema>.step_results`, where the graph's result node (`pgd_step_result`) reads it and fails the
  * pg_durable node when the step failed. `run` works until interrupted, woken by NOTIFY on
  * `PgflowsConfig.notifyChannel` (payload `step:<queue>`) and polling every
- * `PgflowsConfig.pollInterval` as a fallback.
+ * `PgflowsConfig.pollInterval` as a fallback. Plugins' step hooks (`Plugin`) see each attempt.
  *
  * **Gotchas**
  *

@@ -8,7 +8,7 @@ import { TestDatabase } from "@pgflows/testing"
 import { Effect, Fiber, Layer, Schema } from "effect"
 import { SqlClient } from "effect/sql"
 import * as Crypto from "node:crypto"
-import { PgflowsConfig, PgWorkQueue, Step, WorkQueue } from "pgflows"
+import { PgflowsConfig, PgWorkQueue, Plugin, Step, WorkQueue } from "pgflows"
 import { simulate } from "./fixtures/simulator.ts"
 import { chargePayment, double, flaky, sendReceipt } from "./fixtures/steps.ts"
 
@@ -161,6 +161,42 @@ layer(TestDatabase.layer, { excludeTestServices: true })("push mode on PostgreSQ
           yield* worker.processOnce
           assert.strictEqual(yield* result(s, call), 13, "two failures, then the third attempt succeeds")
         })))
+
+    it.effect("plugins see each attempt: before, the failed ones with final false, then after", () =>
+      Effect.gen(function*() {
+        const seen: Array<string> = []
+        const events: Array<any> = []
+        const recorder = Plugin.make("recorder", {
+          beforeStep: (event) => Effect.sync(() => (seen.push(`before:${event.attempt}`), events.push(event))),
+          onStepError: (event) => Effect.sync(() => seen.push(`error:${event.attempt}:${event.final}`)),
+          afterStep: (event) => Effect.sync(() => seen.push(`after:${event.attempt}:${JSON.stringify(event.output)}`)),
+          aroundStep: (_event, attempt) => Effect.tap(attempt, () => Effect.sync(() => seen.push("around")))
+        })
+        const worker = yield* StepWorker.make({ steps: [flaky(2)], plugins: [recorder] })
+        const { schema } = yield* PgflowsConfig.PgflowsConfig
+        const { call, instance } = yield* enqueue(`"${schema}"`, "flaky", 10, "s7")
+        yield* worker.processOnce
+        assert.strictEqual(yield* result(`"${schema}"`, call), 13)
+        assert.deepStrictEqual(seen, [
+          "before:1",
+          "error:1:false",
+          "before:2",
+          "error:2:false",
+          "before:3",
+          "around",
+          "after:3:13"
+        ])
+        assert.deepStrictEqual(
+          {
+            runId: events[0].runId,
+            workflow: events[0].workflow,
+            step: events[0].step,
+            key: events[0].key,
+            input: events[0].input
+          },
+          { runId: instance, workflow: "pg_durable", step: "flaky", key: "s7:1", input: 10 }
+        )
+      }).pipe(Effect.provide(PgWorkQueue.layer.pipe(Layer.orDie)), Effect.provide(setup())))
 
     it.effect("a step that times out fails with StepTimeoutError", () =>
       withWorker([

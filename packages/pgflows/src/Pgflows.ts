@@ -41,7 +41,6 @@ import { codec } from "./internal/codec.ts"
 import type { EngineEnv } from "./internal/engine.ts"
 import { decodeEngineFailure } from "./internal/failure.ts"
 import { byteSize } from "./internal/json.ts"
-import * as Plugins from "./internal/plugins.ts"
 import * as Runner from "./internal/runner.ts"
 import * as Telemetry from "./internal/telemetry.ts"
 import * as MemoryStore from "./MemoryStore.ts"
@@ -262,10 +261,7 @@ const make = <const W extends ReadonlyArray<Workflow.Any>>(options: Options<W>) 
       store,
       config,
       services,
-      plugins: Plugins.make(
-        [...(options.plugins ?? []), ...(yield* Plugin.Plugins)],
-        options.pluginTimeout ?? "5 seconds"
-      ),
+      plugins: Plugin.runner([...(options.plugins ?? []), ...(yield* Plugin.Plugins)], options.pluginTimeout),
       tracer: config.otelEnabled ? yield* Telemetry.tracerFor(services) : undefined
     }
     const worker = `${Os.hostname()}:${process.pid}:${Crypto.randomBytes(3).toString("hex")}`

@@ -43,8 +43,10 @@
  * @since 0.1.0
  */
 import * as Context from "effect/Context"
+import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as Compiled from "./internal/plugins.ts"
 
 /**
  * @category models
@@ -197,3 +199,23 @@ export const layer = (...plugins: ReadonlyArray<Plugin>) =>
       return [...(yield* Plugins), ...plugins]
     })
   )
+
+/**
+ * Plugins compiled for an executor of steps or workflows (the engine, `StepWorker`): `fire` calls
+ * a hook of every plugin in order, isolated; `aroundWorkflow` and `aroundStep` wrap an execution
+ * in every middleware, guarded.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export type Runner = Compiled.Plugins
+
+/**
+ * Compiles plugins for an executor; `undefined` when there are none, so that executors pay nothing
+ * for hooks nobody registered. `timeout` bounds each hook (default 5 seconds).
+ *
+ * @category constructors
+ * @since 0.1.0
+ */
+export const runner = (plugins: ReadonlyArray<Plugin>, timeout?: Duration.Input): Runner | undefined =>
+  Compiled.make(plugins, timeout ?? "5 seconds")

@@ -283,8 +283,9 @@ export * as PgflowsError from "./PgflowsError.ts"
  *   apart). `afterWorkflow`, `onWorkflowError` and `onWorkflowCancelled` fire once, when the run's
  *   end is committed (a run that parks fires none of them).
  * - Step hooks fire for attempts that really run: a step whose result is replayed from the journal
- *   fires nothing. `beforeStep` fires before each attempt, then `afterStep` after its checkpoint is
- *   committed, or `onStepError` after a failed attempt (`final` says whether the schedule retries).
+ *   fires nothing. `beforeStep` fires before each attempt, then `afterStep` when it succeeded (its
+ *   checkpoint commits before anything after the step does), or `onStepError` after a failed
+ *   attempt (`final` says whether the schedule retries).
  *
  * Isolation: a hook that fails, dies or runs longer than the bound (`Pgflows.layer`'s
  * `pluginTimeout`, 5 seconds by default) is logged and abandoned; the run's outcome and the other
