@@ -161,6 +161,7 @@ const make = (
             recoveries: 0,
             events: 0,
             deadlineAt,
+            trace: input.trace ?? null,
             leaseOwner: claimed?.token ?? null,
             leaseExpiresAt: claimed !== undefined ? now + claimed.leaseMillis : null,
             wakeAt: delay > 0 && claimed === undefined ? now + delay : null,

@@ -182,6 +182,11 @@ $fn$`
 )`,
       `-- The due schedules in tick order: what every pass of a built-in scheduler reads.
 CREATE INDEX schedules_due ON ${s}.schedules (next_tick) WHERE scheduler = 'builtin' AND NOT paused`
+    ]],
+    [6, "trace", [
+      // The span context of the code that started the run (OpenTelemetry on), the parent of its first
+      // execution's span.
+      `ALTER TABLE ${s}.runs ADD COLUMN trace jsonb`
     ]]
   ]
 }

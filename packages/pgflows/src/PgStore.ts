@@ -73,7 +73,8 @@ export const layer: Layer.Layer<Store.Store, StoreError, PgClient.PgClient | Sql
         q,
         channel,
         Params.floats(runs.map((run) => run.deadlineAt ?? null)),
-        Params.floats(runs.map((run) => run.timeoutMillis ?? null))
+        Params.floats(runs.map((run) => run.timeoutMillis ?? null)),
+        Params.texts(runs.map((run) => run.trace === undefined ? null : JSON.stringify(run.trace)))
       ]).pipe(
         Effect.flatMap((rows) =>
           Effect.forEach(rows, (row) =>
@@ -404,6 +405,7 @@ interface RunRow {
   readonly recoveries: number
   readonly events: number
   readonly deadline_at: Date | null
+  readonly trace: Store.TraceContext | null
   readonly lease_owner: string | null
   readonly lease_expires_at: Date | null
   readonly wake_at: Date | null
@@ -454,6 +456,7 @@ const toRunRecord = (row: Omit<RunRow, "id"> & { readonly id: string | null }): 
   recoveries: row.recoveries,
   events: row.events,
   deadlineAt: toMillis(row.deadline_at),
+  trace: row.trace,
   leaseOwner: row.lease_owner,
   leaseExpiresAt: toMillis(row.lease_expires_at),
   wakeAt: toMillis(row.wake_at),
@@ -677,15 +680,17 @@ UNION ALL SELECT 'n', NULL, NULL FROM (SELECT count(*) AS c FROM notified) AS fo
     createRuns: `
 WITH input AS (
   SELECT t.id, t.workflow, t.input::jsonb AS input, t.delay_ms, t.parent_id, t.owner, t.lease_ms, t.ord,
+         t.trace::jsonb AS trace,
          least(to_timestamp(t.deadline_ms / 1000.0), now() + t.timeout_ms ${ms}) AS deadline_at,
          nextval('${schema}.queue_msg_id_seq') AS msg_id
   FROM unnest($1::text[], $2::text[], $3::text[], $4::float8[], $5::text[], $6::text[], $7::float8[],
-    $10::float8[], $11::float8[])
-    WITH ORDINALITY AS t(id, workflow, input, delay_ms, parent_id, owner, lease_ms, deadline_ms, timeout_ms, ord)
+    $10::float8[], $11::float8[], $12::text[])
+    WITH ORDINALITY AS t(id, workflow, input, delay_ms, parent_id, owner, lease_ms, deadline_ms, timeout_ms, trace,
+      ord)
 ), inserted AS (
   INSERT INTO ${s}.runs AS r
     (id, workflow, status, input, wake_at, parent_id, msg_id, lease_owner, lease_expires_at, executions, started_at,
-     deadline_at)
+     deadline_at, trace)
   SELECT id, workflow,
          CASE WHEN owner IS NULL THEN 'pending' ELSE 'running' END,
          input,
@@ -694,7 +699,7 @@ WITH input AS (
          CASE WHEN owner IS NOT NULL THEN now() + lease_ms ${ms} END,
          CASE WHEN owner IS NOT NULL THEN 1 ELSE 0 END,
          CASE WHEN owner IS NOT NULL THEN now() END,
-         deadline_at
+         deadline_at, trace
   FROM input
   ON CONFLICT (id) DO NOTHING
   RETURNING r.id, r.workflow, r.msg_id, r.wake_at, r.lease_expires_at, r.deadline_at
@@ -745,11 +750,11 @@ WITH due AS (
       OR (r.status = 'running' AND r.lease_expires_at < now())
     )
   RETURNING r.id, r.workflow, r.status, r.input, r.output, r.error, r.executions, r.recoveries, r.events,
-    r.deadline_at, r.lease_owner, r.lease_expires_at, r.wake_at, r.parent_id, r.created_at, r.updated_at,
+    r.deadline_at, r.trace, r.lease_owner, r.lease_expires_at, r.wake_at, r.parent_id, r.created_at, r.updated_at,
     r.started_at, r.completed_at, m.msg_id AS claimed_msg_id
 )
 SELECT m.msg_id, m.read_ct, m.run_id, m.message_workflow, c.id, c.workflow, c.status, c.input, c.output, c.error,
-  c.executions, c.recoveries, c.events, c.deadline_at, c.lease_owner, c.lease_expires_at, c.wake_at, c.parent_id,
+  c.executions, c.recoveries, c.events, c.deadline_at, c.trace, c.lease_owner, c.lease_expires_at, c.wake_at, c.parent_id,
   c.created_at, c.updated_at, c.started_at, c.completed_at,
   extract(epoch FROM now()) * 1000 AS now_ms,
   cur.status AS current_status, cur.lease_expires_at AS current_lease, cur.wake_at AS current_wake

@@ -330,12 +330,15 @@ const make = <const W extends ReadonlyArray<Workflow.Any>>(options: Options<W>) 
         const delay = startOptions?.delay === undefined
           ? 0
           : Duration.toMillis(Duration.fromInputUnsafe(startOptions.delay))
+        // With telemetry on, the caller's span becomes the parent of the run's first execution.
+        const caller = config.otelEnabled ? yield* Effect.option(Effect.currentParentSpan) : Option.none()
         return {
           id: startOptions?.id ?? newRunId(yield* Clock.currentTimeMillis),
           workflow: workflow.name,
           input: encoded.success,
           delayMillis: delay,
-          ...(workflow.timeout === undefined ? {} : { timeoutMillis: Duration.toMillis(workflow.timeout) })
+          ...(workflow.timeout === undefined ? {} : { timeoutMillis: Duration.toMillis(workflow.timeout) }),
+          ...(Option.isSome(caller) ? { trace: { traceId: caller.value.traceId, spanId: caller.value.spanId } } : {})
         } satisfies Store.NewRun
       })
 
@@ -380,6 +383,7 @@ const make = <const W extends ReadonlyArray<Workflow.Any>>(options: Options<W>) 
               recoveries: 0,
               events: 0,
               deadlineAt: row.deadlineAt,
+              trace: run.trace ?? null,
               leaseOwner: run.claimFor.token,
               leaseExpiresAt: now + leaseMillis,
               wakeAt: null,

@@ -36,6 +36,8 @@ export interface RunRecord {
   /** Counts what should wake the run (signals, children ending); see `Transition` `suspend`. */
   readonly events: number
   readonly deadlineAt: number | null
+  /** The span context of the code that started the run, when telemetry was on. */
+  readonly trace: TraceContext | null
   readonly leaseOwner: string | null
   readonly leaseExpiresAt: number | null
   readonly wakeAt: number | null
@@ -45,6 +47,17 @@ export interface RunRecord {
   readonly updatedAt: number
   readonly startedAt: number | null
   readonly completedAt: number | null
+}
+
+/**
+ * A span context, as stored with a run.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface TraceContext {
+  readonly traceId: string
+  readonly spanId: string
 }
 
 /**
@@ -81,6 +94,8 @@ export interface NewRun {
   readonly deadlineAt?: number | undefined
   /** Or: this long after the run is created (store clock). */
   readonly timeoutMillis?: number | undefined
+  /** The span context of the code that starts the run (telemetry on). */
+  readonly trace?: TraceContext | undefined
   /** Claim the new run for this worker token at once (the in-process fast path). */
   readonly claimFor?: { readonly token: string; readonly leaseMillis: number } | undefined
 }

@@ -127,6 +127,8 @@ export class RunExecution implements Execution {
 
   readonly env: EngineEnv
   readonly definition: Workflow.Any
+  /** The span context of the code that started the run (telemetry). */
+  private readonly caller: Store.TraceContext | null
   /** Whether an earlier execution of the run happened (for plugins and spans). */
   private readonly resumed: boolean
   /** The run's input, decoded (for plugins). */
@@ -150,6 +152,7 @@ export class RunExecution implements Execution {
     this.events = claimed.run.events
     this.deadlineAt = claimed.run.deadlineAt
     this.resumed = claimed.run.executions > 1 || claimed.journal.length > 0
+    this.caller = claimed.run.trace
   }
 
   private body: Fiber.Fiber<unknown, unknown> | undefined = undefined
@@ -856,12 +859,16 @@ export class RunExecution implements Execution {
   }
 
   /**
-   * The execution in a span `pgflows.workflow <name>`, the root of its own trace. The first
-   * execution of a run stores its span context in the journal; later ones link to it.
+   * The execution in a span `pgflows.workflow <name>`. The first execution of a run is a child of
+   * the span that started the run (when there was one) and stores its own span context in the
+   * journal; later ones are roots of their own traces that link to it.
    */
   private workflowSpan(tracer: Tracer.Tracer): Effect.Effect<Outcome> {
     const stored = this.journal.get(traceKey)?.output
     const first = isTraceContext(stored) ? stored : undefined
+    const caller = first === undefined && this.caller !== null
+      ? Tracer.externalSpan({ traceId: this.caller.traceId, spanId: this.caller.spanId })
+      : undefined
     let outcome: Outcome | undefined = undefined
     return Effect.gen({ self: this }, function*() {
       if (first === undefined) {
@@ -885,7 +892,7 @@ export class RunExecution implements Execution {
       return outcome
     }).pipe(
       Effect.withSpan(`pgflows.workflow ${this.workflow}`, {
-        root: true,
+        ...(caller === undefined ? { root: true } : { parent: caller }),
         links: first === undefined ? [] : [linkTo(first)],
         attributes: {
           "pgflows.workflow.name": this.workflow,

@@ -12,16 +12,14 @@ import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Tracer from "effect/Tracer"
+import type * as Store from "../Store.ts"
 
 /** The journal entry that keeps the span context of a run's first execution. */
 export const traceKey = "trace"
 export const traceName = "pgflows.trace"
 
 /** A span context, as stored with the run. */
-export interface TraceContext {
-  readonly traceId: string
-  readonly spanId: string
-}
+export type TraceContext = Store.TraceContext
 
 export const isTraceContext = (value: unknown): value is TraceContext =>
   typeof value === "object" && value !== null && typeof (value as TraceContext).traceId === "string" &&

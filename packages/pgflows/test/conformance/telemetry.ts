@@ -83,7 +83,7 @@ export const telemetrySuite = <R>(backend: Backend<R>, it: Tester<R>) => {
       })
       assert.strictEqual(resumed.attributes["pgflows.resumed"], true)
       assert.strictEqual(resumed.attributes["pgflows.outcome"], "completed")
-      assert.strictEqual(parentOf(first), undefined, "each execution is the root of its trace")
+      assert.strictEqual(parentOf(resumed), undefined, "a resumed execution is the root of its own trace")
       assert.deepStrictEqual(resumed.links.map((link) => link.context.spanId), [first.spanContext().spanId])
       assert.deepStrictEqual(resumed.links.map((link) => link.context.traceId), [first.spanContext().traceId])
 
@@ -102,6 +102,26 @@ export const telemetrySuite = <R>(backend: Backend<R>, it: Tester<R>) => {
       assert.strictEqual(doubleSpan!.attributes["pgflows.step.key"], "3")
       const [user] = named(spans, "user work")
       assert.strictEqual(parentOf(user!), addSpan!.spanContext().spanId, "the step's own spans nest in it")
+    })))
+
+  it.effect("a run started in a span: its first execution is that span's child; the resumed one is a root", () =>
+    within(Effect.gen(function*() {
+      const { exporter, tracing } = exporting()
+      const client = yield* engineWith([sleeper], tracing)
+      const id = yield* client.start(sleeper, { n: 1 }).pipe(Effect.withSpan("POST /orders"), Effect.provide(tracing))
+      yield* client.processOnce
+      yield* backend.advance("2 hours")
+      yield* client.processOnce
+      assert.deepStrictEqual(yield* client.result(id), { n: 4 })
+      const spans = exporter.getFinishedSpans()
+      const [request] = named(spans, "POST /orders")
+      const [start] = named(spans, "Pgflows.start")
+      const [first, resumed] = named(spans, "pgflows.workflow traced_sleeper") as [ReadableSpan, ReadableSpan]
+      assert.strictEqual(parentOf(start!), request!.spanContext().spanId)
+      assert.strictEqual(parentOf(first), start!.spanContext().spanId, "POST /orders > Pgflows.start > the run")
+      assert.strictEqual(first.spanContext().traceId, request!.spanContext().traceId)
+      assert.strictEqual(parentOf(resumed), undefined)
+      assert.deepStrictEqual(resumed.links.map((link) => link.context.spanId), [first.spanContext().spanId])
     })))
 
   it.effect("failures are recorded on the step and workflow spans, one step span per attempt", () =>
