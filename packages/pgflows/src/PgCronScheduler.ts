@@ -46,6 +46,9 @@ import * as PgMigrations from "./PgMigrations.ts"
 import * as Scheduler from "./Scheduler.ts"
 import type * as Workflow from "./Workflow.ts"
 
+/** Names of UTC: pg_cron 1.5's `cron.timezone` is `GMT` by default. */
+const utcNames = new Set(["UTC", "Etc/UTC", "GMT", "Etc/GMT", "UCT", "Etc/UCT", "Z", "+00:00"])
+
 /**
  * What `detect` found.
  *
@@ -61,20 +64,22 @@ export interface Detection {
   readonly seconds: boolean
   /** The server has the extension's files (`pg_available_extensions`). */
   readonly installable: boolean
-  /** `pg_cron` is in `shared_preload_libraries`. */
+  /** `pg_cron` is in `shared_preload_libraries` (false when this role may not read it). */
   readonly preloaded: boolean
-  /** `cron.database_name`, when pg_cron is loaded. */
+  /** `cron.database_name`, when pg_cron is loaded (and this role may read it). */
   readonly cronDatabase: string | undefined
   /** This database. */
   readonly database: string
-  /** `cron.timezone` (1.5 and later), else `UTC`. */
+  /** `cron.timezone` (1.5 and later; its default, `GMT`, and other names of UTC read `UTC`), else `UTC`. */
   readonly timezone: string
   /** What to do to make pg_cron usable here, when it is not. */
   readonly problem: string | undefined
 }
 
 /**
- * What pg_cron knows of this database; never fails for pg_cron's absence.
+ * What pg_cron knows of this database; never fails for pg_cron's absence. `shared_preload_libraries`
+ * and pg_cron's settings are superuser-only: for a role without `pg_read_all_settings`, `preloaded`
+ * is false, `cronDatabase` undefined and `timezone` `UTC`.
  *
  * @category accessors
  * @since 0.1.0
@@ -84,7 +89,7 @@ export const detect: Effect.Effect<Detection, SqlError, SqlClient.SqlClient> = E
   const [row] = yield* sql.unsafe<{
     version: string | null
     installable: boolean
-    preloaded: boolean
+    preloaded: boolean | null
     cron_database: string | null
     database: string
     timezone: string | null
@@ -92,10 +97,11 @@ export const detect: Effect.Effect<Detection, SqlError, SqlClient.SqlClient> = E
   }>(`SELECT
   (SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'pg_cron') AS version,
   EXISTS (SELECT 1 FROM pg_catalog.pg_available_extensions WHERE name = 'pg_cron') AS installable,
-  'pg_cron' = ANY (string_to_array(replace(current_setting('shared_preload_libraries'), ' ', ''), ',')) AS preloaded,
-  current_setting('cron.database_name', true) AS cron_database,
+  (SELECT 'pg_cron' = ANY (string_to_array(replace(setting, ' ', ''), ','))
+    FROM pg_catalog.pg_settings WHERE name = 'shared_preload_libraries') AS preloaded,
+  (SELECT setting FROM pg_catalog.pg_settings WHERE name = 'cron.database_name') AS cron_database,
   current_database() AS database,
-  current_setting('cron.timezone', true) AS timezone,
+  (SELECT setting FROM pg_catalog.pg_settings WHERE name = 'cron.timezone') AS timezone,
   current_setting('server_version_num') AS major`)
   const found = row!
   const version = found.version ?? undefined
@@ -113,8 +119,10 @@ export const detect: Effect.Effect<Detection, SqlError, SqlClient.SqlClient> = E
     : !found.installable
     ? `the pg_cron extension is not installed on this server: install it (Debian and Ubuntu: ` +
       `apt-get install postgresql-${pgMajor}-cron), ${setUp}`
-    : !found.preloaded
+    : found.preloaded === false
     ? `pg_cron is installed but not loaded: ${setUp}`
+    : found.preloaded === null
+    ? `pg_cron may not be loaded (this role cannot read shared_preload_libraries): ${setUp}`
     : found.cron_database !== null && found.cron_database !== database
     ? `pg_cron runs its jobs from database "${found.cron_database}" (cron.database_name): set cron.database_name = ` +
       `'${database}', restart PostgreSQL, then run CREATE EXTENSION pg_cron in database "${database}"`
@@ -124,10 +132,10 @@ export const detect: Effect.Effect<Detection, SqlError, SqlClient.SqlClient> = E
     version,
     seconds: supported && (major > 1 || minor >= 5),
     installable: found.installable,
-    preloaded: found.preloaded,
+    preloaded: found.preloaded === true,
     cronDatabase: found.cron_database ?? undefined,
     database,
-    timezone: found.timezone ?? "UTC",
+    timezone: found.timezone === null || utcNames.has(found.timezone) ? "UTC" : found.timezone,
     problem
   } satisfies Detection
 }).pipe(Effect.withSpan("PgCronScheduler.detect"))
@@ -235,8 +243,6 @@ interface JobRow {
   readonly active: boolean
   readonly last_run: Date | null
 }
-
-const utcNames = new Set(["UTC", "Etc/UTC", "GMT", "Etc/GMT", "UCT", "Etc/UCT", "Z", "+00:00"])
 
 const make = (sql: SqlClient.SqlClient, config: PgflowsConfig.PgflowsConfig): Scheduler.Scheduler["Service"] => {
   const schema = config.schema

@@ -1,6 +1,7 @@
-// PgCronScheduler against a real pg_cron: a PostgreSQL 15 server of its own (Debian's binaries and
-// its postgresql-15-cron package, which .ci/run installs), started with pg_cron preloaded, running
-// its jobs through background workers. Skipped, with one line saying why, when either is missing.
+// PgCronScheduler against a real pg_cron: a PostgreSQL 15 server of its own (Debian's binaries, and
+// the pg_cron that scripts/pg-cron.sh installs from .ci/run: 1.6 built from source, else Debian's
+// postgresql-15-cron, 1.4), started with pg_cron preloaded, running its jobs through background
+// workers. Skipped, with one line saying why, when either is missing.
 import { PgClient } from "@effect/sql-pg"
 import { assert, describe, layer } from "@effect/vitest"
 import { EmbeddedServer } from "@pgflows/testing"
@@ -20,7 +21,7 @@ const unavailable = (): string | undefined => {
   const lib = pkglibdir.status === 0 ? pkglibdir.stdout.trim() : Path.join(bin, "..", "lib")
   if (!Fs.existsSync(Path.join(lib, "pg_cron.so"))) {
     return `pg_cron is not installed for the PostgreSQL in ${bin} (no ${lib}/pg_cron.so; ` +
-      "apt-get install postgresql-15-cron)"
+      "run scripts/pg-cron.sh, or apt-get install postgresql-15-cron)"
   }
   return undefined
 }
@@ -72,6 +73,18 @@ describe.skipIf(skipped !== undefined)(`pg_cron live${skipped === undefined ? ""
         assert.isTrue(found.preloaded)
         assert.strictEqual(found.cronDatabase, "postgres")
         assert.isTrue(yield* PgCronScheduler.pgCronAvailable)
+        // shared_preload_libraries and pg_cron's settings are superuser-only: a role that may not read
+        // them still gets an answer (not an error).
+        const sql = yield* SqlClient.SqlClient
+        yield* sql`DO $$ BEGIN CREATE ROLE pgflows_cron_reader; EXCEPTION WHEN duplicate_object THEN NULL; END $$`
+        const asReader = yield* sql.withTransaction(Effect.gen(function*() {
+          yield* sql`SET LOCAL ROLE pgflows_cron_reader`
+          return yield* PgCronScheduler.detect
+        }))
+        assert.deepStrictEqual(
+          [asReader.available, asReader.version, asReader.seconds, asReader.preloaded, asReader.timezone],
+          [true, found.version, found.seconds, false, "UTC"]
+        )
       }))
 
     it.effect("schedule, list, pause, resume, replace, trigger and unschedule are pg_cron jobs", () =>
@@ -126,7 +139,13 @@ describe.skipIf(skipped !== undefined)(`pg_cron live${skipped === undefined ? ""
         const sixFields = yield* Effect.flip(scheduler.schedule("odd", "7 * * * * *", tick, { note: "s" }))
         assert.instanceOf(sixFields, Scheduler.InvalidCron)
         assert.strictEqual(sixFields.field, "second")
-        if (!found.seconds) {
+        if (found.seconds) {
+          // pg_cron 1.5 and later run "N seconds", which a seconds field can only mean as "*/N" with N
+          // dividing a minute.
+          const uneven = yield* Effect.flip(scheduler.schedule("uneven", "*/7 * * * * *", tick, { note: "s" }))
+          assert.instanceOf(uneven, Scheduler.InvalidCron)
+          assert.strictEqual(uneven.field, "second")
+        } else {
           const seconds = yield* Effect.flip(scheduler.schedule("fast", "5 seconds", tick, { note: "s" }))
           assert.instanceOf(seconds, Scheduler.InvalidCron)
           assert.match(seconds.message, /pg_cron 1\.4[^ ]* has no schedules of seconds \(they came in pg_cron 1\.5\)/)
@@ -144,7 +163,8 @@ describe.skipIf(skipped !== undefined)(`pg_cron live${skipped === undefined ? ""
           // pg_cron 1.4 runs jobs once a minute at most; 1.5 and later every few seconds.
           const every = found.seconds ? "2 seconds" : "* * * * *"
           const worker = yield* Effect.forkChild(client.runWorker())
-          yield* scheduler.schedule("live-tick", every, tick, { note: "from pg_cron" })
+          const made = yield* scheduler.schedule("live-tick", every, tick, { note: "from pg_cron" })
+          assert.strictEqual(made.cron, every)
           let completed: string | undefined
           while (completed === undefined) {
             const page = yield* client.list({ workflow: "cron_tick", status: "completed" })
