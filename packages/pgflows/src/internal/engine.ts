@@ -981,9 +981,10 @@ export class RunExecution implements Execution {
   }
 
   private stopOutcome(): Effect.Effect<Outcome> {
-    return this.stopped === "shutdown"
-      ? this.end({ kind: "release" })
-      : Effect.succeed<Outcome>({ _tag: "Stopped", reason: this.stopped! })
+    if (this.stopped === "shutdown") return this.end({ kind: "release" })
+    // Cancelled, lease lost or store gone: this execution writes nothing more.
+    this.held.length = 0
+    return Effect.succeed<Outcome>({ _tag: "Stopped", reason: this.stopped! })
   }
 
   /** Parks the run until its wake-up, or its deadline if sooner. */
