@@ -265,7 +265,8 @@ export class RunExecution implements Execution {
       if (this.held.length === 0) return Effect.void
       const entries = this.held.splice(0)
       this.flushing++
-      return Effect.forEach(entries, (entry) => this.write(entry), { discard: true }).pipe(
+      // Together, so that concurrent branches' checkpoints share a commit (group commit).
+      return Effect.forEach(entries, (entry) => this.write(entry), { concurrency: "unbounded", discard: true }).pipe(
         Effect.ensuring(Effect.sync(() => this.flushing--))
       )
     }))
