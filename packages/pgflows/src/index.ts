@@ -285,7 +285,8 @@ export * as PgflowsError from "./PgflowsError.ts"
  * - Step hooks fire for attempts that really run: a step whose result is replayed from the journal
  *   fires nothing. `beforeStep` fires before each attempt, then `afterStep` when it succeeded (its
  *   checkpoint commits before anything after the step does), or `onStepError` after a failed
- *   attempt (`final` says whether the schedule retries).
+ *   attempt (`final` is `true` when no attempt follows it). `aroundWorkflow` wraps the workflow's
+ *   body in each execution, not the compensations that run after a failure.
  *
  * Isolation: a hook that fails, dies or runs longer than the bound (`Pgflows.layer`'s
  * `pluginTimeout`, 5 seconds by default) is logged and abandoned; the run's outcome and the other
