@@ -32,13 +32,12 @@ import * as Result from "effect/Result"
 import * as SqlClient from "effect/sql/SqlClient"
 import * as Identifier from "pgflows/Identifier"
 import * as PgflowsConfig from "pgflows/PgflowsConfig"
-import { InvalidInput, PayloadTooLarge, StoreError } from "pgflows/PgflowsError"
+import { StoreError } from "pgflows/PgflowsError"
 import * as PgMigrations from "pgflows/PgMigrations"
 import * as Scheduler from "pgflows/Scheduler"
 import type * as Workflow from "pgflows/Workflow"
 import * as Compiler from "./Compiler.ts"
 import * as Graph from "./Graph.ts"
-import { codec } from "./internal/codec.ts"
 import * as PgDurableClient from "./PgDurableClient.ts"
 import type { PgDurableError, PgDurableUnavailable } from "./PgDurableError.ts"
 
@@ -138,8 +137,6 @@ const storeError = (operation: string) => (cause: unknown): StoreError =>
       (cause as { reason?: { isRetryable?: boolean } } | undefined)?.reason?.isRetryable ?? false,
     cause
   })
-
-const utc = new Set(["UTC", "Etc/UTC", "GMT", "Etc/GMT", "UCT", "Etc/UCT", "+00:00"])
 
 const make = (
   sql: SqlClient.SqlClient,
@@ -256,7 +253,7 @@ const make = (
     const cron = yield* pgDurableCron(expression)
     if (options?.timezone !== undefined) {
       const zone = yield* Effect.fromResult(Scheduler.checkTimeZone(options.timezone))
-      if (!utc.has(zone)) {
+      if (!Scheduler.isUtc(zone)) {
         return yield* new Scheduler.InvalidTimeZone({
           timezone: options.timezone,
           reason: "cannot be used with pg_durable, which reads cron in UTC: write the expression in UTC, or use " +
@@ -264,23 +261,8 @@ const make = (
         })
       }
     }
-    if (options?.catchUp !== undefined && options.catchUp !== "skip") {
-      return yield* new Scheduler.UnsupportedScheduleOption({
-        scheduler: "pg_durable",
-        option: `catchUp ${JSON.stringify(options.catchUp)}`,
-        reason: "pg_durable never runs the ticks it missed; use catchUp \"skip\", or the built-in scheduler"
-      })
-    }
-    const encoded = codec(workflow.input).encode(input)
-    if (Result.isFailure(encoded)) return yield* new InvalidInput({ workflow: workflow.name, issues: encoded.failure })
-    const bytes = Buffer.byteLength(JSON.stringify(encoded.success ?? null), "utf8")
-    if (bytes > config.maxPayloadBytes) {
-      return yield* new PayloadTooLarge({
-        subject: `input of schedule "${name}"`,
-        bytes,
-        limit: config.maxPayloadBytes
-      })
-    }
+    yield* Scheduler.onlySkip("pg_durable", options?.catchUp)
+    const encoded = yield* Scheduler.encodeInput(name, workflow, input, config.maxPayloadBytes)
     const replace = options?.replace === true
     const existing = yield* query<{ scheduler: string; handle: string | null; paused: boolean }>(
       "schedule",
@@ -290,7 +272,7 @@ const make = (
     if (existing !== undefined && (!replace || existing.scheduler !== "pg_durable")) {
       return yield* new Scheduler.ScheduleAlreadyExists({ name, scheduler: existing.scheduler })
     }
-    const definition = { name, cron, workflow: workflow.name, input: encoded.success }
+    const definition = { name, cron, workflow: workflow.name, input: encoded }
     // pg_durable's start commits on its own statement (its worker waits only 5 s for the commit):
     // the instance first, then the row that names it.
     const paused = existing?.paused === true
@@ -303,7 +285,7 @@ ON CONFLICT (name) DO UPDATE SET handle = EXCLUDED.handle, cron = EXCLUDED.cron,
   input = EXCLUDED.input, updated_at = now()
   WHERE $6::boolean AND t.scheduler = 'pg_durable'
 RETURNING name`,
-      [name, handle, cron, workflow.name, JSON.stringify(encoded.success ?? null), replace]
+      [name, handle, cron, workflow.name, JSON.stringify(encoded ?? null), replace]
     )
     if (written.length === 0) {
       // Another process took the name meanwhile.

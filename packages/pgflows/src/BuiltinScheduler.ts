@@ -40,14 +40,12 @@ import * as Queue from "effect/Queue"
 import * as Random from "effect/Random"
 import * as Result from "effect/Result"
 import * as SqlClient from "effect/sql/SqlClient"
-import { codec } from "./internal/codec.ts"
-import { byteSize } from "./internal/json.ts"
 import * as ScheduleCron from "./internal/scheduleCron.ts"
 import * as ScheduleSql from "./internal/scheduleSql.ts"
 import * as ScheduleStore from "./internal/scheduleStore.ts"
 import * as ScheduleTicks from "./internal/scheduleTicks.ts"
 import * as PgflowsConfig from "./PgflowsConfig.ts"
-import { InvalidInput, PayloadTooLarge, type StoreError } from "./PgflowsError.ts"
+import type { StoreError } from "./PgflowsError.ts"
 import * as PgMigrations from "./PgMigrations.ts"
 import * as Scheduler from "./Scheduler.ts"
 import * as Store from "./Store.ts"
@@ -394,22 +392,13 @@ const prepare = (
         reason: "use a whole number from 1 to 1000"
       })
     }
-    const encoded = codec(workflow.input).encode(input)
-    if (Result.isFailure(encoded)) return yield* new InvalidInput({ workflow: workflow.name, issues: encoded.failure })
-    const bytes = byteSize(encoded.success)
-    if (bytes > config.maxPayloadBytes) {
-      return yield* new PayloadTooLarge({
-        subject: `input of schedule "${name}"`,
-        bytes,
-        limit: config.maxPayloadBytes
-      })
-    }
+    const encoded = yield* Scheduler.encodeInput(name, workflow, input, config.maxPayloadBytes)
     return {
       name,
       cron: parsed._tag === "Cron" ? parsed.text : (ScheduleCron.intervalAsCron(parsed.seconds) ?? parsed.text),
       timezone,
       workflow: workflow.name,
-      input: encoded.success,
+      input: encoded,
       catchUp,
       maxCatchUp
     } satisfies Prepared

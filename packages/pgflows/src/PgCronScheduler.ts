@@ -35,19 +35,16 @@ import * as Result from "effect/Result"
 import * as SqlClient from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
 import * as Identifier from "./Identifier.ts"
-import { codec } from "./internal/codec.ts"
-import { byteSize } from "./internal/json.ts"
 import * as SchedulePgCron from "./internal/schedulePgCron.ts"
 import * as ScheduleSql from "./internal/scheduleSql.ts"
 import * as ScheduleTicks from "./internal/scheduleTicks.ts"
 import * as PgflowsConfig from "./PgflowsConfig.ts"
-import { InvalidInput, PayloadTooLarge, type StoreError } from "./PgflowsError.ts"
+import type { StoreError } from "./PgflowsError.ts"
 import * as PgMigrations from "./PgMigrations.ts"
 import * as Scheduler from "./Scheduler.ts"
 import type * as Workflow from "./Workflow.ts"
 
 /** Names of UTC: pg_cron 1.5's `cron.timezone` is `GMT` by default. */
-const utcNames = new Set(["UTC", "Etc/UTC", "GMT", "Etc/GMT", "UCT", "Etc/UCT", "Z", "+00:00"])
 
 /**
  * What `detect` found.
@@ -135,7 +132,7 @@ export const detect: Effect.Effect<Detection, SqlError, SqlClient.SqlClient> = E
     preloaded: found.preloaded === true,
     cronDatabase: found.cron_database ?? undefined,
     database,
-    timezone: found.timezone === null || utcNames.has(found.timezone) ? "UTC" : found.timezone,
+    timezone: found.timezone === null || Scheduler.isUtc(found.timezone) ? "UTC" : found.timezone,
     problem
   } satisfies Detection
 }).pipe(Effect.withSpan("PgCronScheduler.detect"))
@@ -321,7 +318,7 @@ ORDER BY j.jobname`,
     const text = yield* pgCronExpression(expression, parsed, found)
     if (options?.timezone !== undefined) {
       const zone = yield* Effect.fromResult(Scheduler.checkTimeZone(options.timezone))
-      if (!utcNames.has(zone) && zone !== found.timezone) {
+      if (!Scheduler.isUtc(zone) && zone !== found.timezone) {
         return yield* new Scheduler.InvalidTimeZone({
           timezone: options.timezone,
           reason: `cannot be used with pg_cron, which reads schedules in ${found.timezone}` +
@@ -330,29 +327,14 @@ ORDER BY j.jobname`,
         })
       }
     }
-    if (options?.catchUp !== undefined && options.catchUp !== "skip") {
-      return yield* new Scheduler.UnsupportedScheduleOption({
-        scheduler: "pg_cron",
-        option: `catchUp ${JSON.stringify(options.catchUp)}`,
-        reason: "pg_cron never runs the jobs it missed; use catchUp \"skip\", or the built-in scheduler"
-      })
-    }
-    const encoded = codec(workflow.input).encode(input)
-    if (Result.isFailure(encoded)) return yield* new InvalidInput({ workflow: workflow.name, issues: encoded.failure })
-    const bytes = byteSize(encoded.success)
-    if (bytes > config.maxPayloadBytes) {
-      return yield* new PayloadTooLarge({
-        subject: `input of schedule "${name}"`,
-        bytes,
-        limit: config.maxPayloadBytes
-      })
-    }
+    yield* Scheduler.onlySkip("pg_cron", options?.catchUp)
+    const encoded = yield* Scheduler.encodeInput(name, workflow, input, config.maxPayloadBytes)
     const job = jobName(schema, name)
     const body = command({
       schema,
       name,
       workflow: workflow.name,
-      input: encoded.success,
+      input: encoded,
       seconds: /seconds$/.test(text)
     })
     const outcome = yield* sql.withTransaction(Effect.gen(function*() {

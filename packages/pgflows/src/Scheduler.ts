@@ -37,13 +37,15 @@
 import * as Context from "effect/Context"
 import type * as Cron from "effect/Cron"
 import * as DateTime from "effect/DateTime"
-import type * as Effect from "effect/Effect"
+import * as Effect from "effect/Effect"
 import * as Result from "effect/Result"
 import * as Schema from "effect/Schema"
+import { codec } from "./internal/codec.ts"
+import { byteSize } from "./internal/json.ts"
 import * as ScheduleCron from "./internal/scheduleCron.ts"
 import * as ScheduleStore from "./internal/scheduleStore.ts"
 import * as ScheduleTicks from "./internal/scheduleTicks.ts"
-import type { InvalidInput, PayloadTooLarge, StoreError } from "./PgflowsError.ts"
+import { InvalidInput, PayloadTooLarge, type StoreError } from "./PgflowsError.ts"
 import type * as Workflow from "./Workflow.ts"
 
 /**
@@ -411,7 +413,61 @@ export const upcoming = (
 export const runId = (name: string, tick: Date | number): string =>
   ScheduleStore.tickRunId(name, new Date(tick).getTime())
 
+/**
+ * Whether a time zone name (as `checkTimeZone` returns it) means UTC.
+ *
+ * @category validation
+ * @since 0.1.0
+ */
+export const isUtc = (zone: string): boolean => utcNames.has(zone)
+
+/**
+ * A schedule's input, encoded with the workflow's input Schema and checked against the payload
+ * limit, as every scheduler stores it.
+ *
+ * @category validation
+ * @since 0.1.0
+ */
+export const encodeInput = (
+  name: string,
+  workflow: Workflow.Any,
+  input: unknown,
+  maxPayloadBytes: number
+): Effect.Effect<unknown, InvalidInput | PayloadTooLarge> => {
+  const encoded = codec(workflow.input).encode(input)
+  if (Result.isFailure(encoded)) {
+    return Effect.fail(new InvalidInput({ workflow: workflow.name, issues: encoded.failure }))
+  }
+  const bytes = byteSize(encoded.success)
+  return bytes > maxPayloadBytes
+    ? Effect.fail(new PayloadTooLarge({ subject: `input of schedule "${name}"`, bytes, limit: maxPayloadBytes }))
+    : Effect.succeed(encoded.success)
+}
+
+/**
+ * Refuses a catch-up policy other than `"skip"`, for the schedulers whose extension never runs the
+ * ticks it missed.
+ *
+ * @category validation
+ * @since 0.1.0
+ */
+export const onlySkip = (
+  scheduler: "pg_cron" | "pg_durable",
+  catchUp: CatchUp | undefined
+): Effect.Effect<void, UnsupportedScheduleOption> =>
+  catchUp === undefined || catchUp === "skip"
+    ? Effect.void
+    : Effect.fail(
+      new UnsupportedScheduleOption({
+        scheduler,
+        option: `catchUp ${JSON.stringify(catchUp)}`,
+        reason: `${scheduler} never runs the ticks it missed; use catchUp "skip", or the built-in scheduler`
+      })
+    )
+
 // internal
+
+const utcNames: ReadonlySet<string> = new Set(["UTC", "Etc/UTC", "GMT", "Etc/GMT", "UCT", "Etc/UCT", "Z", "+00:00"])
 
 const invalidCron = (expression: string, problem: ScheduleCron.Problem): InvalidCron =>
   new InvalidCron({

@@ -531,46 +531,31 @@ export class RunExecution implements Execution {
       const entry = this.journal.get(key)
       yield* this.flush
       const threshold = Duration.toMillis(this.env.config.parkThreshold)
+      const mark = (status: "waiting" | "completed", wakeInMillis?: number) =>
+        this.write({
+          key,
+          name: sleepName,
+          inputHash,
+          status,
+          output: null,
+          error: null,
+          attempts: 1,
+          ...(wakeInMillis === undefined ? {} : { wakeInMillis })
+        })
       if (entry !== undefined) {
         yield* this.checkReplay(key, entry, sleepName, inputHash)
         if (entry.status === "completed") return
         const remaining = (entry.wakeAt ?? 0) - (yield* this.now)
         if (remaining > threshold) return yield* this.park(remaining)
         if (remaining > 0) yield* Effect.sleep(Duration.millis(remaining))
-        yield* this.write({
-          key,
-          name: sleepName,
-          inputHash,
-          status: "completed",
-          output: null,
-          error: null,
-          attempts: 1
-        })
-        return
+        return yield* mark("completed")
       }
       if (millis > threshold) {
-        yield* this.write({
-          key,
-          name: sleepName,
-          inputHash,
-          status: "waiting",
-          output: null,
-          error: null,
-          attempts: 1,
-          wakeInMillis: millis
-        })
+        yield* mark("waiting", millis)
         return yield* this.park(millis)
       }
       if (millis > 0) yield* Effect.sleep(duration)
-      yield* this.write({
-        key,
-        name: sleepName,
-        inputHash,
-        status: "completed",
-        output: null,
-        error: null,
-        attempts: 1
-      })
+      yield* mark("completed")
     })
 
   readonly record = <A, E, R>(
