@@ -2,9 +2,12 @@
  * `npm run bench`: measures pgflows on PostgreSQL and prints one JSON line with every figure.
  *
  * (a) raw single-row INSERT commit rate at 1 and 8 connections, (b) sequential latency from `start`
- * to `result` of a 3-step workflow, (c) throughput of 2,000 three-step workflows with one worker
- * (this process) at concurrency 64, with CPU per workflow of this process and of PostgreSQL,
- * (d) time for a second worker to finish a run whose worker was SIGKILLed.
+ * to `result` of a 3-step workflow, (c) the per-call path: 2,000 three-step workflows by 64
+ * concurrent callers, each doing `start` then `result`, with the worker in this process (the way
+ * peers are measured), (d) the batch path: the same 2,000 workflows started with `startBatch` and
+ * drained by the worker at concurrency 64, (e) time for a second worker to finish a run whose
+ * worker was SIGKILLed. (c) and (d) report CPU per workflow of this process and of PostgreSQL,
+ * write transactions per workflow and WAL bytes per workflow.
  *
  * Uses `DATABASE_URL` when set, else an embedded PostgreSQL 18 with its default (durable) settings.
  * Progress goes to stderr; the JSON line to stdout.
@@ -30,7 +33,7 @@ const throughputRuns = arg("runs", 2000)
 const latencyRuns = arg("latency-runs", 300)
 const insertSeconds = arg("insert-seconds", 3)
 const concurrency = arg("concurrency", 64)
-/** `--only=latency` (or `throughput`) skips the other measurements, for profiling one of them. */
+/** `--only=latency` (or `inserts`, `per-call`, `throughput`, `recovery`) skips the other measurements. */
 const only = process.argv.find((a) => a.startsWith("--only="))?.split("=")[1]
 
 const percentile = (sorted: ReadonlyArray<number>, p: number) =>
@@ -92,38 +95,87 @@ const latency = Effect.gen(function*() {
   return { p50: round(percentile(samples, 50)), p99: round(percentile(samples, 99)), runs: samples.length }
 })
 
-const throughput = (postmaster: number | undefined) =>
+/** The database's counters: write transactions so far (the next xid) and the WAL position. */
+const databaseCounters = Effect.gen(function*() {
+  const sql = yield* SqlClient.SqlClient
+  const [row] = yield* sql<{ xid: string; lsn: string }>`
+    SELECT pg_snapshot_xmax(pg_current_snapshot())::text AS xid, pg_current_wal_lsn()::text AS lsn`
+  return row!
+})
+
+/**
+ * Measures `body`, which completes `workflows` runs: wall time, CPU of this process and of
+ * PostgreSQL, write transactions and WAL bytes, per workflow.
+ */
+const measured = <E, R>(postmaster: number | undefined, workflows: number, body: Effect.Effect<void, E, R>) =>
   Effect.gen(function*() {
-    const client = yield* Pgflows.Pgflows
     const sql = yield* SqlClient.SqlClient
-    const { schema } = yield* PgflowsConfig.PgflowsConfig
-    const runs = sql(`${schema}.runs`)
+    const before = yield* databaseCounters
     const cpu0 = ownCpuMillis()
     const pg0 = postgresCpuMillis(postmaster)
     const started = performance.now()
-    for (let offset = 0; offset < throughputRuns; offset += 500) {
-      const size = Math.min(500, throughputRuns - offset)
-      yield* client.startBatch(threeSteps, Array.from({ length: size }, (_, i) => ({ n: offset + i })))
-    }
-    let done = 0
-    while (done < throughputRuns) {
-      yield* Effect.sleep("20 millis")
-      const [row] = yield* sql<{ n: number }>`
-        SELECT count(*)::int AS n FROM ${runs} WHERE workflow = 'bench_three_steps' AND status = 'completed'`
-      done = row!.n - (only === undefined ? latencyRuns + 30 : 0)
-      if (process.env.BENCH_DEBUG) yield* progress(`done ${done}`)
-    }
+    yield* body
     const seconds = (performance.now() - started) / 1000
     const cpu = ownCpuMillis() - cpu0
     const pg1 = postgresCpuMillis(postmaster)
+    const after = yield* databaseCounters
+    const [wal] = yield* sql<{ bytes: string }>`SELECT pg_wal_lsn_diff(${after.lsn}, ${before.lsn})::text AS bytes`
     return {
-      workflowsPerSecond: round(throughputRuns / seconds, 0),
-      stepsPerSecond: round((throughputRuns * 3) / seconds, 0),
+      workflowsPerSecond: round(workflows / seconds, 0),
+      stepsPerSecond: round((workflows * 3) / seconds, 0),
       seconds: round(seconds),
-      cpuMsPerWorkflow: round(cpu / throughputRuns, 3),
-      postgresCpuMsPerWorkflow: pg0 === undefined || pg1 === undefined ? null : round((pg1 - pg0) / throughputRuns, 3)
+      cpuMsPerWorkflow: round(cpu / workflows, 3),
+      postgresCpuMsPerWorkflow: pg0 === undefined || pg1 === undefined ? null : round((pg1 - pg0) / workflows, 3),
+      writeTransactionsPerWorkflow: round((Number(after.xid) - Number(before.xid)) / workflows),
+      walBytesPerWorkflow: round(Number(wal!.bytes) / workflows, 0)
     }
   })
+
+/** 64 callers (`--concurrency`), each starting a run and waiting for its result, until all are done. */
+const perCall = (postmaster: number | undefined) =>
+  measured(
+    postmaster,
+    throughputRuns,
+    Effect.gen(function*() {
+      const client = yield* Pgflows.Pgflows
+      let next = 0
+      const caller = Effect.gen(function*() {
+        while (next < throughputRuns) {
+          const n = next++
+          const id = yield* client.start(threeSteps, { n })
+          const out = yield* client.result(id)
+          if (out.n !== n + 3) return yield* Effect.die(new Error(`run ${id}: ${out.n} instead of ${n + 3}`))
+        }
+      })
+      yield* Effect.all(Array.from({ length: concurrency }, () => caller), { concurrency: "unbounded", discard: true })
+    })
+  )
+
+const throughput = (postmaster: number | undefined) =>
+  measured(
+    postmaster,
+    throughputRuns,
+    Effect.gen(function*() {
+      const client = yield* Pgflows.Pgflows
+      const sql = yield* SqlClient.SqlClient
+      const { schema } = yield* PgflowsConfig.PgflowsConfig
+      const runs = sql(`${schema}.runs`)
+      const [already] = yield* sql<{ n: number }>`
+        SELECT count(*)::int AS n FROM ${runs} WHERE workflow = 'bench_three_steps' AND status = 'completed'`
+      for (let offset = 0; offset < throughputRuns; offset += 500) {
+        const size = Math.min(500, throughputRuns - offset)
+        yield* client.startBatch(threeSteps, Array.from({ length: size }, (_, i) => ({ n: offset + i })))
+      }
+      let done = 0
+      while (done < throughputRuns) {
+        yield* Effect.sleep("20 millis")
+        const [row] = yield* sql<{ n: number }>`
+          SELECT count(*)::int AS n FROM ${runs} WHERE workflow = 'bench_three_steps' AND status = 'completed'`
+        done = row!.n - already!.n
+        if (process.env.BENCH_DEBUG) yield* progress(`done ${done}`)
+      }
+    })
+  )
 
 const recovery = (url: Redacted.Redacted<string>) =>
   Effect.gen(function*() {
@@ -200,7 +252,9 @@ const main = Effect.gen(function*() {
     const worker = yield* Effect.forkChild(client.runWorker({ concurrency }))
     yield* progress(`sequential latency, ${latencyRuns} runs of a 3-step workflow`)
     const sequential = skip("latency") ? null : yield* latency
-    yield* progress(`throughput, ${throughputRuns} runs of a 3-step workflow at concurrency ${concurrency}`)
+    yield* progress(`per call, ${throughputRuns} runs of a 3-step workflow by ${concurrency} callers (start, result)`)
+    const calls = skip("per-call") ? null : yield* perCall(postmaster)
+    yield* progress(`batch, ${throughputRuns} runs of a 3-step workflow (startBatch) at concurrency ${concurrency}`)
     const flow = skip("throughput") ? null : yield* throughput(postmaster)
     yield* Fiber.interrupt(worker)
     yield* progress("recovery after SIGKILL")
@@ -210,6 +264,7 @@ const main = Effect.gen(function*() {
       cpus: Os.cpus().length,
       rawInsertsPerSecond: { connections1: insert1, connections8: insert8 },
       sequentialLatencyMs: sequential,
+      perCall: { runs: throughputRuns, callers: concurrency, ...calls },
       throughput: { runs: throughputRuns, concurrency, ...flow },
       recoveryAfterKillMs: recovered
     }
