@@ -22,7 +22,8 @@
  * | `PGFLOWS_SHUTDOWN_GRACE` | `10 seconds` | how long a stopping worker lets in-flight runs finish before handing them back |
  * | `PGFLOWS_MAX_PAYLOAD_BYTES` | `1048576` | largest JSON input, output or error stored |
  * | `PGFLOWS_MAX_RECOVERIES` | `10` | lost leases a run survives before it is failed (crash loops) |
- * | `PGFLOWS_MAX_DELIVERIES` | `10` | deliveries of a run no worker knows before it is failed |
+ * | `PGFLOWS_MAX_DELIVERIES` | `10` | deliveries of a push-mode step call no step worker registers before it is failed |
+ * | `PGFLOWS_UNCLAIMED_WARNING` | `1 minute` | how long a due run may wait for a worker that registers its workflow before workers warn |
  *
  * Durations use Effect's form (`500 millis`, `30 seconds`, `2 minutes`) or a bare number of
  * milliseconds. An empty variable counts as unset. Names that reach SQL text are checked here, once
@@ -63,6 +64,7 @@ export interface PgflowsConfig {
   readonly maxPayloadBytes: number
   readonly maxRecoveries: number
   readonly maxDeliveries: number
+  readonly unclaimedWarning: Duration.Duration
 }
 
 /**
@@ -87,6 +89,7 @@ export interface Options {
   readonly maxPayloadBytes?: number | undefined
   readonly maxRecoveries?: number | undefined
   readonly maxDeliveries?: number | undefined
+  readonly unclaimedWarning?: Duration.Input | undefined
 }
 
 /**
@@ -126,7 +129,8 @@ export const defaults: PgflowsConfig = {
   shutdownGrace: Duration.seconds(10),
   maxPayloadBytes: 1024 * 1024,
   maxRecoveries: 10,
-  maxDeliveries: 10
+  maxDeliveries: 10,
+  unclaimedWarning: Duration.minutes(1)
 }
 
 /**
@@ -173,7 +177,8 @@ export const make = (options: Options): Effect.Effect<PgflowsConfig, PgflowsConf
       shutdownGrace: yield* field("shutdownGrace", nonNegativeDuration),
       maxPayloadBytes: yield* field("maxPayloadBytes", payloadLimit),
       maxRecoveries: yield* field("maxRecoveries", count),
-      maxDeliveries: yield* field("maxDeliveries", count)
+      maxDeliveries: yield* field("maxDeliveries", count),
+      unclaimedWarning: yield* field("unclaimedWarning", positiveDuration)
     })
   })
 
@@ -214,7 +219,11 @@ export const fromEnv: Effect.Effect<PgflowsConfig, PgflowsConfigError> = Effect.
     shutdownGrace: yield* read("PGFLOWS_SHUTDOWN_GRACE", (v) => Result.flatMap(durationText(v), nonNegativeDuration)),
     maxPayloadBytes: yield* read("PGFLOWS_MAX_PAYLOAD_BYTES", (v) => Result.flatMap(integerText(v), payloadLimit)),
     maxRecoveries: yield* read("PGFLOWS_MAX_RECOVERIES", (v) => Result.flatMap(integerText(v), count)),
-    maxDeliveries: yield* read("PGFLOWS_MAX_DELIVERIES", (v) => Result.flatMap(integerText(v), count))
+    maxDeliveries: yield* read("PGFLOWS_MAX_DELIVERIES", (v) => Result.flatMap(integerText(v), count)),
+    unclaimedWarning: yield* read(
+      "PGFLOWS_UNCLAIMED_WARNING",
+      (v) => Result.flatMap(durationText(v), positiveDuration)
+    )
   })
 })
 

@@ -177,7 +177,9 @@ export class RecoveryLimitExceeded extends Schema.TaggedError<RecoveryLimitExcee
 }
 
 /**
- * No worker knew the run's workflow after `PgflowsConfig.maxDeliveries` deliveries of its message.
+ * No worker knew the run's workflow after many deliveries of its message. Workers no longer fail such
+ * runs (they leave them for a worker that registers the workflow); this error remains so that runs
+ * failed that way by earlier versions still decode.
  *
  * @category errors
  * @since 0.1.0
@@ -259,6 +261,41 @@ export class ChildCancelled extends Schema.TaggedError<ChildCancelled>()("ChildC
 }
 
 /**
+ * A child workflow was started with an id that already belongs to a run of another workflow.
+ *
+ * @category errors
+ * @since 0.1.0
+ */
+export class ChildIdConflict extends Schema.TaggedError<ChildIdConflict>()("ChildIdConflict", {
+  childId: Schema.String,
+  workflow: Schema.String,
+  existingWorkflow: Schema.String
+}) {
+  override get message() {
+    return `child id "${this.childId}" for workflow "${this.workflow}" already belongs to a run of workflow ` +
+      `"${this.existingWorkflow}"; give the child another id`
+  }
+}
+
+/**
+ * A value or a name that PostgreSQL cannot store: a NUL character (jsonb and text refuse it), a lone
+ * UTF-16 surrogate (not Unicode text), or a value the database rejected when it was written.
+ * Nothing of it was written; only the run (or the call) it belongs to fails.
+ *
+ * @category errors
+ * @since 0.1.0
+ */
+export class UnstorableValue extends Schema.TaggedError<UnstorableValue>()("UnstorableValue", {
+  subject: Schema.String,
+  path: Schema.String,
+  reason: Schema.String
+}) {
+  override get message() {
+    return `${this.subject} cannot be stored${this.path === "" ? "" : ` (at ${this.path})`}: ${this.reason}`
+  }
+}
+
+/**
  * The errors pgflows itself stores as a run's or a step's error.
  *
  * @category models
@@ -277,7 +314,9 @@ export const EngineError = Schema.Union([
   WorkflowTimeout,
   InvalidSignal,
   ChildFailed,
-  ChildCancelled
+  ChildCancelled,
+  ChildIdConflict,
+  UnstorableValue
 ])
 
 /**
@@ -291,7 +330,7 @@ export const isEngineError = (u: unknown): u is EngineError =>
   u instanceof PayloadTooLarge || u instanceof StepTimeoutError || u instanceof StepDefect ||
   u instanceof WorkflowDefect || u instanceof RecoveryLimitExceeded || u instanceof UnknownWorkflow ||
   u instanceof WorkflowTimeout || u instanceof InvalidSignal || u instanceof ChildFailed ||
-  u instanceof ChildCancelled
+  u instanceof ChildCancelled || u instanceof ChildIdConflict || u instanceof UnstorableValue
 
 /**
  * @category models
@@ -439,8 +478,20 @@ export class WaitTimeout extends Schema.TaggedError<WaitTimeout>()("WaitTimeout"
 export class StoreError extends Schema.TaggedError<StoreError>()("StoreError", {
   operation: Schema.String,
   retryable: Schema.Boolean,
+  /** PostgreSQL's SQLSTATE code, when the database answered with an error. */
+  sqlState: Schema.optional(Schema.String),
   cause: Schema.Defect()
 }) {
+  /**
+   * Whether the database refused the values written (SQLSTATE class 22, data exception; 23,
+   * integrity constraint; 54, program limit such as a row too large): writing the same values again
+   * cannot succeed, so only the run that wrote them fails.
+   */
+  get rejected(): boolean {
+    const state = this.sqlState
+    return state !== undefined && (state.startsWith("22") || state.startsWith("23") || state.startsWith("54"))
+  }
+
   override get message() {
     const cause = this.cause as { message?: unknown } | undefined
     return `${this.operation} failed: ${typeof cause?.message === "string" ? cause.message : String(this.cause)}`

@@ -94,6 +94,11 @@ export interface RunInfo<A = unknown, E = unknown> {
   readonly startedAt: Date | undefined
   readonly completedAt: Date | undefined
   readonly wakeAt: Date | undefined
+  /**
+   * Set while the run is due but cannot start: what it waits for (for example, no running worker
+   * registers its workflow, during a rolling deploy).
+   */
+  readonly waitingFor?: string | undefined
   readonly steps: ReadonlyArray<StepInfo>
 }
 

@@ -96,6 +96,19 @@ export * as MemoryStore from "./MemoryStore.ts"
 export * as MemoryWorkQueue from "./MemoryWorkQueue.ts"
 
 /**
+ * Metrics the engine keeps by itself (without a plugin), read with `Metric.value` or exported with
+ * the application's metrics exporter.
+ *
+ * @example
+ * ```ts
+ * const waiting = yield* Metric.value(Metric.withAttributes(Metrics.runsWithoutWorker, { workflow: "order" }))
+ * ```
+ *
+ * @since 0.1.0
+ */
+export * as Metrics from "./Metrics.ts"
+
+/**
  * A plugin that keeps Effect `Metric`s of runs and steps, exported by whatever exports the
  * application's metrics (for example `@effect/opentelemetry`'s `OtelMetrics` or a Prometheus
  * endpoint reading `Metric.snapshot`).
@@ -247,7 +260,8 @@ export * as Pgflows from "./Pgflows.ts"
  * | `PGFLOWS_SHUTDOWN_GRACE` | `10 seconds` | how long a stopping worker lets in-flight runs finish before handing them back |
  * | `PGFLOWS_MAX_PAYLOAD_BYTES` | `1048576` | largest JSON input, output or error stored |
  * | `PGFLOWS_MAX_RECOVERIES` | `10` | lost leases a run survives before it is failed (crash loops) |
- * | `PGFLOWS_MAX_DELIVERIES` | `10` | deliveries of a run no worker knows before it is failed |
+ * | `PGFLOWS_MAX_DELIVERIES` | `10` | deliveries of a push-mode step call no step worker registers before it is failed |
+ * | `PGFLOWS_UNCLAIMED_WARNING` | `1 minute` | how long a due run may wait for a worker that registers its workflow before workers warn |
  *
  * Durations use Effect's form (`500 millis`, `30 seconds`, `2 minutes`) or a bare number of
  * milliseconds. An empty variable counts as unset. Names that reach SQL text are checked here, once

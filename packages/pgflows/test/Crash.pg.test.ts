@@ -12,7 +12,7 @@ import * as ChildProcess from "node:child_process"
 import * as Crypto from "node:crypto"
 import * as Path from "node:path"
 import { Pgflows, PgflowsConfig, type Run } from "pgflows"
-import { all, bulk, crashChain, fanOut, paced3, transactional } from "./fixtures/crashWorkflows.ts"
+import { all, bulk, crashChain, fanOut, lingering, paced3, transactional } from "./fixtures/crashWorkflows.ts"
 
 const workerScript = Path.join(import.meta.dirname, "fixtures/worker.ts")
 
@@ -235,6 +235,71 @@ layer(TestDatabase.layer, { excludeTestServices: true })("crashes and concurrenc
         assert.deepStrictEqual(rows.map((r) => r.worker), ["rescuer"])
         const status = yield* flows.status(id)
         assert.deepStrictEqual(status.steps.map((s) => [s.name, s.status]), [["transfer", "completed"]])
+        yield* stopGracefully(rescuer)
+      }),
+    120_000
+  )
+
+  it.effect(
+    "a worker process stopped with SIGTERM mid-step lets the step finish within the grace, then exits",
+    () =>
+      Effect.gen(function*() {
+        const database = yield* TestDatabase.TestDatabase
+        const env = settings(database.url, { PGFLOWS_SHUTDOWN_GRACE: "20 seconds", LINGER_MILLIS: "1500" })
+        yield* createEffects
+        const victim = yield* spawnWorker("victim", env)
+        const flows = yield* client(env)
+        const id = yield* flows.start(lingering, { label: "deploy-1" })
+        const sql = yield* SqlClient.SqlClient
+        yield* eventually(
+          Effect.map(
+            sql<{ n: number }>`SELECT count(*)::int AS n FROM effects WHERE step = 'linger-start'`,
+            (rows) => rows[0]!.n > 0 ? true : undefined
+          ),
+          30,
+          "the step to start"
+        )
+        yield* stopGracefully(victim)
+        assert.match(victim.output(), /stopping, 1 runs in flight/)
+        assert.match(victim.output(), /stopped, 0 runs handed back/)
+        const status = yield* flows.status(id)
+        assert.strictEqual(status.status, "completed", "the run finished before the process exited")
+        assert.deepStrictEqual(yield* countEffects, ["linger-end@victim:1", "linger-start@victim:1"])
+      }),
+    120_000
+  )
+
+  it.effect(
+    "a worker process stopped with SIGTERM hands back a run that outlasts the grace; another takes it at once",
+    () =>
+      Effect.gen(function*() {
+        const database = yield* TestDatabase.TestDatabase
+        const env = settings(database.url, {
+          PGFLOWS_SHUTDOWN_GRACE: "300 millis",
+          PGFLOWS_LEASE: "60 seconds",
+          LINGER_MILLIS: "600000"
+        })
+        yield* createEffects
+        const victim = yield* spawnWorker("victim", env)
+        const flows = yield* client(env)
+        const id = yield* flows.start(lingering, { label: "deploy-2" })
+        const sql = yield* SqlClient.SqlClient
+        yield* eventually(
+          Effect.map(
+            sql<{ n: number }>`SELECT count(*)::int AS n FROM effects WHERE step = 'linger-start'`,
+            (rows) => rows[0]!.n > 0 ? true : undefined
+          ),
+          30,
+          "the step to start"
+        )
+        const stoppedAt = Date.now()
+        yield* stopGracefully(victim)
+        assert.match(victim.output(), /stopped, 1 runs handed back/)
+        const handed = yield* flows.status(id)
+        assert.strictEqual(handed.status, "pending", "the lease was released and the run is claimable")
+        const rescuer = yield* spawnWorker("rescuer", env)
+        assert.deepStrictEqual(yield* flows.result(id, { timeout: "60 seconds" }), { label: "deploy-2" })
+        assert.isBelow(Date.now() - stoppedAt, 15_000, "taken over long before the 60 second lease ran out")
         yield* stopGracefully(rescuer)
       }),
     120_000

@@ -5,7 +5,7 @@ import { SqlClient } from "effect/sql"
 import { TestClock } from "effect/testing"
 import * as Crypto from "node:crypto"
 import { MemoryStore, MemoryWorkQueue, Pgflows, PgflowsConfig, PgStore, PgWorkQueue } from "pgflows"
-import type { Store, Workflow, WorkQueue } from "pgflows"
+import type { Plugin, Store, Workflow, WorkQueue } from "pgflows"
 
 export interface Backend<R> {
   readonly name: "memory" | "postgres"
@@ -68,9 +68,14 @@ export const postgres: Backend<PgClient.PgClient | SqlClient.SqlClient> = {
 }
 
 /** A `Pgflows` instance for the given workflows, on the store in context, alive for the scope. */
-export const engine = <const W extends ReadonlyArray<Workflow.Any>>(workflows: W) =>
+export const engine = <const W extends ReadonlyArray<Workflow.Any>>(
+  workflows: W,
+  plugins?: ReadonlyArray<Plugin.Plugin>
+) =>
   Effect.map(
-    Layer.build(Pgflows.layer({ workflows }) as Layer.Layer<Pgflows.Pgflows, never, Store.Store | WorkQueue.WorkQueue>),
+    Layer.build(
+      Pgflows.layer({ workflows, plugins }) as Layer.Layer<Pgflows.Pgflows, never, Store.Store | WorkQueue.WorkQueue>
+    ),
     (context) => Context.get(context, Pgflows.Pgflows)
   )
 

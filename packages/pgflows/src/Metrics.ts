@@ -1,0 +1,24 @@
+/**
+ * Metrics the engine keeps by itself (without a plugin), read with `Metric.value` or exported with
+ * the application's metrics exporter.
+ *
+ * @example
+ * ```ts
+ * const waiting = yield* Metric.value(Metric.withAttributes(Metrics.runsWithoutWorker, { workflow: "order" }))
+ * ```
+ *
+ * @since 0.1.0
+ */
+import * as Metric from "effect/Metric"
+
+/**
+ * Runs that are due but wait, longer than `PgflowsConfig.unclaimedWarning`, for a worker that
+ * registers their workflow (attribute `workflow`). Set by running workers at every check; during a
+ * rolling deploy that adds a workflow it rises until a new worker starts, and it should stay 0.
+ *
+ * @category metrics
+ * @since 0.1.0
+ */
+export const runsWithoutWorker = Metric.gauge("pgflows_runs_without_worker", {
+  description: "Due runs that wait past PGFLOWS_UNCLAIMED_WARNING for a worker registering their workflow"
+})
