@@ -13,11 +13,10 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as PubSub from "effect/PubSub"
 import * as Queue from "effect/Queue"
-import { encodeEngineFailure } from "./internal/failure.ts"
 import type { MemoryQueueState } from "./internal/memoryQueue.ts"
 import * as MemoryWorkQueue from "./MemoryWorkQueue.ts"
 import * as PgflowsConfig from "./PgflowsConfig.ts"
-import { type StoreError, UnknownWorkflow } from "./PgflowsError.ts"
+import type { StoreError } from "./PgflowsError.ts"
 import * as Store from "./Store.ts"
 import type * as WorkQueue from "./WorkQueue.ts"
 
@@ -39,7 +38,7 @@ export const layer: Layer.Layer<Store.Store | WorkQueue.WorkQueue> = Layer.effec
 
 // internal
 
-type MutableRun = { -readonly [K in keyof Store.RunRecord]: Store.RunRecord[K] }
+type MutableRun = { -readonly [K in keyof Store.RunRecord]: Store.RunRecord[K] } & { input: unknown }
 
 const terminal = (status: Store.RunRecord["status"]) =>
   status === "completed" || status === "failed" || status === "cancelled"
@@ -53,12 +52,15 @@ const make = (
   const steps = new Map<string, Map<string, Store.StepRecord>>()
   const signals: Array<{ runId: string; name: string; payload: unknown; consumedKey: string | null }> = []
   const events = new Map<string, { value: unknown; updatedAt: number }>()
+  const workers = new Map<string, { readonly workflows: ReadonlyArray<string>; readonly expiresAt: number }>()
   const queue = config.queue
 
   const atNow = <A>(f: (now: number) => A): Effect.Effect<A, StoreError> =>
     Effect.flatMap(Clock.currentTimeMillis, (now) => Effect.sync(() => f(now)))
   const notify = (notification: Store.Notification) => PubSub.publishUnsafe(notifications, notification)
-  const snapshot = (run: MutableRun): Store.RunRecord => ({ ...run })
+  const snapshot = ({ input: _, ...run }: MutableRun): Store.RunRecord => ({ ...run })
+  const served = (workflow: string, now: number) =>
+    [...workers.values()].some((worker) => worker.expiresAt > now && worker.workflows.includes(workflow))
 
   const end = (run: MutableRun, msgId: number | null, now: number) => {
     if (msgId !== null) state.delete(msgId)
@@ -138,7 +140,7 @@ const make = (
         const result = newRuns.map((input): Store.Created => {
           const existing = runs.get(input.id)
           if (existing !== undefined) {
-            return { id: input.id, created: false, workflow: existing.workflow, msgId: null, deadlineAt: null }
+            return { id: input.id, created: false, workflow: existing.workflow }
           }
           const deadlines = [
             input.deadlineAt,
@@ -173,7 +175,22 @@ const make = (
             completedAt: null
           })
           if (claimed === undefined && delay <= 0) runnable = true
-          return { id: input.id, created: true, workflow: input.workflow, msgId, deadlineAt }
+          const run = runs.get(input.id)!
+          return {
+            id: input.id,
+            created: true,
+            workflow: input.workflow,
+            ...(claimed === undefined ? {} : {
+              claimed: {
+                run: snapshot(run),
+                input: { _tag: "Value", value: run.input },
+                token: claimed.token,
+                msgId,
+                journal: [],
+                now
+              }
+            })
+          }
         })
         if (runnable) notify({ _tag: "Runnable" })
         return result
@@ -181,7 +198,14 @@ const make = (
 
     claim: (request) =>
       atNow((now) => {
-        const messages = state.read(queue, now, request.leaseMillis, request.limit)
+        // Only messages of the workflows this worker registers are read.
+        const messages = state.read(
+          queue,
+          now,
+          request.leaseMillis,
+          request.limit,
+          (message) => request.workflows.includes((message as { workflow: string }).workflow)
+        )
         const claimed: Array<Store.ClaimedRun> = []
         const claimedRuns = new Set<string>()
         for (const message of messages) {
@@ -189,21 +213,6 @@ const make = (
           const run = runs.get(body.run)
           if (run === undefined || terminal(run.status) || claimedRuns.has(body.run)) {
             state.delete(message.msgId)
-            continue
-          }
-          if (!request.workflows.includes(run.workflow)) {
-            if (message.readCount >= request.maxDeliveries) {
-              run.status = "failed"
-              run.error = encodeEngineFailure(
-                new UnknownWorkflow({ workflow: run.workflow, deliveries: message.readCount })
-              )
-              run.completedAt = now
-              end(run, null, now)
-              state.archiveMessage(message.msgId, now)
-              notify({ _tag: "Done", runId: run.id })
-            } else {
-              message.visibleAt = now + request.redeliverMillis
-            }
             continue
           }
           if (!claimable(run, now)) {
@@ -225,6 +234,7 @@ const make = (
           claimedRuns.add(run.id)
           claimed.push({
             run: snapshot(run),
+            input: { _tag: "Value", value: run.input },
             token,
             msgId: message.msgId,
             journal: [...(steps.get(run.id)?.values() ?? [])],
@@ -428,6 +438,12 @@ const make = (
         return run === undefined ? undefined : snapshot(run)
       }),
 
+    getInput: (runId) =>
+      Effect.sync(() => {
+        const run = runs.get(runId)
+        return run === undefined ? undefined : { _tag: "Value", value: run.input }
+      }),
+
     getSteps: (runId) => Effect.sync(() => [...(steps.get(runId)?.values() ?? [])]),
 
     listRuns: (query) =>
@@ -445,7 +461,15 @@ const make = (
         const page = from.slice(0, query.limit)
         const last = page[page.length - 1]
         return {
-          runs: page.map(snapshot),
+          runs: page.map((run) => ({
+            id: run.id,
+            workflow: run.workflow,
+            status: run.status,
+            executions: run.executions,
+            createdAt: run.createdAt,
+            updatedAt: run.updatedAt,
+            completedAt: run.completedAt
+          })),
           nextCursor: from.length > query.limit && last !== undefined
             ? encodeCursor(last.createdAt, last.id)
             : undefined
@@ -456,6 +480,29 @@ const make = (
       const next = state.nextVisible(queue, now)
       return next === undefined ? undefined : next - now
     }),
+
+    announceWorker: (announcement) =>
+      atNow((now) => {
+        workers.set(announcement.worker, {
+          workflows: announcement.workflows,
+          expiresAt: now + announcement.ttlMillis
+        })
+      }),
+
+    retireWorker: (worker) => Effect.sync(() => void workers.delete(worker)),
+
+    hasWorkerFor: (workflow) => atNow((now) => served(workflow, now)),
+
+    unclaimed: (olderThanMillis) =>
+      atNow((now) => {
+        const counts = new Map<string, number>()
+        for (const message of state.messages.values()) {
+          const workflow = (message.message as { workflow: string }).workflow
+          if (message.queue !== queue || message.visibleAt > now - olderThanMillis || served(workflow, now)) continue
+          counts.set(workflow, (counts.get(workflow) ?? 0) + 1)
+        }
+        return [...counts].sort(([a], [b]) => a < b ? -1 : 1).map(([workflow, runs]) => ({ workflow, runs }))
+      }),
 
     subscribe: Effect.gen(function*() {
       const subscription = yield* PubSub.subscribe(notifications)

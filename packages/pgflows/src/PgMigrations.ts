@@ -11,7 +11,12 @@
  * 1. `queue`: the built-in queue (`queues`, `queue_messages`, `queue_archive`) with pgmq's semantics;
  * 2. `runs`: runs and their journal (`runs`, `steps`);
  * 3. `enqueue_workflow`: the SQL entry point `<schema>.enqueue_workflow(name, input, id)` and the
- *    `settings` row it reads (queue and channel names).
+ *    `settings` row it reads (queue and channel names);
+ * 4. `schedules`: the built-in and pg_durable schedulers' schedules;
+ * 5. `primitives`: signals, events, and the counters and deadlines of runs;
+ * 6. `trace`: the span context that started a run;
+ * 7. `workers`: the running workers and the workflows each serves, so that a run no worker can take
+ *    is shown as waiting for one instead of being failed.
  *
  * @since 0.1.0
  */
@@ -187,6 +192,18 @@ CREATE INDEX schedules_due ON ${s}.schedules (next_tick) WHERE scheduler = 'buil
       // The span context of the code that started the run (OpenTelemetry on), the parent of its first
       // execution's span.
       `ALTER TABLE ${s}.runs ADD COLUMN trace jsonb`
+    ]],
+    [7, "workers", [
+      // Each running worker announces itself (and renews it about every third of a lease): which queue
+      // it serves and which workflows it registers.
+      `CREATE TABLE ${s}.workers (
+  id text PRIMARY KEY,
+  queue text NOT NULL,
+  workflows text[] NOT NULL,
+  started_at timestamptz NOT NULL DEFAULT now(),
+  heartbeat_at timestamptz NOT NULL DEFAULT now(),
+  expires_at timestamptz NOT NULL
+)`
     ]]
   ]
 }

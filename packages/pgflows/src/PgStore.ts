@@ -10,6 +10,21 @@
  * write of a claimed run locks the run row and checks the claim's token, so a worker that lost its
  * lease can never write over the worker that took the run over.
  *
+ * Isolation (docs/ARCHITECTURE.md, "Runs are isolated"):
+ *
+ * - `createRuns` called inside the caller's transaction (`sql.withTransaction`) writes through it,
+ *   so the runs exist exactly when the caller commits, and never creates them claimed (the local
+ *   fast path): nothing of them executes before the commit, whose NOTIFY wakes the workers. Every
+ *   other operation of the engine runs outside any caller's transaction, on connections it acquires
+ *   itself.
+ * - A shared (group-commit) statement that the database rejects because of one write's values is
+ *   written again in halves, so the other writes commit; the write at fault fails with a
+ *   `StoreError` whose `rejected` is true.
+ * - A stored value is read only when it fits what the client can read (`PgClient`'s
+ *   `maxMessageSize`, less some room); a larger one is reported by size, so one run's value can
+ *   never make a claim, a `status` or a `list` fail for others. `maxPayloadBytes` is checked against
+ *   that limit when the layer is built.
+ *
  * Times come from the database (`now()`), never from the workers' clocks. Workers are woken by
  * `NOTIFY` on `PgflowsConfig.notifyChannel`.
  *
@@ -17,17 +32,18 @@
  */
 import * as PgClient from "@effect/sql-pg/PgClient"
 import * as Cause from "effect/Cause"
+import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
 import * as Queue from "effect/Queue"
 import * as SqlClient from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
-import * as Identifier from "./Identifier.ts"
 import * as Batcher from "./internal/batcher.ts"
-import { encodeEngineFailure } from "./internal/failure.ts"
 import * as Params from "./internal/pgParams.ts"
+import * as Statements from "./internal/pgStatements.ts"
 import * as PgflowsConfig from "./PgflowsConfig.ts"
-import { StoreError, UnknownWorkflow } from "./PgflowsError.ts"
+import { StoreError } from "./PgflowsError.ts"
 import * as PgMigrations from "./PgMigrations.ts"
 import type { Status, StepStatus } from "./Run.ts"
 import * as Store from "./Store.ts"
@@ -38,12 +54,17 @@ import * as Store from "./Store.ts"
  * @category layers
  * @since 0.1.0
  */
-export const layer: Layer.Layer<Store.Store, StoreError, PgClient.PgClient | SqlClient.SqlClient> = Layer.effect(
+export const layer: Layer.Layer<
+  Store.Store,
+  StoreError | PgflowsConfig.PgflowsConfigError,
+  PgClient.PgClient | SqlClient.SqlClient
+> = Layer.effect(
   Store.Store,
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
     const pg = yield* PgClient.PgClient
     const config = yield* PgflowsConfig.PgflowsConfig
+    const limit = yield* readLimit(pg, config)
     yield* PgMigrations.run.pipe(Effect.mapError((cause) => storeError("migrations", cause)))
     yield* sql`INSERT INTO ${sql(`${config.schema}.settings`)} (queue, notify_channel)
       VALUES (${config.queue}, ${config.notifyChannel})
@@ -52,54 +73,68 @@ export const layer: Layer.Layer<Store.Store, StoreError, PgClient.PgClient | Sql
     )
     yield* sql`INSERT INTO ${sql(`${config.schema}.queues`)} (name) VALUES (${config.queue}) ON CONFLICT DO NOTHING`
       .pipe(Effect.mapError((cause) => storeError("create queue", cause)))
-    const statements = makeStatements(config.schema)
+    const statements = Statements.make(config.schema)
     const q = config.queue
     const channel = config.notifyChannel
 
+    /** Runs an engine operation outside any transaction of the caller, on a connection of its own. */
+    const detached = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+      Effect.updateContext(
+        effect,
+        (context: Context.Context<R>) => Context.omit(sql.transactionService)(context) as Context.Context<R>
+      )
+
     const write = yield* Batcher.make(
-      (batch: ReadonlyArray<Write>) => commitBatch(sql, statements, channel, batch),
-      { maxBatch: 512, flushers: 2 }
+      (batch: ReadonlyArray<Write>) => detached(commitBatch(sql, statements, channel, batch)),
+      { maxBatch: 512, flushers: 2, split: (error) => !error.retryable }
     )
 
-    const createRuns = (runs: ReadonlyArray<Store.NewRun>) =>
-      runs.length === 0 ? Effect.succeed([]) : sql.unsafe<CreatedRow>(statements.createRuns, [
-        Params.texts(runs.map((run) => run.id)),
-        Params.texts(runs.map((run) => run.workflow)),
-        Params.texts(runs.map((run) => JSON.stringify(run.input ?? null))),
-        Params.floats(runs.map((run) => run.delayMillis ?? 0)),
-        Params.texts(runs.map((run) => run.parentId ?? null)),
-        Params.texts(runs.map((run) => run.claimFor?.token ?? null)),
-        Params.floats(runs.map((run) => run.claimFor?.leaseMillis ?? 0)),
+    const createRuns = Effect.fnUntraced(function*(runs: ReadonlyArray<Store.NewRun>) {
+      if (runs.length === 0) return []
+      // Inside the caller's transaction the runs must not execute before its commit: none is claimed.
+      const inTransaction = Option.isSome(yield* Effect.serviceOption(sql.transactionService))
+      const planned: ReadonlyArray<Store.NewRun> = inTransaction ? runs.map(({ claimFor: _, ...run }) => run) : runs
+      const rows = yield* sql.unsafe<CreatedRow>(statements.createRuns, [
+        Params.texts(planned.map((run) => run.id)),
+        Params.texts(planned.map((run) => run.workflow)),
+        Params.texts(planned.map((run) => JSON.stringify(run.input ?? null))),
+        Params.floats(planned.map((run) => run.delayMillis ?? 0)),
+        Params.texts(planned.map((run) => run.parentId ?? null)),
+        Params.texts(planned.map((run) => run.claimFor?.token ?? null)),
+        Params.floats(planned.map((run) => run.claimFor?.leaseMillis ?? 0)),
         q,
         channel,
-        Params.floats(runs.map((run) => run.deadlineAt ?? null)),
-        Params.floats(runs.map((run) => run.timeoutMillis ?? null)),
-        Params.texts(runs.map((run) => run.trace === undefined ? null : JSON.stringify(run.trace)))
-      ]).pipe(
-        Effect.flatMap((rows) =>
-          Effect.forEach(rows, (row) =>
-            row.workflow !== null
-              ? Effect.succeed<Store.Created>({
-                id: row.id,
-                created: row.created,
-                workflow: row.workflow,
-                msgId: row.msg_id === null ? null : Number(row.msg_id),
-                deadlineAt: row.deadline_ms === null ? null : Number(row.deadline_ms)
-              })
-              // Another transaction created the same id while we ran: read what it wrote.
-              : Effect.map(
-                sql<{ workflow: string }>`SELECT workflow FROM ${sql(`${config.schema}.runs`)} WHERE id = ${row.id}`,
-                (found): Store.Created => ({
-                  id: row.id,
-                  created: false,
-                  workflow: found[0]?.workflow ?? "",
-                  msgId: null,
-                  deadlineAt: null
-                })
-              ))
-        ),
-        Effect.mapError((cause) => storeError("createRuns", cause))
-      )
+        Params.floats(planned.map((run) => run.deadlineAt ?? null)),
+        Params.floats(planned.map((run) => run.timeoutMillis ?? null)),
+        Params.texts(planned.map((run) => run.trace === undefined ? null : JSON.stringify(run.trace)))
+      ])
+      return yield* Effect.forEach(rows, (row, index) => {
+        if (row.workflow === null) {
+          // Another transaction created the same id while we ran: read what it wrote.
+          return Effect.map(
+            sql<{ workflow: string }>`SELECT workflow FROM ${sql(`${config.schema}.runs`)} WHERE id = ${row.id}`,
+            (found): Store.Created => ({ id: row.id, created: false, workflow: found[0]?.workflow ?? "" })
+          )
+        }
+        const run = planned[index]!
+        const claimed = row.created && row.lease_owner !== null && row.status === "running"
+          ? {
+            run: toRunRecord({ ...row, output: null, error: null, completed_at: null } as RunRow),
+            input: { _tag: "Value", value: run.input ?? null },
+            token: row.lease_owner,
+            msgId: Number(row.msg_id),
+            journal: [],
+            now: Number(row.now_ms)
+          } satisfies Store.ClaimedRun
+          : undefined
+        return Effect.succeed<Store.Created>({
+          id: row.id,
+          created: row.created,
+          workflow: row.workflow,
+          ...(claimed === undefined ? {} : { claimed })
+        })
+      })
+    }, Effect.mapError((cause) => storeError("createRuns", cause)))
 
     const claim = Effect.fnUntraced(function*(request: Store.ClaimRequest) {
       const rows = yield* sql.unsafe<ClaimRow>(statements.claim, [
@@ -107,7 +142,8 @@ export const layer: Layer.Layer<Store.Store, StoreError, PgClient.PgClient | Sql
         request.limit,
         request.leaseMillis,
         request.worker,
-        Params.texts(request.workflows)
+        Params.texts(request.workflows),
+        limit
       ])
       const claimed: Array<Store.ClaimedRun> = []
       const claimedRuns = new Set<string>()
@@ -115,17 +151,19 @@ export const layer: Layer.Layer<Store.Store, StoreError, PgClient.PgClient | Sql
         if (row.id === null) continue
         claimedRuns.add(row.id)
         claimed.push({
-          run: toRunRecord(row),
+          run: toRunRecord({ ...row, id: row.id, output: null, error: null, msg_id: row.msg_id }),
+          input: row.input_text === null
+            ? { _tag: "TooLarge", bytes: Number(row.input_bytes) }
+            : { _tag: "Value", value: JSON.parse(row.input_text) },
           token: row.lease_owner!,
           msgId: Number(row.msg_id),
           journal: [],
           now: Number(row.now_ms)
         })
       }
-      // Messages that did not lead to a claim: stale (terminal or missing run), duplicates, early,
-      // owned by a live lease, or for a workflow this worker does not know.
+      // Messages that did not lead to a claim: stale (terminal or missing run), duplicates, early, or
+      // owned by a live lease.
       const fixes: Array<{ msgId: number; action: "delete" | "defer"; at: number | null }> = []
-      const unknown: Array<{ runId: string; workflow: string; msgId: number; deliveries: number }> = []
       for (const row of rows) {
         if (row.id !== null) continue
         const msgId = Number(row.msg_id)
@@ -134,12 +172,6 @@ export const layer: Layer.Layer<Store.Store, StoreError, PgClient.PgClient | Sql
           fixes.push({ msgId, action: "delete", at: null })
         } else if (claimedRuns.has(row.run_id)) {
           fixes.push({ msgId, action: "delete", at: null })
-        } else if (!request.workflows.includes(row.message_workflow)) {
-          if (row.read_ct >= request.maxDeliveries) {
-            unknown.push({ runId: row.run_id, workflow: row.message_workflow, msgId, deliveries: row.read_ct })
-          } else {
-            fixes.push({ msgId, action: "defer", at: Number(row.now_ms) + request.redeliverMillis })
-          }
         } else if (status === "running") {
           fixes.push({ msgId, action: "defer", at: toMillis(row.current_lease) ?? Number(row.now_ms) })
         } else {
@@ -153,19 +185,10 @@ export const layer: Layer.Layer<Store.Store, StoreError, PgClient.PgClient | Sql
           Params.floats(fixes.map((fix) => fix.at))
         ])
       }
-      for (const run of unknown) {
-        const error = new UnknownWorkflow({ workflow: run.workflow, deliveries: run.deliveries })
-        yield* sql.unsafe(statements.failUnknown, [
-          run.runId,
-          run.msgId,
-          JSON.stringify(encodeEngineFailure(error)),
-          channel
-        ])
-      }
       // A run executed before has a journal; a first execution cannot.
       const replayed = claimed.filter((c) => c.run.executions > 1).map((c) => c.run.id)
       if (replayed.length === 0) return claimed
-      const steps = yield* sql.unsafe<StepRow>(statements.journal, [Params.texts(replayed)])
+      const steps = yield* sql.unsafe<StepRow>(statements.journal, [Params.texts(replayed), limit])
       const journals = new Map<string, Array<Store.StepRecord>>()
       for (const step of steps) {
         const list = journals.get(step.run_id) ?? []
@@ -199,20 +222,32 @@ export const layer: Layer.Layer<Store.Store, StoreError, PgClient.PgClient | Sql
       )
 
     const getRun = (runId: string) =>
-      sql.unsafe<RunRow>(statements.getRun, [runId]).pipe(
-        Effect.map((rows) => rows[0] === undefined ? undefined : toRunRecord(rows[0])),
+      sql.unsafe<RunRow & ValueColumns>(statements.getRun, [runId, limit]).pipe(
+        Effect.map((rows) => rows[0] === undefined ? undefined : toRunRecord(withValues(rows[0]))),
         Effect.mapError((cause) => storeError("getRun", cause))
       )
 
+    const getInput = (runId: string) =>
+      sql.unsafe<{ input_text: string | null; input_bytes: number | string }>(statements.getInput, [runId, limit]).pipe(
+        Effect.map((rows): Store.StoredValue | undefined => {
+          const row = rows[0]
+          if (row === undefined) return undefined
+          return row.input_text === null
+            ? { _tag: "TooLarge", bytes: Number(row.input_bytes) }
+            : { _tag: "Value", value: JSON.parse(row.input_text) }
+        }),
+        Effect.mapError((cause) => storeError("getInput", cause))
+      )
+
     const getSteps = (runId: string) =>
-      sql.unsafe<StepRow>(statements.journal, [Params.texts([runId])]).pipe(
+      sql.unsafe<StepRow>(statements.journal, [Params.texts([runId]), limit]).pipe(
         Effect.map((rows) => rows.map(toStepRecord)),
         Effect.mapError((cause) => storeError("getSteps", cause))
       )
 
     const listRuns = (query: Store.ListQuery) => {
       const cursor = query.cursor === undefined ? undefined : decodeCursor(query.cursor)
-      return sql.unsafe<RunRow & { created_us: string }>(statements.list, [
+      return sql.unsafe<SummaryRow>(statements.list, [
         query.workflow ?? null,
         query.status ?? null,
         cursor?.micros ?? null,
@@ -223,7 +258,15 @@ export const layer: Layer.Layer<Store.Store, StoreError, PgClient.PgClient | Sql
           const page = rows.slice(0, query.limit)
           const last = page[page.length - 1]
           return {
-            runs: page.map(toRunRecord),
+            runs: page.map((row) => ({
+              id: row.id,
+              workflow: row.workflow,
+              status: row.status,
+              executions: row.executions,
+              createdAt: row.created_at.getTime(),
+              updatedAt: row.updated_at.getTime(),
+              completedAt: toMillis(row.completed_at)
+            })),
             nextCursor: rows.length > query.limit && last !== undefined
               ? encodeCursor(last.created_us, last.id)
               : undefined
@@ -320,28 +363,19 @@ export const layer: Layer.Layer<Store.Store, StoreError, PgClient.PgClient | Sql
         Effect.mapError((cause) => storeError(operation, cause))
       )
 
+    // The step's own transaction, never a savepoint of a transaction the caller happened to have open.
     const checkpointWith = <A, E, R>(checkpoint: (value: A) => Store.Checkpoint, effect: Effect.Effect<A, E, R>) =>
-      sql.withTransaction(
+      detached(sql.withTransaction(
         Effect.gen(function*() {
           const value = yield* effect
           const cp = checkpoint(value)
-          const rows = yield* sql.unsafe<{ run_id: string }>(statements.transactionalCheckpoint, [
-            Params.texts([cp.runId]),
-            Params.texts([cp.token]),
-            Params.texts([cp.key]),
-            Params.texts([cp.name]),
-            Params.texts([cp.inputHash]),
-            Params.texts([cp.status]),
-            Params.texts([cp.output === undefined || cp.output === null ? null : JSON.stringify(cp.output)]),
-            Params.texts([cp.error === undefined || cp.error === null ? null : JSON.stringify(cp.error)]),
-            Params.ints([cp.attempts]),
-            Params.floats([cp.wakeInMillis ?? null])
-          ]).pipe(Effect.mapError((cause) => storeError("checkpoint", cause)))
+          const rows = yield* sql.unsafe<{ run_id: string }>(statements.transactionalCheckpoint, checkpointParams([cp]))
+            .pipe(Effect.mapError((cause) => storeError("checkpoint", cause)))
           // Not ours any more: roll the effect back with the checkpoint.
           if (rows.length === 0) return yield* Effect.fail(leaseLost)
           return value
         })
-      ).pipe(
+      )).pipe(
         Effect.catchIf(
           (error): error is typeof leaseLost => error === leaseLost,
           () => Effect.succeed("lease-lost" as const)
@@ -351,33 +385,94 @@ export const layer: Layer.Layer<Store.Store, StoreError, PgClient.PgClient | Sql
         )
       )
 
+    const announceWorker = (announcement: Store.WorkerAnnouncement) =>
+      sql.unsafe(statements.announceWorker, [
+        announcement.worker,
+        q,
+        Params.texts(announcement.workflows),
+        announcement.ttlMillis
+      ]).pipe(Effect.asVoid, Effect.mapError((cause) => storeError("announceWorker", cause)))
+
+    const retireWorker = (worker: string) =>
+      sql.unsafe(statements.retireWorker, [worker]).pipe(
+        Effect.asVoid,
+        Effect.mapError((cause) => storeError("retireWorker", cause))
+      )
+
+    const hasWorkerFor = (workflow: string) =>
+      sql.unsafe<{ served: boolean }>(statements.hasWorkerFor, [q, workflow]).pipe(
+        Effect.map((rows) => rows[0]?.served === true),
+        Effect.mapError((cause) => storeError("hasWorkerFor", cause))
+      )
+
+    const unclaimed = (olderThanMillis: number) =>
+      sql.unsafe<{ workflow: string; runs: number }>(statements.unclaimed, [q, olderThanMillis]).pipe(
+        Effect.map((rows) => rows.map((row) => ({ workflow: row.workflow, runs: row.runs }))),
+        Effect.mapError((cause) => storeError("unclaimed", cause))
+      )
+
     // The engine's own statements are not traced one by one: pgflows traces workflows and steps,
     // and a span per statement on the hot path would cost more than some statements themselves.
     const untraced = Effect.withTracerEnabled(false)
+    const engine = <A, E, R>(effect: Effect.Effect<A, E, R>) => untraced(detached(effect))
     return Store.Store.of({
       createRuns: (runs) => untraced(createRuns(runs)),
-      claim: (request) => untraced(claim(request)),
+      claim: (request) => engine(claim(request)),
       checkpoint: (checkpoint) => untraced(write({ _tag: "Checkpoint", checkpoint })),
       transition: (transition) => untraced(write({ _tag: "Transition", transition })),
-      heartbeat: (leases, leaseMillis) => untraced(heartbeat(leases, leaseMillis)),
+      heartbeat: (leases, leaseMillis) => engine(heartbeat(leases, leaseMillis)),
       cancel,
       sendSignal,
-      takeSignal: (take) => untraced(takeSignal(take)),
-      setEvent: (write) => untraced(setEvent(write)),
+      takeSignal: (take) => engine(takeSignal(take)),
+      setEvent: (write) => engine(setEvent(write)),
       getEvent,
       retry: restart("retry"),
       resume: restart("resume"),
       checkpointWith,
       getRun: (runId) => untraced(getRun(runId)),
+      getInput,
       getSteps,
       listRuns,
-      nextWakeup: untraced(nextWakeup),
+      nextWakeup: engine(nextWakeup),
+      announceWorker: (announcement) => engine(announceWorker(announcement)),
+      retireWorker: (worker) => engine(retireWorker(worker)),
+      hasWorkerFor,
+      unclaimed: (olderThanMillis) => engine(unclaimed(olderThanMillis)),
       subscribe
     })
   })
 )
 
 // internal
+
+/** Room left in a message for the other columns of a row that holds one stored value. */
+const rowOverhead = 64 * 1024
+
+/**
+ * How jsonb's text form can grow over the compact JSON `maxPayloadBytes` measures: a space after
+ * every `:` and `,`, at most half again.
+ */
+const textGrowth = 1.5
+
+/**
+ * The largest stored value (bytes of text) a read may return, from the client's `maxMessageSize`;
+ * fails when `maxPayloadBytes` allows values that could not be read back.
+ */
+const readLimit = (pg: PgClient.PgClient, config: PgflowsConfig.PgflowsConfig) => {
+  const maxMessage = pg.config.maxMessageSize ?? 16 * 1024 * 1024
+  const limit = maxMessage - rowOverhead
+  const largest = Math.floor(limit / textGrowth)
+  return config.maxPayloadBytes <= largest
+    ? Effect.succeed(limit)
+    : Effect.fail(
+      new PgflowsConfig.PgflowsConfigError({
+        variable: "PGFLOWS_MAX_PAYLOAD_BYTES",
+        reason: `is ${config.maxPayloadBytes}, more than the PostgreSQL client can read back: its maxMessageSize is ` +
+          `${maxMessage} bytes, which allows at most ${largest}; lower the limit or raise maxMessageSize in ` +
+          `PgClient.layer({ maxMessageSize })`
+      })
+    )
+}
 
 /** Sentinel for rolling back a transactional checkpoint whose lease was lost. */
 const leaseLost = { _tag: "LeaseLost" } as const
@@ -386,19 +481,10 @@ type Write =
   | { readonly _tag: "Checkpoint"; readonly checkpoint: Store.Checkpoint }
   | { readonly _tag: "Transition"; readonly transition: Store.Transition }
 
-interface CreatedRow {
-  readonly id: string
-  readonly created: boolean
-  readonly workflow: string | null
-  readonly msg_id: string | number | null
-  readonly deadline_ms: number | null
-}
-
 interface RunRow {
   readonly id: string
   readonly workflow: string
   readonly status: Status
-  readonly input: unknown
   readonly output: unknown
   readonly error: unknown
   readonly executions: number
@@ -415,43 +501,80 @@ interface RunRow {
   readonly updated_at: Date
   readonly started_at: Date | null
   readonly completed_at: Date | null
+  readonly value_bytes?: number | string | null
 }
 
-interface ClaimRow extends Omit<RunRow, "id" | "msg_id"> {
+interface CreatedRow extends Omit<RunRow, "workflow" | "output" | "error" | "completed_at"> {
+  readonly created: boolean
+  readonly workflow: string | null
+  readonly now_ms: number | string
+}
+
+/** A stored value read as text when it fits, with the size of the larger one. */
+interface ValueColumns {
+  readonly output_text: string | null
+  readonly error_text: string | null
+  readonly value_bytes: number | string | null
+}
+
+interface ClaimRow extends Omit<RunRow, "id" | "msg_id" | "output" | "error"> {
   readonly id: string | null
   readonly msg_id: string | number
   readonly read_ct: number
   readonly run_id: string
-  readonly message_workflow: string
+  readonly input_text: string | null
+  readonly input_bytes: number | string | null
   readonly now_ms: number | string
   readonly current_status: Status | null
   readonly current_lease: Date | null
   readonly current_wake: Date | null
 }
 
-interface StepRow {
+interface StepRow extends ValueColumns {
   readonly run_id: string
   readonly key: string
   readonly name: string
   readonly input_hash: string
   readonly status: StepStatus
-  readonly output: unknown
-  readonly error: unknown
   readonly attempts: number
   readonly wake_at: Date | null
   readonly started_at: Date | null
   readonly completed_at: Date | null
 }
 
+interface SummaryRow {
+  readonly id: string
+  readonly workflow: string
+  readonly status: Status
+  readonly executions: number
+  readonly created_at: Date
+  readonly updated_at: Date
+  readonly completed_at: Date | null
+  readonly created_us: string
+}
+
 const toMillis = (date: Date | null): number | null => date === null ? null : date.getTime()
 
-const toRunRecord = (row: Omit<RunRow, "id"> & { readonly id: string | null }): Store.RunRecord => ({
-  id: row.id!,
+const parsed = (text: string | null): unknown => text === null ? null : JSON.parse(text)
+
+/** The values of a row read as text; `value_bytes` set only when one did not fit. */
+const withValues = (row: RunRow & ValueColumns): RunRow => {
+  const tooLarge = row.output_text === null && row.error_text === null && row.value_bytes !== null
+  return {
+    ...row,
+    output: parsed(row.output_text),
+    error: parsed(row.error_text),
+    value_bytes: tooLarge ? row.value_bytes : null
+  }
+}
+
+const toRunRecord = (row: RunRow): Store.RunRecord => ({
+  id: row.id,
   workflow: row.workflow,
   status: row.status,
-  input: row.input,
-  output: row.output,
-  error: row.error,
+  output: row.output ?? null,
+  error: row.error ?? null,
+  ...(row.value_bytes === null || row.value_bytes === undefined ? {} : { outcomeTooLarge: Number(row.value_bytes) }),
   executions: row.executions,
   recoveries: row.recoveries,
   events: row.events,
@@ -468,19 +591,23 @@ const toRunRecord = (row: Omit<RunRow, "id"> & { readonly id: string | null }): 
   completedAt: toMillis(row.completed_at)
 })
 
-const toStepRecord = (row: StepRow): Store.StepRecord => ({
-  runId: row.run_id,
-  key: row.key,
-  name: row.name,
-  inputHash: row.input_hash,
-  status: row.status,
-  output: row.output,
-  error: row.error,
-  attempts: row.attempts,
-  wakeAt: toMillis(row.wake_at),
-  startedAt: toMillis(row.started_at),
-  completedAt: toMillis(row.completed_at)
-})
+const toStepRecord = (row: StepRow): Store.StepRecord => {
+  const tooLarge = row.output_text === null && row.error_text === null && row.value_bytes !== null
+  return {
+    runId: row.run_id,
+    key: row.key,
+    name: row.name,
+    inputHash: row.input_hash,
+    status: row.status,
+    output: parsed(row.output_text),
+    error: parsed(row.error_text),
+    attempts: row.attempts,
+    wakeAt: toMillis(row.wake_at),
+    startedAt: toMillis(row.started_at),
+    completedAt: toMillis(row.completed_at),
+    ...(tooLarge ? { tooLarge: Number(row.value_bytes) } : {})
+  }
+}
 
 const parseNotification = (payload: string): Store.Notification | undefined => {
   if (payload === "run") return { _tag: "Runnable" }
@@ -504,13 +631,46 @@ const retryableCause = (cause: unknown): boolean => {
   return reason?.isRetryable ?? false
 }
 
-const storeError = (operation: string, cause: unknown): StoreError =>
-  cause instanceof StoreError ? cause : new StoreError({ operation, retryable: retryableCause(cause), cause })
+/** PostgreSQL's SQLSTATE in an error's chain of causes, if the database answered with one. */
+const sqlState = (cause: unknown): string | undefined => {
+  let current: unknown = cause
+  for (let depth = 0; depth < 5 && typeof current === "object" && current !== null; depth++) {
+    const code = (current as { code?: unknown }).code
+    if (typeof code === "string" && /^[0-9A-Z]{5}$/.test(code)) return code
+    const next = current as { reason?: unknown; cause?: unknown }
+    current = next.reason ?? next.cause
+  }
+  return undefined
+}
+
+const storeError = (operation: string, cause: unknown): StoreError => {
+  if (cause instanceof StoreError) return cause
+  const state = sqlState(cause)
+  return new StoreError({
+    operation,
+    retryable: retryableCause(cause),
+    ...(state === undefined ? {} : { sqlState: state }),
+    cause
+  })
+}
+
+const checkpointParams = (cps: ReadonlyArray<Store.Checkpoint>) => [
+  Params.texts(cps.map((c) => c.runId)),
+  Params.texts(cps.map((c) => c.token)),
+  Params.texts(cps.map((c) => c.key)),
+  Params.texts(cps.map((c) => c.name)),
+  Params.texts(cps.map((c) => c.inputHash)),
+  Params.texts(cps.map((c) => c.status)),
+  Params.texts(cps.map((c) => c.output === undefined || c.output === null ? null : JSON.stringify(c.output))),
+  Params.texts(cps.map((c) => c.error === undefined || c.error === null ? null : JSON.stringify(c.error))),
+  Params.ints(cps.map((c) => c.attempts)),
+  Params.floats(cps.map((c) => c.wakeInMillis ?? null))
+]
 
 /** Writes a batch of checkpoints and transitions in one statement; results in request order. */
 const commitBatch = (
   sql: SqlClient.SqlClient,
-  statements: Statements,
+  statements: Statements.Statements,
   channel: string,
   batch: ReadonlyArray<Write>
 ): Effect.Effect<ReadonlyArray<Store.WriteResult>, StoreError> => {
@@ -533,18 +693,6 @@ const commitBatch = (
   const cps = [...checkpoints.values()]
   const trs = [...transitions.values()]
   // Checkpoints alone, or transitions alone (the common cases), take shorter statements.
-  const checkpointParams = () => [
-    Params.texts(cps.map((c) => c.runId)),
-    Params.texts(cps.map((c) => c.token)),
-    Params.texts(cps.map((c) => c.key)),
-    Params.texts(cps.map((c) => c.name)),
-    Params.texts(cps.map((c) => c.inputHash)),
-    Params.texts(cps.map((c) => c.status)),
-    Params.texts(cps.map((c) => c.output === undefined || c.output === null ? null : JSON.stringify(c.output))),
-    Params.texts(cps.map((c) => c.error === undefined || c.error === null ? null : JSON.stringify(c.error))),
-    Params.ints(cps.map((c) => c.attempts)),
-    Params.floats(cps.map((c) => c.wakeInMillis ?? null))
-  ]
   const transitionParams = () => [
     Params.texts(trs.map((t) => t.runId)),
     Params.texts(trs.map((t) => t.token)),
@@ -558,10 +706,10 @@ const commitBatch = (
   ]
   type Row = { kind: string; run_id: string; key: string | null }
   const statement = trs.length === 0
-    ? sql.unsafe<Row>(statements.checkpoints, checkpointParams())
+    ? sql.unsafe<Row>(statements.checkpoints, checkpointParams(cps))
     : cps.length === 0
     ? sql.unsafe<Row>(statements.transitions, transitionParams())
-    : sql.unsafe<Row>(statements.commit, [...checkpointParams(), ...transitionParams()])
+    : sql.unsafe<Row>(statements.commit, [...checkpointParams(cps), ...transitionParams()])
   return statement.pipe(
     Effect.map((rows) => {
       const written = new Set<string>()
@@ -578,374 +726,4 @@ const commitBatch = (
     }),
     Effect.mapError((cause: SqlError) => storeError("commit", cause))
   )
-}
-
-type Statements = ReturnType<typeof makeStatements>
-
-/**
- * The end of executions, as CTEs over the transition arrays starting at parameter `$first`, after a
- * `locked` CTE that locked the runs: update the runs (a suspend whose run was woken meanwhile becomes
- * a release), delete, archive or reschedule their messages, wake the parents of runs that ended,
- * notify. `checkpoints` names the CTE of the batch's checkpoints, if any (to exclude nothing else).
- */
-const transitionCtes = (schema: Identifier.Identifier, first: number) => {
-  const s = Identifier.quote(schema)
-  const ms = "* interval '1 millisecond'"
-  const p = (n: number) => `$${first + n}`
-  return `tr AS (
-  SELECT t.*, CASE WHEN t.kind = 'suspend' AND l.events <> t.observed THEN 'release' ELSE t.kind END AS effective
-  FROM unnest(${p(0)}::text[], ${p(1)}::text[], ${p(2)}::text[], ${p(3)}::text[], ${p(4)}::text[], ${p(5)}::float8[],
-    ${p(6)}::bigint[], ${p(7)}::int[])
-    AS t(run_id, token, kind, output, error, wake_ms, msg_id, observed)
-  JOIN locked l ON l.id = t.run_id AND l.lease_owner = t.token
-), moved AS (
-  UPDATE ${s}.runs r SET
-    status = CASE tr.effective WHEN 'complete' THEN 'completed' WHEN 'fail' THEN 'failed'
-      WHEN 'suspend' THEN 'suspended' ELSE 'pending' END,
-    output = CASE WHEN tr.effective = 'complete' THEN tr.output::jsonb ELSE r.output END,
-    error = CASE WHEN tr.effective = 'fail' THEN tr.error::jsonb ELSE r.error END,
-    wake_at = CASE WHEN tr.effective = 'suspend' AND tr.wake_ms IS NOT NULL THEN now() + tr.wake_ms ${ms} END,
-    lease_owner = NULL,
-    lease_expires_at = NULL,
-    completed_at = CASE WHEN tr.effective IN ('complete', 'fail') THEN now() END,
-    updated_at = now()
-  FROM tr
-  WHERE r.id = tr.run_id
-  RETURNING r.id, r.parent_id, r.wake_at, tr.effective AS kind, tr.msg_id
-), removed AS (
-  DELETE FROM ${s}.queue_messages q USING moved m
-  WHERE q.msg_id = m.msg_id AND m.kind IN ('complete', 'fail')
-  RETURNING q.msg_id, q.queue, q.read_ct, q.enqueued_at, q.vt, q.message, m.kind
-), archived AS (
-  INSERT INTO ${s}.queue_archive (msg_id, queue, read_ct, enqueued_at, vt, message)
-  SELECT msg_id, queue, read_ct, enqueued_at, vt, message FROM removed WHERE kind = 'fail'
-), rescheduled AS (
-  UPDATE ${s}.queue_messages q
-  SET vt = CASE WHEN m.kind = 'release' THEN now() ELSE coalesce(m.wake_at, 'infinity'::timestamptz) END
-  FROM moved m WHERE q.msg_id = m.msg_id AND m.kind IN ('suspend', 'release')
-), woken AS (
-  -- A parent waits for its children: wake it (parents ending in this same batch need no wake-up).
-  UPDATE ${s}.runs p SET
-    events = p.events + 1,
-    wake_at = CASE WHEN p.status = 'suspended' THEN now() ELSE p.wake_at END,
-    updated_at = now()
-  FROM (SELECT DISTINCT parent_id FROM moved WHERE kind IN ('complete', 'fail') AND parent_id IS NOT NULL) c
-  WHERE p.id = c.parent_id AND p.id NOT IN (SELECT run_id FROM tr)
-    AND p.status NOT IN ('completed', 'failed', 'cancelled')
-  RETURNING p.status, p.msg_id
-), woken_messages AS (
-  UPDATE ${s}.queue_messages q SET vt = now() FROM woken w WHERE q.msg_id = w.msg_id AND w.status = 'suspended'
-), notified AS (
-  SELECT pg_notify(${p(8)}, CASE WHEN kind = 'release' THEN 'run' ELSE 'done:' || id END) AS n
-  FROM moved WHERE kind IN ('complete', 'fail', 'release')
-  UNION ALL SELECT pg_notify(${p(8)}, 'run') FROM (SELECT 1 FROM woken WHERE status = 'suspended' LIMIT 1) w
-)`
-}
-
-/** The journal writes of a batch, as CTEs after a `locked` CTE, over the arrays `$1` to `$10`. */
-const checkpointCtes = (schema: Identifier.Identifier) => {
-  const s = Identifier.quote(schema)
-  const ms = "* interval '1 millisecond'"
-  return `accepted AS MATERIALIZED (
-  SELECT t.* FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
-    $8::text[], $9::int[], $10::float8[])
-    AS t(run_id, token, key, name, input_hash, status, output, error, attempts, wake_ms)
-  JOIN locked l ON l.id = t.run_id AND l.lease_owner = t.token
-), written AS (
-  INSERT INTO ${s}.steps AS st
-    (run_id, key, name, input_hash, status, output, error, attempts, wake_at, completed_at)
-  SELECT run_id, key, name, input_hash, status, output::jsonb, error::jsonb, attempts,
-         CASE WHEN wake_ms IS NOT NULL THEN now() + wake_ms ${ms} END,
-         CASE WHEN status IN ('completed', 'failed') THEN now() END
-  FROM accepted
-  ON CONFLICT (run_id, key) DO UPDATE SET
-    status = EXCLUDED.status, output = EXCLUDED.output, error = EXCLUDED.error, attempts = EXCLUDED.attempts,
-    wake_at = EXCLUDED.wake_at, completed_at = EXCLUDED.completed_at
-  WHERE st.status NOT IN ('completed', 'failed')
-)`
-}
-
-const makeStatements = (schema: Identifier.Identifier) => {
-  const s = Identifier.quote(schema)
-  const ms = "* interval '1 millisecond'"
-  const lock = (ids: string) =>
-    `locked AS MATERIALIZED (
-  SELECT id, lease_owner, events FROM ${s}.runs WHERE id IN (${ids}) ORDER BY id FOR NO KEY UPDATE
-)`
-  // A checkpoint that finds its key already final (a retried commit) is accepted as written.
-  // Data-modifying CTEs always run; the notify CTE is a SELECT, so it runs only when referenced.
-  const transitionsResult = `SELECT 'tr' AS kind, id AS run_id, NULL AS key FROM moved
-UNION ALL SELECT 'n', NULL, NULL FROM (SELECT count(*) AS c FROM notified) AS forced WHERE forced.c < 0`
-  return {
-    createRuns: `
-WITH input AS (
-  SELECT t.id, t.workflow, t.input::jsonb AS input, t.delay_ms, t.parent_id, t.owner, t.lease_ms, t.ord,
-         t.trace::jsonb AS trace,
-         least(to_timestamp(t.deadline_ms / 1000.0), now() + t.timeout_ms ${ms}) AS deadline_at,
-         nextval('${schema}.queue_msg_id_seq') AS msg_id
-  FROM unnest($1::text[], $2::text[], $3::text[], $4::float8[], $5::text[], $6::text[], $7::float8[],
-    $10::float8[], $11::float8[], $12::text[])
-    WITH ORDINALITY AS t(id, workflow, input, delay_ms, parent_id, owner, lease_ms, deadline_ms, timeout_ms, trace,
-      ord)
-), inserted AS (
-  INSERT INTO ${s}.runs AS r
-    (id, workflow, status, input, wake_at, parent_id, msg_id, lease_owner, lease_expires_at, executions, started_at,
-     deadline_at, trace)
-  SELECT id, workflow,
-         CASE WHEN owner IS NULL THEN 'pending' ELSE 'running' END,
-         input,
-         CASE WHEN delay_ms > 0 THEN now() + delay_ms ${ms} END,
-         parent_id, msg_id, owner,
-         CASE WHEN owner IS NOT NULL THEN now() + lease_ms ${ms} END,
-         CASE WHEN owner IS NOT NULL THEN 1 ELSE 0 END,
-         CASE WHEN owner IS NOT NULL THEN now() END,
-         deadline_at, trace
-  FROM input
-  ON CONFLICT (id) DO NOTHING
-  RETURNING r.id, r.workflow, r.msg_id, r.wake_at, r.lease_expires_at, r.deadline_at
-), sent AS (
-  INSERT INTO ${s}.queue_messages (msg_id, queue, vt, message)
-  SELECT msg_id, $8, coalesce(lease_expires_at, wake_at, now()), jsonb_build_object('run', id, 'workflow', workflow)
-  FROM inserted
-  RETURNING msg_id
-), notified AS (
-  SELECT pg_notify($9, 'run') AS n
-  FROM (SELECT 1 FROM inserted WHERE lease_expires_at IS NULL AND wake_at IS NULL LIMIT 1) AS runnable
-)
-SELECT i.id, ins.id IS NOT NULL AS created, coalesce(ins.workflow, existing.workflow) AS workflow, ins.msg_id,
-  (extract(epoch FROM ins.deadline_at) * 1000)::float8 AS deadline_ms
-FROM input i
-LEFT JOIN inserted ins ON ins.id = i.id
-LEFT JOIN ${s}.runs existing ON existing.id = i.id
-CROSS JOIN (SELECT count(*) FROM notified) AS forced
-ORDER BY i.ord`,
-    claim: `
-WITH due AS (
-  SELECT msg_id FROM ${s}.queue_messages
-  WHERE queue = $1 AND vt <= now()
-  ORDER BY vt, msg_id
-  LIMIT $2
-  FOR UPDATE SKIP LOCKED
-), msgs AS (
-  UPDATE ${s}.queue_messages m SET vt = now() + $3 ${ms}, read_ct = m.read_ct + 1
-  FROM due WHERE m.msg_id = due.msg_id
-  RETURNING m.msg_id, m.read_ct, m.message->>'run' AS run_id, m.message->>'workflow' AS message_workflow
-), claimed AS (
-  UPDATE ${s}.runs r SET
-    status = 'running',
-    lease_owner = $4 || ':' || m.msg_id || ':' || m.read_ct,
-    lease_expires_at = now() + $3 ${ms},
-    executions = r.executions + 1,
-    recoveries = r.recoveries + CASE WHEN r.status = 'running' THEN 1 ELSE 0 END,
-    started_at = coalesce(r.started_at, now()),
-    wake_at = NULL,
-    msg_id = m.msg_id,
-    updated_at = now()
-  FROM msgs m
-  WHERE r.id = m.run_id
-    AND r.workflow = ANY($5::text[])
-    AND (
-      (r.status = 'pending' AND (r.wake_at IS NULL OR r.wake_at <= now()))
-      OR (r.status = 'suspended' AND r.wake_at <= now())
-      OR (r.status = 'running' AND r.lease_expires_at < now())
-    )
-  RETURNING r.id, r.workflow, r.status, r.input, r.output, r.error, r.executions, r.recoveries, r.events,
-    r.deadline_at, r.trace, r.lease_owner, r.lease_expires_at, r.wake_at, r.parent_id, r.created_at, r.updated_at,
-    r.started_at, r.completed_at, m.msg_id AS claimed_msg_id
-)
-SELECT m.msg_id, m.read_ct, m.run_id, m.message_workflow, c.id, c.workflow, c.status, c.input, c.output, c.error,
-  c.executions, c.recoveries, c.events, c.deadline_at, c.trace, c.lease_owner, c.lease_expires_at, c.wake_at, c.parent_id,
-  c.created_at, c.updated_at, c.started_at, c.completed_at,
-  extract(epoch FROM now()) * 1000 AS now_ms,
-  cur.status AS current_status, cur.lease_expires_at AS current_lease, cur.wake_at AS current_wake
-FROM msgs m
-LEFT JOIN claimed c ON c.claimed_msg_id = m.msg_id
-LEFT JOIN ${s}.runs cur ON cur.id = m.run_id`,
-    fixMessages: `
-WITH fix AS (
-  SELECT * FROM unnest($1::bigint[], $2::text[], $3::float8[]) AS f(msg_id, action, at_ms)
-), removed AS (
-  DELETE FROM ${s}.queue_messages q USING fix f WHERE q.msg_id = f.msg_id AND f.action = 'delete' RETURNING q.msg_id
-), deferred AS (
-  UPDATE ${s}.queue_messages q
-  SET vt = CASE WHEN f.at_ms IS NULL THEN 'infinity'::timestamptz ELSE to_timestamp(f.at_ms / 1000.0) END
-  FROM fix f WHERE q.msg_id = f.msg_id AND f.action = 'defer'
-  RETURNING q.msg_id
-)
-SELECT (SELECT count(*) FROM removed) AS removed, (SELECT count(*) FROM deferred) AS deferred`,
-    failUnknown: `
-WITH failed AS (
-  UPDATE ${s}.runs SET status = 'failed', error = $3::jsonb, lease_owner = NULL, lease_expires_at = NULL,
-    completed_at = now(), updated_at = now()
-  WHERE id = $1 AND status IN ('pending', 'suspended', 'running')
-  RETURNING id
-), moved AS (
-  DELETE FROM ${s}.queue_messages WHERE msg_id = $2 RETURNING *
-), archived AS (
-  INSERT INTO ${s}.queue_archive (msg_id, queue, read_ct, enqueued_at, vt, message)
-  SELECT msg_id, queue, read_ct, enqueued_at, vt, message FROM moved
-  RETURNING msg_id
-), notified AS (SELECT pg_notify($4, 'done:' || id) AS n FROM failed)
-SELECT (SELECT count(*) FROM archived) AS archived, (SELECT count(*) FROM notified) AS notified`,
-    journal: `
-SELECT run_id, key, name, input_hash, status, output, error, attempts, wake_at, started_at, completed_at
-FROM ${s}.steps WHERE run_id = ANY($1::text[])`,
-    checkpoints: `
-WITH ${lock("SELECT unnest($1::text[])")}, ${checkpointCtes(schema)}
-SELECT 'cp' AS kind, run_id, key FROM accepted`,
-    transitions: `
-WITH ${lock("SELECT unnest($1::text[])")}, ${transitionCtes(schema, 1)}
-${transitionsResult}`,
-    commit: `
-WITH ${lock("SELECT unnest($1::text[]) UNION SELECT unnest($11::text[])")}, ${checkpointCtes(schema)},
-${transitionCtes(schema, 11)}
-SELECT 'cp' AS kind, run_id, key FROM accepted
-UNION ALL ${transitionsResult}`,
-    heartbeat: `
-WITH lease AS (
-  SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[]) AS l(run_id, token, msg_id)
-), renewed AS (
-  UPDATE ${s}.runs r SET lease_expires_at = now() + $4 ${ms}
-  FROM lease l
-  WHERE r.id = l.run_id AND r.lease_owner = l.token AND r.status = 'running'
-  RETURNING l.token, l.msg_id
-), hidden AS (
-  UPDATE ${s}.queue_messages q SET vt = now() + $4 ${ms}
-  FROM renewed WHERE q.msg_id = renewed.msg_id
-  RETURNING q.msg_id
-)
-SELECT token FROM renewed CROSS JOIN (SELECT count(*) FROM hidden) AS forced`,
-    cancel: `
-WITH RECURSIVE tree AS (
-  SELECT id FROM ${s}.runs WHERE id = $1
-  UNION
-  SELECT c.id FROM ${s}.runs c JOIN tree t ON c.parent_id = t.id
-), cancelled AS (
-  UPDATE ${s}.runs SET status = 'cancelled', lease_owner = NULL, lease_expires_at = NULL, wake_at = NULL,
-    completed_at = now(), updated_at = now()
-  WHERE id IN (SELECT id FROM tree) AND status NOT IN ('completed', 'failed', 'cancelled')
-  RETURNING id, msg_id, parent_id
-), removed AS (
-  DELETE FROM ${s}.queue_messages q USING cancelled c WHERE q.msg_id = c.msg_id RETURNING q.msg_id
-), woken AS (
-  -- A parent (outside the cancelled tree) waiting for the cancelled run is woken.
-  UPDATE ${s}.runs p SET events = p.events + 1,
-    wake_at = CASE WHEN p.status = 'suspended' THEN now() ELSE p.wake_at END, updated_at = now()
-  FROM cancelled c
-  WHERE c.id = $1 AND p.id = c.parent_id AND p.status NOT IN ('completed', 'failed', 'cancelled')
-  RETURNING p.status, p.msg_id
-), woken_messages AS (
-  UPDATE ${s}.queue_messages q SET vt = now() FROM woken w WHERE q.msg_id = w.msg_id AND w.status = 'suspended'
-), notified AS (
-  SELECT pg_notify($2, 'cancel:' || id) AS n FROM cancelled
-  UNION ALL SELECT pg_notify($2, 'run') FROM woken
-)
-SELECT EXISTS (SELECT 1 FROM cancelled WHERE id = $1) AS cancelled,
-  (SELECT status FROM ${s}.runs WHERE id = $1) AS status,
-  (SELECT count(*) FROM removed) + (SELECT count(*) FROM notified) AS forced`,
-    sendSignal: `
-WITH target AS (
-  SELECT id, status FROM ${s}.runs WHERE id = $1 FOR NO KEY UPDATE
-), inserted AS (
-  INSERT INTO ${s}.signals (run_id, name, payload)
-  SELECT id, $2, $3::jsonb FROM target WHERE status NOT IN ('completed', 'failed', 'cancelled')
-  RETURNING run_id
-), woken AS (
-  UPDATE ${s}.runs r SET events = r.events + 1,
-    wake_at = CASE WHEN r.status = 'suspended' THEN now() ELSE r.wake_at END, updated_at = now()
-  FROM inserted i WHERE r.id = i.run_id
-  RETURNING r.status, r.msg_id
-), woken_messages AS (
-  UPDATE ${s}.queue_messages q SET vt = now() FROM woken w WHERE q.msg_id = w.msg_id AND w.status = 'suspended'
-), notified AS (
-  SELECT pg_notify($4, 'run') AS n FROM woken WHERE status = 'suspended'
-)
-SELECT (SELECT status FROM target) AS status, EXISTS (SELECT 1 FROM inserted) AS sent,
-  (SELECT count(*) FROM notified) AS forced`,
-    takeSignal: `
-WITH owned AS (
-  SELECT id FROM ${s}.runs WHERE id = $1 AND lease_owner = $2 FOR NO KEY UPDATE
-), oldest AS (
-  SELECT sg.id FROM ${s}.signals sg JOIN owned o ON sg.run_id = o.id
-  WHERE sg.name = $6 AND sg.consumed_key IS NULL
-  ORDER BY sg.id LIMIT 1 FOR UPDATE
-), taken AS (
-  UPDATE ${s}.signals sg SET consumed_key = $3, consumed_at = now() FROM oldest o WHERE sg.id = o.id
-  RETURNING sg.payload
-), written AS (
-  INSERT INTO ${s}.steps AS st (run_id, key, name, input_hash, status, output, attempts, completed_at)
-  SELECT $1, $3, $4, $5, 'completed', jsonb_build_object('signal', payload), 1, now() FROM taken
-  ON CONFLICT (run_id, key) DO UPDATE SET status = 'completed', output = EXCLUDED.output, error = NULL,
-    completed_at = now(), wake_at = NULL
-  WHERE st.status NOT IN ('completed', 'failed')
-)
-SELECT EXISTS (SELECT 1 FROM owned) AS owned, EXISTS (SELECT 1 FROM taken) AS taken,
-  (SELECT payload FROM taken) AS payload`,
-    setEvent: `
-WITH owned AS (
-  SELECT id FROM ${s}.runs WHERE id = $1 AND lease_owner = $2 FOR NO KEY UPDATE
-), written AS (
-  INSERT INTO ${s}.steps (run_id, key, name, input_hash, status, attempts, completed_at)
-  SELECT id, $3, $4, $5, 'completed', 1, now() FROM owned
-  ON CONFLICT (run_id, key) DO NOTHING
-  RETURNING run_id
-), published AS (
-  INSERT INTO ${s}.events (run_id, key, value) SELECT run_id, $6, $7::jsonb FROM written
-  ON CONFLICT (run_id, key) DO UPDATE SET value = EXCLUDED.value, updated_at = now()
-), notified AS (
-  SELECT pg_notify($8, 'event:' || run_id) AS n FROM written
-)
-SELECT EXISTS (SELECT 1 FROM owned) AS owned, (SELECT count(*) FROM notified) AS forced`,
-    getEvent: `SELECT value, updated_at FROM ${s}.events WHERE run_id = $1 AND key = $2`,
-    retry: `
-WITH restarted AS (
-  UPDATE ${s}.runs SET status = 'pending', error = NULL, completed_at = NULL, recoveries = 0, wake_at = NULL,
-    lease_owner = NULL, lease_expires_at = NULL, events = events + 1, updated_at = now(),
-    msg_id = nextval('${schema}.queue_msg_id_seq')
-  WHERE id = $1 AND status = 'failed'
-  RETURNING id, workflow, msg_id
-), dropped AS (
-  -- The failed entries run again; compensations that ran after the failure are forgotten with it.
-  DELETE FROM ${s}.steps st USING restarted r
-  WHERE st.run_id = r.id AND (st.status IN ('failed', 'running', 'retrying') OR st.key LIKE 'c%')
-), sent AS (
-  INSERT INTO ${s}.queue_messages (msg_id, queue, vt, message)
-  SELECT msg_id, $2, now(), jsonb_build_object('run', id, 'workflow', workflow) FROM restarted
-), notified AS (SELECT pg_notify($3, 'run') AS n FROM restarted)
-SELECT EXISTS (SELECT 1 FROM restarted) AS restarted, (SELECT status FROM ${s}.runs WHERE id = $1) AS status,
-  (SELECT count(*) FROM notified) AS forced`,
-    resume: `
-WITH RECURSIVE tree AS (
-  SELECT id FROM ${s}.runs WHERE id = $1 AND status = 'cancelled'
-  UNION
-  SELECT c.id FROM ${s}.runs c JOIN tree t ON c.parent_id = t.id WHERE c.status = 'cancelled'
-), resumed AS (
-  UPDATE ${s}.runs SET status = 'pending', completed_at = NULL, wake_at = NULL, lease_owner = NULL,
-    lease_expires_at = NULL, events = events + 1, updated_at = now(),
-    msg_id = nextval('${schema}.queue_msg_id_seq')
-  WHERE id IN (SELECT id FROM tree)
-  RETURNING id, workflow, msg_id
-), sent AS (
-  INSERT INTO ${s}.queue_messages (msg_id, queue, vt, message)
-  SELECT msg_id, $2, now(), jsonb_build_object('run', id, 'workflow', workflow) FROM resumed
-), notified AS (SELECT pg_notify($3, 'run') AS n FROM (SELECT 1 FROM resumed LIMIT 1) x)
-SELECT EXISTS (SELECT 1 FROM resumed WHERE id = $1) AS restarted,
-  (SELECT status FROM ${s}.runs WHERE id = $1) AS status, (SELECT count(*) FROM notified) AS forced`,
-    transactionalCheckpoint: `
-WITH ${lock("SELECT unnest($1::text[])")}, ${checkpointCtes(schema)}
-SELECT 'cp' AS kind, run_id, key FROM accepted`,
-    getRun: `SELECT * FROM ${s}.runs WHERE id = $1`,
-    list: `
-SELECT *, (extract(epoch FROM created_at) * 1000000)::bigint::text AS created_us
-FROM ${s}.runs
-WHERE ($1::text IS NULL OR workflow = $1)
-  AND ($2::text IS NULL OR status = $2)
-  AND ($3::bigint IS NULL
-    OR (created_at, id) < (timestamptz 'epoch' + $3::bigint * interval '1 microsecond', $4::text))
-ORDER BY created_at DESC, id DESC
-LIMIT $5`,
-    nextWakeup: `
-SELECT extract(epoch FROM (min(vt) - now())) * 1000 AS ms
-FROM ${s}.queue_messages WHERE queue = $1 AND vt > now() AND vt < 'infinity'::timestamptz`
-  }
 }

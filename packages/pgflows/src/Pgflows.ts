@@ -2,6 +2,16 @@
  * The engine and its client: start runs, follow them, cancel them, and execute them (`processOnce`
  * or a long-running `runWorker`).
  *
+ * This module is the client; the parts it is built from have modules of their own: the replay
+ * engine (`internal/engine.ts`), the executions and their leases (`internal/runner.ts`), the worker
+ * loop (`internal/worker.ts`) with its slots and the local hand-off (`internal/slots.ts`), and the
+ * notification listener (`internal/listener.ts`). docs/ARCHITECTURE.md says what they guarantee.
+ *
+ * **Starting inside a transaction.** `start` called inside the application's
+ * `sql.withTransaction` (PostgreSQL) writes the run through that transaction: the run exists exactly
+ * when the transaction commits, and nothing of it executes before (the transactional outbox). A
+ * rollback leaves no run. Call `result` after the commit, not inside the transaction.
+ *
  * `Pgflows.layer({ workflows })` builds the service on a `Store` and a `WorkQueue`; the services the
  * workflows' steps need are required by the layer and captured when it is built.
  * `Pgflows.layerPg` and `Pgflows.layerMemory` add the Postgres or in-memory backends.
@@ -32,17 +42,19 @@ import * as Option from "effect/Option"
 import * as PubSub from "effect/PubSub"
 import * as Queue from "effect/Queue"
 import * as Result from "effect/Result"
-import * as Schedule from "effect/Schedule"
 import type * as SqlClient from "effect/sql/SqlClient"
 import * as Tracer from "effect/Tracer"
 import * as Crypto from "node:crypto"
 import * as Os from "node:os"
 import { codec } from "./internal/codec.ts"
 import type { EngineEnv } from "./internal/engine.ts"
-import { decodeEngineFailure } from "./internal/failure.ts"
-import { byteSize } from "./internal/json.ts"
+import { decodeFailure } from "./internal/failure.ts"
+import { storeProblem, textProblem } from "./internal/json.ts"
+import * as Listener from "./internal/listener.ts"
 import * as Runner from "./internal/runner.ts"
+import type * as Slots from "./internal/slots.ts"
 import * as Telemetry from "./internal/telemetry.ts"
+import * as Worker from "./internal/worker.ts"
 import * as MemoryStore from "./MemoryStore.ts"
 import * as PgflowsConfig from "./PgflowsConfig.ts"
 import {
@@ -55,6 +67,7 @@ import {
   RunNotFound,
   RunNotRestartable,
   type StoreError,
+  UnstorableValue,
   WaitTimeout,
   WorkflowTimeout
 } from "./PgflowsError.ts"
@@ -138,7 +151,14 @@ export class Pgflows extends Context.Service<Pgflows, {
     options?: { readonly timeout?: Duration.Input | undefined }
   ) => Effect.Effect<
     Workflow.Output<W>,
-    Workflow.Error<W> | WorkflowTimeout | RunFailed | RunCancelled | RunNotFound | StoreError | WaitTimeout
+    | Workflow.Error<W>
+    | WorkflowTimeout
+    | RunFailed
+    | RunCancelled
+    | RunNotFound
+    | PayloadTooLarge
+    | StoreError
+    | WaitTimeout
   >
   /** Runs, newest first, one page at a time. */
   readonly list: (options?: ListOptions) => Effect.Effect<Page, StoreError>
@@ -155,7 +175,7 @@ export class Pgflows extends Context.Service<Pgflows, {
     id: string,
     name: string,
     payload: unknown
-  ) => Effect.Effect<void, RunNotFound | RunEnded | PayloadTooLarge | StoreError>
+  ) => Effect.Effect<void, RunNotFound | RunEnded | PayloadTooLarge | UnstorableValue | StoreError>
   /**
    * The latest value the run published under `key` (`Workflow.setEvent`), waiting up to `timeout`
    * for one to appear.
@@ -178,9 +198,11 @@ export class Pgflows extends Context.Service<Pgflows, {
   /** Claims the runs that are due now (up to the worker concurrency), runs them, returns how many. */
   readonly processOnce: Effect.Effect<number, StoreError>
   /**
-   * Works until interrupted: claims due runs (woken by NOTIFY, polling as a fallback), runs up to
-   * `concurrency` at once, renews their leases. Interrupting it stops claiming, lets runs in flight
-   * finish for `PgflowsConfig.shutdownGrace`, then hands the rest back.
+   * Works until interrupted: claims due runs of the registered workflows (woken by NOTIFY, polling
+   * as a fallback), runs up to `concurrency` at once, renews their leases. Interrupting it (SIGTERM
+   * under `NodeRuntime.runMain`, the end of the program that forked it) stops claiming, lets runs in
+   * flight finish for `PgflowsConfig.shutdownGrace`, then hands the rest back, claimable at once by
+   * another worker.
    */
   readonly runWorker: (options?: { readonly concurrency?: number | undefined }) => Effect.Effect<never>
   readonly queueMetrics: (queue?: string) => Effect.Effect<WorkQueue.Metrics, StoreError>
@@ -224,7 +246,7 @@ export const layerPg = <const W extends ReadonlyArray<Workflow.Any>>(
   options: Options<W>
 ): Layer.Layer<
   Pgflows | Store.Store | WorkQueue.WorkQueue,
-  StoreError,
+  StoreError | PgflowsConfig.PgflowsConfigError,
   PgClient.PgClient | SqlClient.SqlClient | Workflow.Requirements<W[number]>
 > => layer(options).pipe(Layer.provideMerge(Layer.merge(PgStore.layer, PgWorkQueue.layer)))
 
@@ -264,54 +286,18 @@ const make = <const W extends ReadonlyArray<Workflow.Any>>(options: Options<W>) 
       plugins: Plugin.runner([...(options.plugins ?? []), ...(yield* Plugin.Plugins)], options.pluginTimeout),
       tracer: config.otelEnabled ? yield* Telemetry.tracerFor(services) : undefined
     }
-    const worker = `${Os.hostname()}:${process.pid}:${Crypto.randomBytes(3).toString("hex")}`
+    const workerId = `${Os.hostname()}:${process.pid}:${Crypto.randomBytes(3).toString("hex")}`
     const events = yield* PubSub.unbounded<Runner.Event>()
-    const runner = yield* Runner.make({ env, registry, worker, events })
+    const runner = yield* Runner.make({ env, registry, worker: workerId, events })
     const wakeups = yield* Queue.make<void>({ capacity: 1, strategy: "dropping" })
     /** The worker running in this process, if any: `start` hands it new runs directly. */
-    const local: { current: LocalWorker | undefined } = { current: undefined }
+    const local: { current: Slots.LocalWorker | undefined } = { current: undefined }
     let localClaims = 0
-
-    // One subscription to the store's notifications for this process: wakes workers, ends waits,
-    // interrupts cancelled runs. When it fails (database restart), it is re-established with
-    // backoff; polling covers the gap.
-    let listenFailures = 0
-    yield* Effect.forkScoped(
-      Effect.scoped(Effect.gen(function*() {
-        const notifications = yield* store.subscribe
-        if (listenFailures > 0) yield* Effect.logInfo("pgflows: notifications re-established")
-        listenFailures = 0
-        while (true) {
-          const notification = yield* Queue.take(notifications)
-          if (notification._tag === "Runnable") yield* Queue.offer(wakeups, undefined)
-          else {
-            if (notification._tag === "Cancelled") yield* runner.interrupt(notification.runId, "cancelled")
-            yield* PubSub.publish(events, notification)
-          }
-        }
-      })).pipe(
-        Effect.tapError((error) =>
-          Effect.suspend(() =>
-            listenFailures++ === 0
-              ? Effect.logWarning(`pgflows: notifications interrupted (${error.message}); polling until they are back`)
-              : Effect.void
-          )
-        ),
-        Effect.retry(Schedule.min([Schedule.exponential("200 millis"), Schedule.spaced("5 seconds")])),
-        Effect.ignore
-      )
-    )
+    yield* Listener.listen({ store, runner, wakeups })
 
     const known = [...registry.keys()]
     const claim = (limit: number) =>
-      store.claim({
-        worker,
-        workflows: known,
-        limit,
-        leaseMillis: Duration.toMillis(config.lease),
-        maxDeliveries: config.maxDeliveries,
-        redeliverMillis: Duration.toMillis(config.pollInterval)
-      })
+      store.claim({ worker: workerId, workflows: known, limit, leaseMillis: Duration.toMillis(config.lease) })
 
     const prepare = <Wf extends Workflow.Any>(workflow: Wf, input: unknown, startOptions: StartOptions | undefined) =>
       Effect.gen(function*() {
@@ -319,12 +305,25 @@ const make = <const W extends ReadonlyArray<Workflow.Any>>(options: Options<W>) 
         if (Result.isFailure(encoded)) {
           return yield* new InvalidInput({ workflow: workflow.name, issues: encoded.failure })
         }
-        const bytes = byteSize(encoded.success)
-        if (bytes > config.maxPayloadBytes) {
+        const problem = storeProblem(encoded.success, config.maxPayloadBytes)
+        if (problem?._tag === "TooLarge") {
           return yield* new PayloadTooLarge({
             subject: `input of workflow "${workflow.name}"`,
-            bytes,
+            bytes: problem.bytes,
             limit: config.maxPayloadBytes
+          })
+        }
+        if (problem?._tag === "Unstorable") {
+          return yield* new InvalidInput({
+            workflow: workflow.name,
+            issues: [{ path: problem.path, message: `cannot be stored: ${problem.reason}` }]
+          })
+        }
+        const idProblem = startOptions?.id === undefined ? undefined : textProblem(startOptions.id)
+        if (idProblem !== undefined) {
+          return yield* new InvalidInput({
+            workflow: workflow.name,
+            issues: [{ path: "id", message: `the run id cannot be stored: ${idProblem}` }]
           })
         }
         const delay = startOptions?.delay === undefined
@@ -346,6 +345,7 @@ const make = <const W extends ReadonlyArray<Workflow.Any>>(options: Options<W>) 
      * Writes new runs. When this process runs a worker with free slots that knows the workflow, the
      * runs are written already claimed by it and start at once, without a round trip through the
      * queue (their message stays invisible while the lease holds, so a crash still hands them over).
+     * The store may decline (inside the caller's transaction); the reserved slots are then released.
      */
     const create = (workflow: Workflow.Any, runs: ReadonlyArray<Store.NewRun>) =>
       Effect.gen(function*() {
@@ -356,49 +356,19 @@ const make = <const W extends ReadonlyArray<Workflow.Any>>(options: Options<W>) 
         const reserved = eligible > 0 ? worker!.reserve(eligible) : 0
         const leaseMillis = Duration.toMillis(config.lease)
         let given = 0
-        const planned = runs.map((run): Store.NewRun =>
-          given < reserved && (run.delayMillis ?? 0) <= 0
-            ? { ...run, claimFor: { token: `${runner.worker}:local:${++localClaims}`, leaseMillis }, ...(given++, {}) }
-            : run
-        )
+        const planned = runs.map((run): Store.NewRun => {
+          if (given >= reserved || (run.delayMillis ?? 0) > 0) return run
+          given++
+          return { ...run, claimFor: { token: `${workerId}:local:${++localClaims}`, leaseMillis } }
+        })
         const created = yield* store.createRuns(planned).pipe(
           Effect.onError(() => Effect.sync(() => worker?.release(reserved)))
         )
-        const now = yield* Clock.currentTimeMillis
         let launched = 0
-        for (const [index, row] of created.entries()) {
-          const run = planned[index]!
-          if (run.claimFor === undefined) continue
-          if (!row.created || row.msgId === null) continue
+        for (const row of created) {
+          if (row.claimed === undefined) continue
           launched++
-          yield* worker!.launch({
-            run: {
-              id: row.id,
-              workflow: run.workflow,
-              status: "running",
-              input: run.input,
-              output: null,
-              error: null,
-              executions: 1,
-              recoveries: 0,
-              events: 0,
-              deadlineAt: row.deadlineAt,
-              trace: run.trace ?? null,
-              leaseOwner: run.claimFor.token,
-              leaseExpiresAt: now + leaseMillis,
-              wakeAt: null,
-              parentId: run.parentId ?? null,
-              msgId: row.msgId,
-              createdAt: now,
-              updatedAt: now,
-              startedAt: now,
-              completedAt: null
-            },
-            token: run.claimFor.token,
-            msgId: row.msgId,
-            journal: [],
-            now
-          })
+          yield* worker!.launch(row.claimed)
         }
         if (reserved > launched) worker!.release(reserved - launched)
         for (const row of created) {
@@ -442,18 +412,8 @@ const make = <const W extends ReadonlyArray<Workflow.Any>>(options: Options<W>) 
       return Result.isSuccess(decoded) ? decoded.success : output
     }
 
-    const decodeError = (workflow: string, stored: unknown): unknown => {
-      const envelope = stored as { source?: string; error?: unknown } | null
-      if (envelope?.source === "pgflows") {
-        return decodeEngineFailure(envelope.error)
-      }
-      const definition = registry.get(workflow)
-      if (definition === undefined || envelope?.source !== "workflow") {
-        return envelope?.error ?? stored
-      }
-      const decoded = codec(definition.error).decode(envelope.error)
-      return Result.isSuccess(decoded) ? decoded.success : envelope.error
-    }
+    const decodeError = (workflow: string, stored: unknown) =>
+      decodeFailure(stored, "workflow", registry.get(workflow)?.error)
 
     const toStepInfo = (step: Store.StepRecord): StepInfo => ({
       key: step.key,
@@ -467,19 +427,40 @@ const make = <const W extends ReadonlyArray<Workflow.Any>>(options: Options<W>) 
       wakeAt: toDate(step.wakeAt)
     })
 
+    /** Why a run that is due does not start, when no live worker registers its workflow. */
+    const waitingFor = (run: Store.RunRecord, now: number) =>
+      run.status !== "pending" || (run.wakeAt !== null && run.wakeAt > now)
+        ? Effect.succeed(undefined)
+        : Effect.map(
+          Effect.orElseSucceed(store.hasWorkerFor(run.workflow), () =>
+            true),
+          (served) =>
+            served
+              ? undefined
+              : `a worker that registers workflow "${run.workflow}" (no running worker on queue "${config.queue}" does)`
+        )
+
     const status = Effect.fn("Pgflows.status")(function*(id: string) {
       const run = yield* store.getRun(id)
       if (run === undefined) {
         return yield* new RunNotFound({ runId: id })
       }
-      const steps = yield* store.getSteps(id)
+      const [input, steps, waiting] = yield* Effect.all([
+        store.getInput(id),
+        store.getSteps(id),
+        waitingFor(run, yield* Clock.currentTimeMillis)
+      ], { concurrency: "unbounded" })
       return {
         id: run.id,
         workflow: run.workflow,
         status: run.status,
-        input: run.input,
-        output: run.status === "completed" ? Option.some(decodeOutput(run.workflow, run.output)) : Option.none(),
-        error: run.status === "failed" ? Option.some(decodeError(run.workflow, run.error)) : Option.none(),
+        input: input?._tag === "Value" ? input.value : undefined,
+        output: run.status === "completed" && run.outcomeTooLarge === undefined
+          ? Option.some(decodeOutput(run.workflow, run.output))
+          : Option.none(),
+        error: run.status === "failed" && run.outcomeTooLarge === undefined
+          ? Option.some(decodeError(run.workflow, run.error).error)
+          : Option.none(),
         executions: run.executions,
         recoveries: run.recoveries,
         parentId: run.parentId ?? undefined,
@@ -488,6 +469,7 @@ const make = <const W extends ReadonlyArray<Workflow.Any>>(options: Options<W>) 
         startedAt: toDate(run.startedAt),
         completedAt: toDate(run.completedAt),
         wakeAt: toDate(run.wakeAt),
+        ...(waiting === undefined ? {} : { waitingFor: waiting }),
         steps: [...steps].sort(compareKeys).map(toStepInfo)
       } satisfies RunInfo
     })
@@ -510,8 +492,7 @@ const make = <const W extends ReadonlyArray<Workflow.Any>>(options: Options<W>) 
           // Woken by the run's end (NOTIFY or a local execution), else polled with backoff.
           const event = yield* PubSub.take(subscription).pipe(
             Effect.repeat({
-              until: (event) =>
-                event._tag !== "Runnable" && event.runId === id
+              until: (event) => event._tag !== "Runnable" && event.runId === id
             }),
             Effect.timeoutOption(Duration.millis(pause))
           )
@@ -519,7 +500,7 @@ const make = <const W extends ReadonlyArray<Workflow.Any>>(options: Options<W>) 
           pause = Math.min(pause * 2, Duration.toMillis(config.pollInterval))
         }
       }))
-      const run = resultOptions?.timeout === undefined
+      const run: Ending = resultOptions?.timeout === undefined
         ? yield* wait
         : yield* wait.pipe(
           Effect.timeoutOrElse({
@@ -527,13 +508,19 @@ const make = <const W extends ReadonlyArray<Workflow.Any>>(options: Options<W>) 
             orElse: () => Effect.fail(new WaitTimeout({ runId: id }))
           })
         )
+      if (run.outcomeTooLarge !== undefined) {
+        return yield* new PayloadTooLarge({
+          subject: `outcome of run "${id}"`,
+          bytes: run.outcomeTooLarge,
+          limit: config.maxPayloadBytes
+        })
+      }
       if (run.status === "completed") return decodeOutput(run.workflow, run.output)
       if (run.status === "cancelled") return yield* new RunCancelled({ runId: id })
-      const envelope = run.error as { source?: string } | null
-      const error = decodeError(run.workflow, run.error)
-      if (envelope?.source === "workflow" && registry.has(run.workflow)) return yield* Effect.fail(error)
-      if (error instanceof WorkflowTimeout) return yield* Effect.fail(error)
-      return yield* new RunFailed({ runId: id, workflow: run.workflow, error })
+      const failure = decodeError(run.workflow, run.error)
+      if (failure._tag === "Own") return yield* Effect.fail(failure.error)
+      if (failure.error instanceof WorkflowTimeout) return yield* Effect.fail(failure.error)
+      return yield* new RunFailed({ runId: id, workflow: run.workflow, error: failure.error })
     })
 
     const list = Effect.fn("Pgflows.list")(function*(listOptions?: ListOptions) {
@@ -568,10 +555,22 @@ const make = <const W extends ReadonlyArray<Workflow.Any>>(options: Options<W>) 
     })
 
     const signal = Effect.fn("Pgflows.signal")(function*(id: string, name: string, payload: unknown) {
+      const subject = `signal "${name}"`
+      const nameProblem = textProblem(name)
+      if (nameProblem !== undefined) {
+        return yield* new UnstorableValue({ subject: `name of ${subject}`, path: "", reason: nameProblem })
+      }
       const encoded = JSON.parse(JSON.stringify(payload ?? null)) as unknown
-      const bytes = byteSize(encoded)
-      if (bytes > config.maxPayloadBytes) {
-        return yield* new PayloadTooLarge({ subject: `signal "${name}"`, bytes, limit: config.maxPayloadBytes })
+      const problem = storeProblem(encoded, config.maxPayloadBytes)
+      if (problem?._tag === "TooLarge") {
+        return yield* new PayloadTooLarge({ subject, bytes: problem.bytes, limit: config.maxPayloadBytes })
+      }
+      if (problem?._tag === "Unstorable") {
+        return yield* new UnstorableValue({
+          subject: `payload of ${subject}`,
+          path: problem.path,
+          reason: problem.reason
+        })
       }
       const sent = yield* store.sendSignal(id, name, encoded)
       if (sent === "not-found") return yield* new RunNotFound({ runId: id })
@@ -622,20 +621,26 @@ const make = <const W extends ReadonlyArray<Workflow.Any>>(options: Options<W>) 
         yield* Queue.offer(wakeups, undefined)
       })
 
+    // Interrupted, it hands back the runs it claimed (as a stopping worker does without a grace).
     const processOnce = Effect.gen(function*() {
       const claimed = yield* claim(config.workerConcurrency)
       const fibers = yield* Effect.forEach(claimed, runner.launch)
-      yield* Fiber.awaitAll(fibers)
+      yield* Fiber.awaitAll(fibers).pipe(
+        Effect.onInterrupt(() =>
+          runner.handBack([...runner.inflight.values()].filter(({ fiber }) => fibers.includes(fiber)))
+        )
+      )
       return claimed.length
     }).pipe(Effect.withSpan("Pgflows.processOnce"))
 
     const runWorker = (workerOptions?: { readonly concurrency?: number | undefined }) =>
-      work({
+      Worker.run({
         runner,
         config,
+        store,
+        workflows: known,
         claim,
         wakeups,
-        store,
         local,
         concurrency: workerOptions?.concurrency ?? config.workerConcurrency
       })
@@ -667,116 +672,8 @@ interface Ending {
   readonly status: Status
   readonly output: unknown
   readonly error: unknown
+  readonly outcomeTooLarge?: number | undefined
 }
-
-/** The worker of this process, as `start` sees it. */
-interface LocalWorker {
-  /** Reserves up to `count` free slots; returns how many. */
-  readonly reserve: (count: number) => number
-  readonly release: (count: number) => void
-  /** Executes a run created already claimed, in a reserved slot. */
-  readonly launch: (claimed: Store.ClaimedRun) => Effect.Effect<void>
-}
-
-/** The worker loop; see `Pgflows.runWorker`. */
-const work = (options: {
-  readonly runner: Runner.Runner
-  readonly config: PgflowsConfig.PgflowsConfig
-  readonly claim: (limit: number) => Effect.Effect<ReadonlyArray<Store.ClaimedRun>, StoreError>
-  readonly wakeups: Queue.Queue<void>
-  readonly store: Store.Store["Service"]
-  readonly local: { current: LocalWorker | undefined }
-  readonly concurrency: number
-}): Effect.Effect<never> =>
-  Effect.gen(function*() {
-    const { runner, config, claim, wakeups, store, concurrency } = options
-    const mine = new Set<Fiber.Fiber<unknown>>()
-    let reserved = 0
-    let failing = 0
-    const scope = yield* Effect.scope
-    // Counts the run in flight until its execution ends; when that frees the only slot the loop was
-    // waiting for, wakes the loop to claim more.
-    const track = (fiber: Fiber.Fiber<unknown>) =>
-      Effect.andThen(
-        Effect.sync(() => mine.add(fiber)),
-        Effect.forkIn(
-          Effect.ensuring(
-            Fiber.await(fiber),
-            Effect.suspend(() => {
-              const wasFull = mine.size + reserved >= concurrency
-              mine.delete(fiber)
-              return wasFull ? Queue.offer(wakeups, undefined) : Effect.void
-            })
-          ),
-          scope
-        )
-      )
-    const previous = options.local.current
-    options.local.current = {
-      reserve: (count) => {
-        const granted = Math.max(0, Math.min(count, concurrency - mine.size - reserved))
-        reserved += granted
-        return granted
-      },
-      release: (count) => {
-        reserved = Math.max(0, reserved - count)
-      },
-      launch: (claimed) =>
-        Effect.flatMap(runner.launch(claimed), (fiber) => {
-          reserved = Math.max(0, reserved - 1)
-          return Effect.asVoid(track(fiber))
-        })
-    }
-    yield* Effect.addFinalizer(() =>
-      Effect.andThen(
-        Effect.sync(() => {
-          options.local.current = previous
-        }),
-        handBack(runner, mine, config.shutdownGrace)
-      )
-    )
-    yield* Effect.logInfo(`pgflows: worker ${runner.worker} started (concurrency ${concurrency})`)
-    while (true) {
-      const free = concurrency - mine.size - reserved
-      if (free > 0) {
-        const limit = Math.min(free, 64)
-        const claimed = yield* Effect.result(claim(limit))
-        if (Result.isFailure(claimed)) {
-          failing++
-          const pause = Math.min(100 * 2 ** Math.min(failing, 6), 5000)
-          yield* Effect.logWarning(
-            `pgflows: worker ${runner.worker} cannot claim runs (${claimed.failure.message}); retrying in ${pause} ms`
-          )
-          yield* Effect.sleep(Duration.millis(pause))
-          continue
-        }
-        if (failing > 0) {
-          yield* Effect.logInfo(`pgflows: worker ${runner.worker} reaches the store again`)
-          failing = 0
-        }
-        for (const run of claimed.success) yield* track(yield* runner.launch(run))
-        if (claimed.success.length === limit) continue
-      }
-      // Idle (or full): wait for a NOTIFY, a finished run, the next due message, or the poll interval.
-      const next = free > 0 ? yield* Effect.orElseSucceed(store.nextWakeup, () => undefined) : undefined
-      const wait = Math.min(Duration.toMillis(config.pollInterval), next ?? Infinity)
-      yield* Queue.take(wakeups).pipe(Effect.timeoutOption(Duration.millis(Math.max(1, wait))))
-    }
-  }).pipe(Effect.scoped) as Effect.Effect<never>
-
-/** Waits up to `grace` for the runs in flight, then hands the rest back. */
-const handBack = (runner: Runner.Runner, mine: Set<Fiber.Fiber<unknown>>, grace: Duration.Duration) =>
-  Effect.gen(function*() {
-    yield* Effect.logInfo(`pgflows: worker ${runner.worker} stopping, ${mine.size} runs in flight`)
-    yield* Fiber.awaitAll([...mine]).pipe(Effect.timeoutOption(grace))
-    const remaining = [...runner.inflight.values()].filter(({ fiber }) => mine.has(fiber))
-    yield* Effect.forEach(remaining, ({ execution }) => execution.interrupt("shutdown"), {
-      concurrency: "unbounded",
-      discard: true
-    })
-    yield* Fiber.awaitAll(remaining.map(({ fiber }) => fiber))
-    yield* Effect.logInfo(`pgflows: worker ${runner.worker} stopped, ${remaining.length} runs handed back`)
-  })
 
 const toDate = (millis: number | null): Date | undefined => millis === null ? undefined : new Date(millis)
 

@@ -14,9 +14,11 @@
  *   apart). `afterWorkflow`, `onWorkflowError` and `onWorkflowCancelled` fire once, when the run's
  *   end is committed (a run that parks fires none of them).
  * - Step hooks fire for attempts that really run: a step whose result is replayed from the journal
- *   fires nothing. `beforeStep` fires before each attempt, then `afterStep` when it succeeded (its
- *   checkpoint commits before anything after the step does), or `onStepError` after a failed
- *   attempt (`final` is `true` when no attempt follows it). `aroundWorkflow` wraps the workflow's
+ *   fires nothing. `beforeStep` fires before each attempt, then `afterStep` once the attempt
+ *   succeeded and its checkpoint has committed (a step `afterStep` saw never runs again; the
+ *   checkpoint of a step may share its commit with what follows it, so `afterStep` can come just
+ *   after the next step's `beforeStep` in concurrent branches, never before its own commit), or
+ *   `onStepError` after a failed attempt (`final` is `true` when no attempt follows it). `aroundWorkflow` wraps the workflow's
  *   body in each execution, not the compensations that run after a failure.
  *
  * Isolation: a hook that fails, dies or runs longer than the bound (`Pgflows.layer`'s
@@ -43,11 +45,13 @@
  *
  * @since 0.1.0
  */
+import * as Cause from "effect/Cause"
 import * as Context from "effect/Context"
-import type * as Duration from "effect/Duration"
+import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import type * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
-import * as Compiled from "./internal/plugins.ts"
 
 /**
  * @category models
@@ -202,6 +206,21 @@ export const layer = (...plugins: ReadonlyArray<Plugin>) =>
   )
 
 /**
+ * The hooks that observe (all but the middlewares).
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export type Observer =
+  | "beforeWorkflow"
+  | "afterWorkflow"
+  | "onWorkflowError"
+  | "onWorkflowCancelled"
+  | "beforeStep"
+  | "afterStep"
+  | "onStepError"
+
+/**
  * Plugins compiled for an executor of steps or workflows (the engine, `StepWorker`): `fire` calls
  * a hook of every plugin in order, isolated; `aroundWorkflow` and `aroundStep` wrap an execution
  * in every middleware, guarded.
@@ -209,7 +228,11 @@ export const layer = (...plugins: ReadonlyArray<Plugin>) =>
  * @category models
  * @since 0.1.0
  */
-export type Runner = Compiled.Plugins
+export interface Runner {
+  readonly fire: <K extends Observer>(hook: K, event: EventOf<K>) => Effect.Effect<void>
+  readonly aroundWorkflow: <A, E, R>(event: WorkflowEvent, effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
+  readonly aroundStep: <A, E, R>(event: StepEvent, effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
+}
 
 /**
  * Compiles plugins for an executor; `undefined` when there are none, so that executors pay nothing
@@ -218,5 +241,148 @@ export type Runner = Compiled.Plugins
  * @category constructors
  * @since 0.1.0
  */
-export const runner = (plugins: ReadonlyArray<Plugin>, timeout?: Duration.Input): Runner | undefined =>
-  Compiled.make(plugins, timeout ?? "5 seconds")
+export const runner = (plugins: ReadonlyArray<Plugin>, timeout?: Duration.Input): Runner | undefined => {
+  if (plugins.length === 0) return undefined
+  const millis = Duration.toMillis(Duration.fromInputUnsafe(timeout ?? "5 seconds"))
+  const observers = new Map<Observer, ReadonlyArray<Plugin>>()
+  for (const hook of observerHooks) observers.set(hook, plugins.filter((plugin) => plugin[hook] !== undefined))
+  const aroundWorkflow = plugins.filter((plugin) => plugin.aroundWorkflow !== undefined)
+  const aroundStep = plugins.filter((plugin) => plugin.aroundStep !== undefined)
+
+  const fire = <K extends Observer>(hook: K, event: EventOf<K>): Effect.Effect<void> => {
+    const listeners = observers.get(hook)!
+    if (listeners.length === 0) return Effect.void
+    return Effect.forEach(
+      listeners,
+      (plugin) =>
+        isolate(
+          plugin,
+          hook,
+          millis,
+          call(() => (plugin[hook] as (event: EventOf<K>) => Effect.Effect<void, unknown>)(event))
+        ),
+      { discard: true }
+    )
+  }
+
+  const wrap =
+    <Event>(wrappers: ReadonlyArray<Plugin>, hook: "aroundWorkflow" | "aroundStep") =>
+    <A, E, R>(event: Event, effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+      wrappers.reduceRight(
+        (inner, plugin) => guardAround(plugin, hook, millis, plugin[hook] as Around<Event>, event, inner),
+        effect
+      )
+
+  return {
+    fire,
+    aroundWorkflow: aroundWorkflow.length === 0 ? (_event, effect) => effect : wrap(aroundWorkflow, "aroundWorkflow"),
+    aroundStep: aroundStep.length === 0 ? (_event, effect) => effect : wrap(aroundStep, "aroundStep")
+  }
+}
+
+// internal
+
+type EventOf<K extends Observer> = Parameters<NonNullable<Hooks[K]>>[0]
+
+const observerHooks: ReadonlyArray<Observer> = [
+  "beforeWorkflow",
+  "afterWorkflow",
+  "onWorkflowError",
+  "onWorkflowCancelled",
+  "beforeStep",
+  "afterStep",
+  "onStepError"
+]
+
+/** Calls a hook, turning a synchronous throw into a defect. */
+const call = <A, E, R>(f: () => Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+  Effect.suspend(() => {
+    try {
+      return f()
+    } catch (defect) {
+      return Effect.die(defect)
+    }
+  })
+
+const misbehaved = (plugin: Plugin, hook: string, what: string, cause?: Cause.Cause<unknown>) =>
+  Effect.logWarning(
+    `pgflows: plugin ${JSON.stringify(plugin.name)} ${hook} ${what}; ignored`,
+    ...(cause === undefined ? [] : [Cause.pretty(cause)])
+  ).pipe(Effect.annotateLogs({ "pgflows.plugin": plugin.name, "pgflows.hook": hook }))
+
+const isolate = (
+  plugin: Plugin,
+  hook: string,
+  millis: number,
+  effect: Effect.Effect<void, unknown>
+): Effect.Effect<void> =>
+  effect.pipe(
+    Effect.timeoutOption(Duration.millis(millis)),
+    Effect.matchCauseEffect({
+      onSuccess: (done) =>
+        done._tag === "None" ? misbehaved(plugin, hook, `ran longer than ${millis} ms`) : Effect.void,
+      onFailure: (cause) => Cause.hasInterruptsOnly(cause) ? Effect.void : misbehaved(plugin, hook, "failed", cause)
+    })
+  )
+
+type Race<A, E> =
+  | { readonly _tag: "Done"; readonly exit: Exit.Exit<A, E> }
+  | { readonly _tag: "Hung"; readonly before: boolean }
+
+/**
+ * Runs `inner` through one plugin's middleware. `inner` runs at most once (a second call gets the
+ * first result); its exit is the result whatever the middleware returns. A middleware that fails
+ * or returns before calling `inner`, or does not call it within the bound, is bypassed (`inner` runs
+ * alone); one that fails after it, or does not return within the bound after it ended, is ignored.
+ */
+const guardAround = <Event, A, E, R>(
+  plugin: Plugin,
+  hook: string,
+  millis: number,
+  around: Around<Event>,
+  event: Event,
+  inner: Effect.Effect<A, E, R>
+): Effect.Effect<A, E, R> =>
+  Effect.gen(function*() {
+    const started = yield* Deferred.make<void>()
+    const ended = yield* Deferred.make<Exit.Exit<A, E>>()
+    let result: Exit.Exit<A, E> | undefined = undefined
+    let calls = 0
+    const once: Effect.Effect<A, E, R> = Effect.suspend(() => {
+      if (calls++ > 0) return Effect.flatten(Deferred.await(ended))
+      Deferred.doneUnsafe(started, Effect.void)
+      return Effect.onExit(inner, (exit) =>
+        Effect.suspend(() => {
+          result = exit
+          return Deferred.succeed(ended, exit)
+        }))
+    })
+    const watchdog: Effect.Effect<Race<A, E>> = Effect.gen(function*() {
+      const inTime = yield* Effect.timeoutOption(Deferred.await(started), Duration.millis(millis))
+      if (inTime._tag === "None") return { _tag: "Hung", before: true } as const
+      yield* Deferred.await(ended)
+      yield* Effect.sleep(Duration.millis(millis))
+      return { _tag: "Hung", before: false } as const
+    })
+    const wrapped = Effect.map(Effect.exit(call(() => around(event, once))), (exit): Race<A, E> => ({
+      _tag: "Done",
+      exit
+    }))
+    const race = yield* Effect.raceFirst(wrapped, watchdog)
+    const ran = result as Exit.Exit<A, E> | undefined
+    if (ran !== undefined) {
+      if (race._tag === "Hung") yield* misbehaved(plugin, hook, `did not return within ${millis} ms of its execution`)
+      else if (race.exit._tag === "Failure" && ran._tag === "Success") {
+        yield* misbehaved(plugin, hook, "failed after its execution", race.exit.cause)
+      }
+      return yield* ran
+    }
+    if (race._tag === "Hung") {
+      yield* misbehaved(plugin, hook, `did not run its execution within ${millis} ms`)
+    } else if (race.exit._tag === "Failure") {
+      yield* misbehaved(plugin, hook, "failed before running its execution", race.exit.cause)
+    } else {
+      yield* misbehaved(plugin, hook, "returned without running its execution")
+    }
+    return yield* inner
+  })

@@ -24,6 +24,7 @@ import type * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
 import type { Persisted } from "./internal/codec.ts"
 import { nextKey, WorkflowContext } from "./internal/context.ts"
+import { textProblem } from "./internal/json.ts"
 import type { StepTimeoutError } from "./PgflowsError.ts"
 
 const TypeId = "~pgflows/Step"
@@ -170,6 +171,8 @@ const specOf = (name: string, options: any) => {
   if (name.length === 0 || name.startsWith("pgflows.")) {
     throw new Error(`invalid step name ${JSON.stringify(name)}: it must be non-empty and not start with "pgflows."`)
   }
+  const problem = textProblem(name)
+  if (problem !== undefined) throw new Error(`invalid step name ${JSON.stringify(name)}: ${problem}`)
   return {
     name,
     input: options.input,

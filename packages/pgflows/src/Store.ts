@@ -19,7 +19,8 @@ import type { StoreError } from "./PgflowsError.ts"
 import type { Status, StepStatus } from "./Run.ts"
 
 /**
- * A run as stored.
+ * A run as stored, without its input (see `Store.getInput`): reads never carry more than one large
+ * value per row, so a row stays within what the database client can read (see `PgStore`).
  *
  * @category models
  * @since 0.1.0
@@ -28,9 +29,12 @@ export interface RunRecord {
   readonly id: string
   readonly workflow: string
   readonly status: Status
-  readonly input: unknown
+  /** The output, for a completed run (`null` otherwise, or when `outcomeTooLarge` is set). */
   readonly output: unknown
+  /** The stored error, for a failed run (`null` otherwise, or when `outcomeTooLarge` is set). */
   readonly error: unknown
+  /** Set when the output or error is larger than the store can read back: its size in bytes. */
+  readonly outcomeTooLarge?: number | undefined
   readonly executions: number
   readonly recoveries: number
   /** Counts what should wake the run (signals, children ending); see `Transition` `suspend`. */
@@ -48,6 +52,32 @@ export interface RunRecord {
   readonly startedAt: number | null
   readonly completedAt: number | null
 }
+
+/**
+ * A row of `listRuns`: a run without its values.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface RunSummary {
+  readonly id: string
+  readonly workflow: string
+  readonly status: Status
+  readonly executions: number
+  readonly createdAt: number
+  readonly updatedAt: number
+  readonly completedAt: number | null
+}
+
+/**
+ * A stored value as read back: the value, or its size when it is larger than the store can read.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export type StoredValue =
+  | { readonly _tag: "Value"; readonly value: unknown }
+  | { readonly _tag: "TooLarge"; readonly bytes: number }
 
 /**
  * A span context, as stored with a run.
@@ -78,6 +108,8 @@ export interface StepRecord {
   readonly wakeAt: number | null
   readonly startedAt: number | null
   readonly completedAt: number | null
+  /** Set when the output or error is larger than the store can read back: its size in bytes. */
+  readonly tooLarge?: number | undefined
 }
 
 /**
@@ -96,13 +128,18 @@ export interface NewRun {
   readonly timeoutMillis?: number | undefined
   /** The span context of the code that starts the run (telemetry on). */
   readonly trace?: TraceContext | undefined
-  /** Claim the new run for this worker token at once (the in-process fast path). */
+  /**
+   * Claim the new run for this worker token at once (the in-process fast path). A store may decline
+   * (`PgStore` does inside the caller's transaction: the run must not execute before the commit);
+   * `Created.claimed` says whether it did.
+   */
   readonly claimFor?: { readonly token: string; readonly leaseMillis: number } | undefined
 }
 
 /**
  * The outcome of `createRuns` for one run: `created` is false when the id already existed, and
- * `workflow` is then the existing run's workflow.
+ * `workflow` is then the existing run's workflow. `claimed` is the run, claimed, when it was created
+ * with `claimFor` and the store claimed it.
  *
  * @category models
  * @since 0.1.0
@@ -111,8 +148,7 @@ export interface Created {
   readonly id: string
   readonly created: boolean
   readonly workflow: string
-  readonly msgId: number | null
-  readonly deadlineAt: number | null
+  readonly claimed?: ClaimedRun | undefined
 }
 
 /**
@@ -122,24 +158,24 @@ export interface Created {
 export interface ClaimRequest {
   /** Prefix of the lease tokens of this claim (the worker's id). */
   readonly worker: string
-  /** Workflows this worker can execute; runs of others are left for other workers. */
+  /**
+   * Workflows this worker can execute. Messages of other workflows are not even read: they stay,
+   * untouched, for a worker that registers them.
+   */
   readonly workflows: ReadonlyArray<string>
   readonly limit: number
   readonly leaseMillis: number
-  /** Deliveries after which a run nobody knows is failed with `UnknownWorkflow`. */
-  readonly maxDeliveries: number
-  /** Delay before a message of an unknown workflow is offered again. */
-  readonly redeliverMillis: number
 }
 
 /**
- * A run this worker now owns, with its whole journal.
+ * A run this worker now owns, with its input and its whole journal.
  *
  * @category models
  * @since 0.1.0
  */
 export interface ClaimedRun {
   readonly run: RunRecord
+  readonly input: StoredValue
   readonly token: string
   readonly msgId: number
   readonly journal: ReadonlyArray<StepRecord>
@@ -225,7 +261,7 @@ export interface ListQuery {
  * @since 0.1.0
  */
 export interface RunPage {
-  readonly runs: ReadonlyArray<RunRecord>
+  readonly runs: ReadonlyArray<RunSummary>
   readonly nextCursor: string | undefined
 }
 
@@ -285,6 +321,29 @@ export type RestartResult = "restarted" | "not-found" | "wrong-state"
 export type CancelResult = "cancelled" | "already-terminal" | "not-found"
 
 /**
+ * A worker, as it announces itself: what it serves, for how long without another announcement.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface WorkerAnnouncement {
+  readonly worker: string
+  readonly workflows: ReadonlyArray<string>
+  readonly ttlMillis: number
+}
+
+/**
+ * Due runs of a workflow that no live worker registers, waiting longer than asked.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface Unclaimed {
+  readonly workflow: string
+  readonly runs: number
+}
+
+/**
  * @category services
  * @since 0.1.0
  */
@@ -335,10 +394,20 @@ export class Store extends Context.Service<Store, {
     effect: Effect.Effect<A, E, R>
   ) => Effect.Effect<A | "lease-lost", E | StoreError, R>
   readonly getRun: (runId: string) => Effect.Effect<RunRecord | undefined, StoreError>
+  /** The run's input; `undefined` when there is no such run. */
+  readonly getInput: (runId: string) => Effect.Effect<StoredValue | undefined, StoreError>
   readonly getSteps: (runId: string) => Effect.Effect<ReadonlyArray<StepRecord>, StoreError>
   readonly listRuns: (query: ListQuery) => Effect.Effect<RunPage, StoreError>
   /** Milliseconds until the next queued message becomes visible, if any. */
   readonly nextWakeup: Effect.Effect<number | undefined, StoreError>
+  /** Records (or renews) a running worker and the workflows it serves on this store's queue. */
+  readonly announceWorker: (announcement: WorkerAnnouncement) => Effect.Effect<void, StoreError>
+  /** Forgets a worker that stopped. */
+  readonly retireWorker: (worker: string) => Effect.Effect<void, StoreError>
+  /** Whether a live worker serves `workflow` on this store's queue. */
+  readonly hasWorkerFor: (workflow: string) => Effect.Effect<boolean, StoreError>
+  /** Runs due for longer than `olderThanMillis` whose workflow no live worker serves, by workflow. */
+  readonly unclaimed: (olderThanMillis: number) => Effect.Effect<ReadonlyArray<Unclaimed>, StoreError>
   /** Subscribes to notifications (NOTIFY for `PgStore`) for the life of the scope. */
   readonly subscribe: Effect.Effect<Queue.Dequeue<Notification, StoreError>, StoreError, Scope.Scope>
 }>()("pgflows/Store") {}

@@ -28,6 +28,8 @@ import * as Schema from "effect/Schema"
 import * as Crypto from "node:crypto"
 import { codec, type Persisted } from "./internal/codec.ts"
 import { type ChildOutcome, nextKey, WorkflowContext as Context } from "./internal/context.ts"
+import { decodeFailure } from "./internal/failure.ts"
+import { textProblem } from "./internal/json.ts"
 import { AnyError, ChildCancelled, ChildFailed, InvalidSignal } from "./PgflowsError.ts"
 
 const TypeId = "~pgflows/Workflow"
@@ -160,6 +162,8 @@ export const make = <
   readonly run: (input: I["Type"]) => Effect.Effect<O["Type"], E["Type"], R>
 }): Workflow<Name, I, O, E, Exclude<R, WorkflowContext>> => {
   if (name.length === 0) throw new globalThis.Error("a workflow name must not be empty")
+  const problem = textProblem(name)
+  if (problem !== undefined) throw new globalThis.Error(`invalid workflow name ${JSON.stringify(name)}: ${problem}`)
   return {
     [TypeId]: TypeId,
     name,
@@ -437,12 +441,11 @@ const childResult = <W extends Any>(
       ? Effect.succeed(decoded.success)
       : Effect.fail(new ChildFailed({ runId: id, workflow: workflow.name, error: { issues: decoded.failure } }))
   }
-  const envelope = outcome.error as { source?: string; error?: unknown } | null
-  if (envelope?.source === "workflow") {
-    const decoded = codec(workflow.error).decode(envelope.error)
-    if (Result.isSuccess(decoded)) return Effect.fail(decoded.success)
-  }
-  return Effect.fail(new ChildFailed({ runId: id, workflow: workflow.name, error: envelope?.error ?? outcome.error }))
+  const failure = decodeFailure(outcome.error, "workflow", workflow.error)
+  if (failure._tag === "Own") return Effect.fail(failure.error as Error<W>)
+  // An engine error keeps its stored JSON (with its message), as a child's failure always did.
+  const stored = (outcome.error as { error?: unknown } | null)?.error ?? outcome.error
+  return Effect.fail(new ChildFailed({ runId: id, workflow: workflow.name, error: stored }))
 }
 
 /**

@@ -174,7 +174,12 @@ export * as PgCronScheduler from "./PgCronScheduler.ts"
  * 1. `queue`: the built-in queue (`queues`, `queue_messages`, `queue_archive`) with pgmq's semantics;
  * 2. `runs`: runs and their journal (`runs`, `steps`);
  * 3. `enqueue_workflow`: the SQL entry point `<schema>.enqueue_workflow(name, input, id)` and the
- *    `settings` row it reads (queue and channel names).
+ *    `settings` row it reads (queue and channel names);
+ * 4. `schedules`: the built-in and pg_durable schedulers' schedules;
+ * 5. `primitives`: signals, events, and the counters and deadlines of runs;
+ * 6. `trace`: the span context that started a run;
+ * 7. `workers`: the running workers and the workflows each serves, so that a run no worker can take
+ *    is shown as waiting for one instead of being failed.
  *
  * @since 0.1.0
  */
@@ -191,6 +196,21 @@ export * as PgMigrations from "./PgMigrations.ts"
  * together (group commit) and a caller resumes only after the commit that holds its write. Every
  * write of a claimed run locks the run row and checks the claim's token, so a worker that lost its
  * lease can never write over the worker that took the run over.
+ *
+ * Isolation (docs/ARCHITECTURE.md, "Runs are isolated"):
+ *
+ * - `createRuns` called inside the caller's transaction (`sql.withTransaction`) writes through it,
+ *   so the runs exist exactly when the caller commits, and never creates them claimed (the local
+ *   fast path): nothing of them executes before the commit, whose NOTIFY wakes the workers. Every
+ *   other operation of the engine runs outside any caller's transaction, on connections it acquires
+ *   itself.
+ * - A shared (group-commit) statement that the database rejects because of one write's values is
+ *   written again in halves, so the other writes commit; the write at fault fails with a
+ *   `StoreError` whose `rejected` is true.
+ * - A stored value is read only when it fits what the client can read (`PgClient`'s
+ *   `maxMessageSize`, less some room); a larger one is reported by size, so one run's value can
+ *   never make a claim, a `status` or a `list` fail for others. `maxPayloadBytes` is checked against
+ *   that limit when the layer is built.
  *
  * Times come from the database (`now()`), never from the workers' clocks. Workers are woken by
  * `NOTIFY` on `PgflowsConfig.notifyChannel`.
@@ -214,6 +234,16 @@ export * as PgWorkQueue from "./PgWorkQueue.ts"
 /**
  * The engine and its client: start runs, follow them, cancel them, and execute them (`processOnce`
  * or a long-running `runWorker`).
+ *
+ * This module is the client; the parts it is built from have modules of their own: the replay
+ * engine (`internal/engine.ts`), the executions and their leases (`internal/runner.ts`), the worker
+ * loop (`internal/worker.ts`) with its slots and the local hand-off (`internal/slots.ts`), and the
+ * notification listener (`internal/listener.ts`). docs/ARCHITECTURE.md says what they guarantee.
+ *
+ * **Starting inside a transaction.** `start` called inside the application's
+ * `sql.withTransaction` (PostgreSQL) writes the run through that transaction: the run exists exactly
+ * when the transaction commits, and nothing of it executes before (the transactional outbox). A
+ * rollback leaves no run. Call `result` after the commit, not inside the transaction.
  *
  * `Pgflows.layer({ workflows })` builds the service on a `Store` and a `WorkQueue`; the services the
  * workflows' steps need are required by the layer and captured when it is built.
@@ -297,9 +327,11 @@ export * as PgflowsError from "./PgflowsError.ts"
  *   apart). `afterWorkflow`, `onWorkflowError` and `onWorkflowCancelled` fire once, when the run's
  *   end is committed (a run that parks fires none of them).
  * - Step hooks fire for attempts that really run: a step whose result is replayed from the journal
- *   fires nothing. `beforeStep` fires before each attempt, then `afterStep` when it succeeded (its
- *   checkpoint commits before anything after the step does), or `onStepError` after a failed
- *   attempt (`final` is `true` when no attempt follows it). `aroundWorkflow` wraps the workflow's
+ *   fires nothing. `beforeStep` fires before each attempt, then `afterStep` once the attempt
+ *   succeeded and its checkpoint has committed (a step `afterStep` saw never runs again; the
+ *   checkpoint of a step may share its commit with what follows it, so `afterStep` can come just
+ *   after the next step's `beforeStep` in concurrent branches, never before its own commit), or
+ *   `onStepError` after a failed attempt (`final` is `true` when no attempt follows it). `aroundWorkflow` wraps the workflow's
  *   body in each execution, not the compensations that run after a failure.
  *
  * Isolation: a hook that fails, dies or runs longer than the bound (`Pgflows.layer`'s

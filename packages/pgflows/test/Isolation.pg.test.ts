@@ -42,50 +42,62 @@ const counted = (name: string) => {
 layer(TestDatabase.layer, { excludeTestServices: true })("run isolation on PostgreSQL", (it) => {
   isolationSuite(postgres, it)
 
-  it.effect("a start inside a transaction that rolls back never runs, among 150 concurrent runs that keep their journals", () =>
-    within(Effect.gen(function*() {
-      const sql = yield* SqlClient.SqlClient
-      const { schema } = yield* PgflowsConfig.PgflowsConfig
-      yield* sql`CREATE TABLE IF NOT EXISTS app_orders (label text NOT NULL)`
-      const { calls, workflow } = counted("outbox_rollback")
-      const client = yield* engine([workflow])
-      const worker = yield* Effect.forkChild(client.runWorker({ concurrency: 64 }))
-      let rolledBack: string | undefined
-      const inTransaction = sql.withTransaction(Effect.gen(function*() {
-        yield* sql`INSERT INTO app_orders (label) VALUES ('rolled-back')`
-        rolledBack = yield* client.start(workflow, { label: "rolled-back" })
-        // Long enough for a worker to execute the run, if it were handed one before the commit.
-        yield* Effect.sleep("400 millis")
-        return yield* new Rollback()
-      }))
-      const others = Effect.andThen(
-        Effect.sleep("20 millis"),
-        Effect.forEach(
-          Array.from({ length: 149 }, (_, i) => `run-${i}`),
-          (label) => Effect.flatMap(client.start(workflow, { label }), (id) => client.result(id, { timeout: "30 seconds" })),
-          { concurrency: "unbounded" }
-        )
-      )
-      const [rollback, outputs] = yield* Effect.all([Effect.exit(inTransaction), others], { concurrency: "unbounded" })
-      assert.isTrue(Exit.isFailure(rollback))
-      assert.strictEqual(outputs.length, 149)
-      yield* Effect.sleep("300 millis")
-      yield* Fiber.interrupt(worker)
-      assert.isDefined(rolledBack)
-      assert.instanceOf(yield* Effect.flip(client.status(rolledBack!)), PgflowsError.RunNotFound)
-      assert.deepStrictEqual(
-        ["a", "b", "c"].map((step) => calls.get(`rolled-back:${step}`)),
-        [0, 0, 0],
-        "no step of the rolled-back run ever ran"
-      )
-      assert.deepStrictEqual(yield* sql`SELECT * FROM app_orders WHERE label = 'rolled-back'`, [])
-      const journals = yield* sql<{ status: string; runs: number; steps: number }>`
+  it.effect(
+    "a start inside a transaction that rolls back never runs, among 150 concurrent runs that keep their journals",
+    () =>
+      within(
+        Effect.gen(function*() {
+          const sql = yield* SqlClient.SqlClient
+          const { schema } = yield* PgflowsConfig.PgflowsConfig
+          yield* sql`CREATE TABLE IF NOT EXISTS app_orders (label text NOT NULL)`
+          const { calls, workflow } = counted("outbox_rollback")
+          const client = yield* engine([workflow])
+          const worker = yield* Effect.forkChild(client.runWorker({ concurrency: 64 }))
+          let rolledBack: string | undefined
+          const inTransaction = sql.withTransaction(Effect.gen(function*() {
+            yield* sql`INSERT INTO app_orders (label) VALUES ('rolled-back')`
+            rolledBack = yield* client.start(workflow, { label: "rolled-back" })
+            // Long enough for a worker to execute the run, if it were handed one before the commit.
+            yield* Effect.sleep("400 millis")
+            return yield* new Rollback()
+          }))
+          const others = Effect.andThen(
+            Effect.sleep("20 millis"),
+            Effect.forEach(
+              Array.from({ length: 149 }, (_, i) => `run-${i}`),
+              (label) =>
+                Effect.flatMap(client.start(workflow, { label }), (id) => client.result(id, { timeout: "30 seconds" })),
+              { concurrency: "unbounded" }
+            )
+          )
+          const [rollback, outputs] = yield* Effect.all([Effect.exit(inTransaction), others], {
+            concurrency: "unbounded"
+          })
+          assert.isTrue(Exit.isFailure(rollback))
+          assert.strictEqual(outputs.length, 149)
+          yield* Effect.sleep("300 millis")
+          yield* Fiber.interrupt(worker)
+          assert.isDefined(rolledBack)
+          assert.instanceOf(yield* Effect.flip(client.status(rolledBack!)), PgflowsError.RunNotFound)
+          assert.deepStrictEqual(
+            ["a", "b", "c"].map((step) => calls.get(`rolled-back:${step}`)),
+            [0, 0, 0],
+            "no step of the rolled-back run ever ran"
+          )
+          assert.deepStrictEqual(yield* sql`SELECT * FROM app_orders WHERE label = 'rolled-back'`, [])
+          const journals = yield* sql<{ status: string; runs: number; steps: number }>`
         SELECT r.status, count(DISTINCT r.id)::int AS runs, count(s.key)::int AS steps
-        FROM ${sql(`${schema}.runs`)} r LEFT JOIN ${sql(`${schema}.steps`)} s ON s.run_id = r.id AND s.status = 'completed'
+        FROM ${sql(`${schema}.runs`)} r LEFT JOIN ${
+            sql(`${schema}.steps`)
+          } s ON s.run_id = r.id AND s.status = 'completed'
         WHERE r.workflow = 'outbox_rollback' GROUP BY r.status`
-      assert.deepStrictEqual(journals, [{ status: "completed", runs: 149, steps: 149 * 3 }])
-      for (let i = 0; i < 149; i++) assert.strictEqual(calls.get(`run-${i}:c`), 1)
-    }), { workerConcurrency: 64 }), 60_000)
+          assert.deepStrictEqual(journals, [{ status: "completed", runs: 149, steps: 149 * 3 }])
+          for (let i = 0; i < 149; i++) assert.strictEqual(calls.get(`run-${i}:c`), 1)
+        }),
+        { workerConcurrency: 64 }
+      ),
+    60_000
+  )
 
   it.effect("a start inside a transaction runs once the caller commits, and not before", () =>
     within(
@@ -106,7 +118,10 @@ layer(TestDatabase.layer, { excludeTestServices: true })("run isolation on Postg
         // Woken by the commit (its NOTIFY), not by the hour-long poll.
         assert.deepStrictEqual(yield* client.result(id, { timeout: "10 seconds" }), { label: "committed" })
         assert.deepStrictEqual(["a", "b", "c"].map((step) => calls.get(`committed:${step}`)), [1, 1, 1])
-        assert.strictEqual((yield* sql<{ n: number }>`SELECT count(*)::int AS n FROM app_orders WHERE label = 'committed'`)[0]!.n, 1)
+        assert.strictEqual(
+          (yield* sql<{ n: number }>`SELECT count(*)::int AS n FROM app_orders WHERE label = 'committed'`)[0]!.n,
+          1
+        )
         yield* Fiber.interrupt(worker)
       }),
       { pollInterval: "1 hour" }
@@ -122,7 +137,8 @@ layer(TestDatabase.layer, { excludeTestServices: true })("run isolation on Postg
         input: null,
         claimFor: { token: `token-${i}`, leaseMillis: 60_000 }
       })))
-      const bad = new Set([17, 41])
+      // One transition (odd) and one checkpoint (even) carry a value jsonb rejects.
+      const bad = new Set([17, 40])
       const results = yield* Effect.forEach(
         runs,
         (i) =>
@@ -158,7 +174,11 @@ layer(TestDatabase.layer, { excludeTestServices: true })("run isolation on Postg
             assert.isTrue(result.failure.rejected, "the database rejected the value: writing it again cannot help")
           }
         } else {
-          assert.deepStrictEqual(result, { _tag: "Success", success: "ok" } as typeof result, `innocent write ${i}`)
+          assert.strictEqual(
+            result._tag === "Success" ? result.success : result.failure.message,
+            "ok",
+            `innocent write ${i}`
+          )
         }
       }
       const completed = yield* Effect.forEach(runs, (i) => store.getRun(`shared-${i}`))
@@ -222,7 +242,10 @@ layer(TestDatabase.layer, { excludeTestServices: true })("run isolation on Postg
       const runId = yield* Effect.flip(client.start(wf, { s: "x" }, { id: "id\u0000" }))
       assert.instanceOf(runId, PgflowsError.InvalidInput)
       assert.throws(() => Step.make("bad\u0000name", { input: Text, output: Text, run: Effect.succeed }), /NUL/)
-      assert.throws(() => Workflow.make("bad\ud800name", { input: Text, output: Text, run: Effect.succeed }), /surrogate/)
+      assert.throws(
+        () => Workflow.make("bad\ud800name", { input: Text, output: Text, run: Effect.succeed }),
+        /surrogate/
+      )
       assert.strictEqual((yield* client.list({ workflow: "nul_inputs" })).runs.length, 1)
     })))
 
@@ -231,7 +254,12 @@ layer(TestDatabase.layer, { excludeTestServices: true })("run isolation on Postg
       const built = yield* Effect.exit(
         Layer.build(
           Layer.merge(PgStore.layer, PgWorkQueue.layer).pipe(
-            Layer.provide(Layer.effect(PgflowsConfig.PgflowsConfig, PgflowsConfig.make({ schema: "too_large", maxPayloadBytes: 32 * 1024 * 1024 })))
+            Layer.provide(
+              Layer.effect(
+                PgflowsConfig.PgflowsConfig,
+                PgflowsConfig.make({ schema: "too_large", maxPayloadBytes: 32 * 1024 * 1024 })
+              )
+            )
           )
         )
       )
@@ -253,7 +281,9 @@ layer(TestDatabase.layer, { excludeTestServices: true })("run isolation on Postg
       const others = yield* Effect.forEach([1, 2, 3], (n) => client.start(small, { s: `small-${n}` }))
       const output = yield* client.result(id, { timeout: "60 seconds" })
       assert.strictEqual(output.s.length, bytes + 1)
-      for (const other of others) assert.match((yield* client.result(other, { timeout: "30 seconds" })).s, /^small-\d!$/)
+      for (const other of others) {
+        assert.match((yield* client.result(other, { timeout: "30 seconds" })).s, /^small-\d!$/)
+      }
       const status = yield* client.status(id)
       assert.strictEqual(status.status, "completed")
       assert.strictEqual((status.input as { s: string }).s.length, bytes)
@@ -263,40 +293,48 @@ layer(TestDatabase.layer, { excludeTestServices: true })("run isolation on Postg
       yield* Fiber.interrupt(worker)
     })
 
-  it.effect("10 MB inputs and outputs go through status, result, list and claim with the default client", () =>
-    within(bigRoundTrip(10_000_000), { maxPayloadBytes: 10_500_000 }), 120_000)
+  it.effect(
+    "10 MB inputs and outputs go through status, result, list and claim with the default client",
+    () => within(bigRoundTrip(10_000_000), { maxPayloadBytes: 10_500_000 }),
+    120_000
+  )
 
   it.effect("20 MB inputs and outputs work once the client may read messages that large", () =>
     Effect.gen(function*() {
       const database = yield* TestDatabase.TestDatabase
+      // Scoped inside: the engine (and its LISTEN connection) ends before the pool it uses closes.
       yield* bigRoundTrip(20_000_000).pipe(
+        Effect.scoped,
         Effect.provide(postgres.layer({ maxPayloadBytes: 24_000_000 })),
         Effect.provide(PgClient.layer({ url: database.url, maxMessageSize: 64 * 1024 * 1024 }))
       )
     }), 120_000)
 
-  it.effect("a run too large to read back fails alone with a typed error; the queue keeps moving", () =>
-    within(Effect.gen(function*() {
-      const sql = yield* SqlClient.SqlClient
-      const { schema } = yield* PgflowsConfig.PgflowsConfig
-      const wf = Workflow.make("unreadable", { input: Text, output: Text, run: Effect.succeed })
-      const client = yield* engine([wf])
-      // Written by SQL (pg_cron, another service): nothing checked its size.
-      const [row] = yield* sql<{ id: string }>`
+  it.effect(
+    "a run too large to read back fails alone with a typed error; the queue keeps moving",
+    () =>
+      within(Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        const { schema } = yield* PgflowsConfig.PgflowsConfig
+        const wf = Workflow.make("unreadable", { input: Text, output: Text, run: Effect.succeed })
+        const client = yield* engine([wf])
+        // Written by SQL (pg_cron, another service): nothing checked its size.
+        const [row] = yield* sql<{ id: string }>`
         SELECT ${sql(schema)}.enqueue_workflow('unreadable', jsonb_build_object('s', repeat('y', 20000000))) AS id`
-      const huge = row!.id
-      const fine = yield* client.startBatch(wf, [{ s: "a" }, { s: "b" }])
-      const worker = yield* Effect.forkChild(client.runWorker({ concurrency: 8 }))
-      for (const id of fine) assert.match((yield* client.result(id, { timeout: "30 seconds" })).s, /^[ab]$/)
-      const error = yield* Effect.flip(client.result(huge, { timeout: "30 seconds" }))
-      assert.instanceOf(error, PgflowsError.RunFailed)
-      assert.instanceOf(error.error, PgflowsError.PayloadTooLarge)
-      assert.match((error.error as PgflowsError.PayloadTooLarge).subject, /input of workflow "unreadable"/)
-      const status = yield* client.status(huge)
-      assert.strictEqual(status.status, "failed")
-      assert.strictEqual(status.input, undefined, "an input too large to read is not read")
-      assert.strictEqual((yield* client.list({ workflow: "unreadable" })).runs.length, 3)
-      yield* Fiber.interrupt(worker)
-    })), 120_000)
+        const huge = row!.id
+        const fine = yield* client.startBatch(wf, [{ s: "a" }, { s: "b" }])
+        const worker = yield* Effect.forkChild(client.runWorker({ concurrency: 8 }))
+        for (const id of fine) assert.match((yield* client.result(id, { timeout: "30 seconds" })).s, /^[ab]$/)
+        const error = yield* Effect.flip(client.result(huge, { timeout: "30 seconds" }))
+        assert.instanceOf(error, PgflowsError.RunFailed)
+        assert.instanceOf(error.error, PgflowsError.PayloadTooLarge)
+        assert.match((error.error as PgflowsError.PayloadTooLarge).subject, /input of workflow "unreadable"/)
+        const status = yield* client.status(huge)
+        assert.strictEqual(status.status, "failed")
+        assert.strictEqual(status.input, undefined, "an input too large to read is not read")
+        assert.strictEqual((yield* client.list({ workflow: "unreadable" })).runs.length, 3)
+        yield* Fiber.interrupt(worker)
+      })),
+    120_000
+  )
 })
-

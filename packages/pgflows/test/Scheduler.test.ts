@@ -154,7 +154,8 @@ describe("Scheduler: built-in, in memory", () => {
       ])
       const store = yield* Store.Store
       const run = yield* store.getRun("schedule:berlin:2026-10-25T00:30:00Z")
-      assert.deepStrictEqual([run?.workflow, run?.input], ["schedule_report", { team: "dst" }])
+      const input = yield* store.getInput("schedule:berlin:2026-10-25T00:30:00Z")
+      assert.deepStrictEqual([run?.workflow, input], ["schedule_report", { _tag: "Value", value: { team: "dst" } }])
     }).pipe(Effect.provide(memoryBackend.layer())))
 
   it.effect("three schedulers, a tick every second: each tick starts exactly one run", () =>

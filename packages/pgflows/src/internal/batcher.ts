@@ -7,6 +7,11 @@
  * hand-off to another fiber, so a lone writer pays nothing for batching). Requests arriving while
  * up to `flushers` batches are in flight queue up; whoever finishes a batch hands the queue to a new
  * flusher.
+ *
+ * Isolation (docs/ARCHITECTURE.md, "Runs are isolated"): a batch that fails with an error `split`
+ * accepts (one the database raised for one of the requests, not an outage) is written again in two
+ * halves, recursively, so the innocent requests commit and only the request that caused the error
+ * gets it. `execute` must be atomic: a failed batch wrote nothing.
  */
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
@@ -15,20 +20,28 @@ import type * as Scope from "effect/Scope"
 
 export const make = <A, B, E>(
   execute: (batch: ReadonlyArray<A>) => Effect.Effect<ReadonlyArray<B>, E>,
-  options: { readonly maxBatch: number; readonly flushers: number }
+  options: { readonly maxBatch: number; readonly flushers: number; readonly split: (error: E) => boolean }
 ): Effect.Effect<(request: A) => Effect.Effect<B, E>, never, Scope.Scope> =>
   Effect.gen(function*() {
     const scope = yield* Effect.scope
     const pending: Array<readonly [A, Deferred.Deferred<B, E>]> = []
     let active = 0
 
-    const flush = (items: ReadonlyArray<readonly [A, Deferred.Deferred<B, E>]>) =>
-      Effect.map(Effect.exit(execute(items.map((item) => item[0]))), (exit) => {
+    const flush = (items: ReadonlyArray<readonly [A, Deferred.Deferred<B, E>]>): Effect.Effect<void> =>
+      Effect.flatMap(Effect.exit(execute(items.map((item) => item[0]))), (exit) => {
         if (Exit.isSuccess(exit)) {
           items.forEach((item, index) => Deferred.doneUnsafe(item[1], Exit.succeed(exit.value[index]!)))
-        } else {
-          for (const item of items) Deferred.doneUnsafe(item[1], exit as Exit.Exit<never, E>)
+          return Effect.void
         }
+        if (
+          items.length > 1 && exit.cause.reasons.some((reason) => reason._tag === "Fail" && options.split(reason.error))
+        ) {
+          const half = Math.ceil(items.length / 2)
+          // In order: a later request of a run never commits before an earlier one.
+          return Effect.andThen(flush(items.slice(0, half)), flush(items.slice(half)))
+        }
+        for (const item of items) Deferred.doneUnsafe(item[1], exit as Exit.Exit<never, E>)
+        return Effect.void
       })
 
     /** Writes batches until nothing is pending, then gives its flusher slot back. */

@@ -4,9 +4,15 @@
  * cancelled, store unreachable).
  *
  * Durable operations never let the workflow swallow an engine decision: suspending, failing the run
- * for an engine error (non-determinism, decode errors, oversized payloads, dead steps) and stopping
- * (cancelled, lease lost) are recorded on the execution and then interrupt the workflow's fiber;
- * after the fiber ends, the recorded decision wins over whatever the workflow returned.
+ * for an engine error (non-determinism, decode errors, values the store cannot hold, dead steps) and
+ * stopping (cancelled, lease lost, a journal write that failed) are recorded on the execution as one
+ * `Decision` and then interrupt the workflow's fiber; after the fiber ends, the decision wins over
+ * whatever the workflow returned.
+ *
+ * The guarantees this module keeps are listed in docs/ARCHITECTURE.md ("Replay", "Held checkpoints",
+ * "Runs are isolated"); the main ones: a completed step never runs again, nothing that follows a
+ * step becomes durable before the step's checkpoint, and a failed write stops the execution before
+ * its next durable operation.
  */
 import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
@@ -21,16 +27,17 @@ import * as Semaphore from "effect/Semaphore"
 import * as Tracer from "effect/Tracer"
 import type { PgflowsConfig } from "../PgflowsConfig.ts"
 import {
+  ChildIdConflict,
   DecodeError,
   EncodeError,
   type EngineError,
-  isEngineError,
   NonDeterminismError,
   PayloadTooLarge,
   RecoveryLimitExceeded,
   StepDefect,
   StepTimeoutError,
-  StoreError as StoreErrorClass,
+  type StoreError,
+  UnstorableValue,
   WorkflowDefect,
   WorkflowTimeout
 } from "../PgflowsError.ts"
@@ -39,9 +46,8 @@ import type * as Store from "../Store.ts"
 import type * as Workflow from "../Workflow.ts"
 import { codec, type Persisted } from "./codec.ts"
 import { type ChildOutcome, type ChildSpec, type Execution, type StepSpec, WorkflowContext } from "./context.ts"
-import { decodeEngineFailure, encodeEngineFailure as engineEnvelope, type ErrorEnvelope } from "./failure.ts"
-import { byteSize, hash } from "./json.ts"
-import type { Plugins } from "./plugins.ts"
+import { decodeFailure, encodeEngineFailure, encodeFailure, type ErrorEnvelope } from "./failure.ts"
+import { hash, storeProblem, textProblem } from "./json.ts"
 import { isTraceContext, linkTo, traceKey, traceName } from "./telemetry.ts"
 
 /** Why an execution stopped without a transition of its own. */
@@ -70,22 +76,52 @@ const holdLimit = Duration.millis(2)
 
 type Entry = Omit<Store.Checkpoint, "runId" | "token">
 
+/** A journal entry waiting to be written, with what to say of it and what to do once it is durable. */
+interface Pending {
+  readonly entry: Entry
+  /** What the entry records, for an error about it ("output of step "x" (key 1)"). */
+  readonly subject: string
+  /** Runs once the entry has committed (the `afterStep` hooks). */
+  readonly durable?: Effect.Effect<void> | undefined
+}
+
+/**
+ * What the execution decided, besides the workflow's own result: park the run, fail it with an
+ * engine error, or stop without writing an end. When several branches decide, a stop wins over a
+ * failure, a failure over a suspension, and suspensions merge (the earliest wake-up).
+ */
+export type Decision =
+  | { readonly _tag: "Suspend"; readonly wakeInMillis: number | null }
+  | { readonly _tag: "Fail"; readonly error: EngineError }
+  | { readonly _tag: "Stop"; readonly reason: StopReason }
+
+const merge = (current: Decision | undefined, next: Decision): Decision => {
+  if (current === undefined || current._tag === "Suspend" && next._tag !== "Suspend") return next
+  if (current._tag === "Fail" && next._tag === "Stop") return next
+  if (current._tag === "Suspend" && next._tag === "Suspend") {
+    if (current.wakeInMillis === null) return next
+    if (next.wakeInMillis === null) return current
+    return { _tag: "Suspend", wakeInMillis: Math.min(current.wakeInMillis, next.wakeInMillis) }
+  }
+  return current
+}
+
 export interface EngineEnv {
   readonly store: Store.Store["Service"]
   readonly config: PgflowsConfig
   /** Services the workflows need, captured when the `Pgflows` layer was built. */
   readonly services: Context.Context<never>
   /** The registered plugins, or `undefined` when there are none. */
-  readonly plugins: Plugins | undefined
+  readonly plugins: Plugin.Runner | undefined
   /** The tracer of pgflows' spans when telemetry is on, else `undefined`. */
   readonly tracer: Tracer.Tracer | undefined
 }
 
 /** Retries store writes that may succeed later (a restarting database) for about half a lease. */
-const storeRetry = (config: PgflowsConfig): Schedule.Schedule<unknown, StoreErrorClass> =>
+const storeRetry = (config: PgflowsConfig): Schedule.Schedule<unknown, StoreError> =>
   Schedule.min([Schedule.exponential("50 millis"), Schedule.spaced("2 seconds")]).pipe(
     Schedule.upTo({ duration: Duration.millis(Duration.toMillis(config.lease) / 2) }),
-    Schedule.setInputType<StoreErrorClass>(),
+    Schedule.setInputType<StoreError>(),
     Schedule.while(({ input }) => input.retryable)
   )
 
@@ -101,22 +137,18 @@ export class RunExecution implements Execution {
   private readonly journal: Map<string, Store.StepRecord>
   /** Store clock minus local clock, measured at the claim. */
   private readonly offset: number
-  /** Set when the run parks: milliseconds to sleep, or `null` to wait until woken. */
-  suspension: number | null | undefined = undefined
-  /** Set when an engine error fails the run. */
-  fatal: EngineError | undefined = undefined
-  /** Set when the execution must stop without writing its end. */
-  stopped: StopReason | undefined = undefined
+  /** What the execution decided besides the workflow's result (see `Decision`). */
+  decision: Decision | undefined = undefined
   /** Step attempts under way, by key. */
   readonly attempts = new Map<string, Attempt>()
-  private readonly input: unknown
+  private readonly input: Store.StoredValue
   private readonly recoveries: number
   /** The run's `events` when it was claimed (see `Store.Transition` `suspend`). */
   private readonly events: number
   /** The store-clock time past which the run fails with `WorkflowTimeout`. */
   readonly deadlineAt: number | null
   /** Checkpoints of completed steps held back (see `hold`). */
-  private held: Array<Entry> = []
+  private held: Array<Pending> = []
   /** Flushes of held checkpoints under way. */
   private flushing = 0
   private flushTimer = false
@@ -137,6 +169,8 @@ export class RunExecution implements Execution {
   private outputValue: unknown = undefined
   /** The typed error the run failed with (for plugins and spans). */
   private failure: unknown = undefined
+  /** The fiber of the workflow's body (or of a compensation) while one runs. */
+  private body: Fiber.Fiber<unknown, unknown> | undefined = undefined
 
   constructor(env: EngineEnv, definition: Workflow.Any, claimed: Store.ClaimedRun, localNow: number) {
     this.env = env
@@ -147,7 +181,7 @@ export class RunExecution implements Execution {
     this.msgId = claimed.msgId
     this.journal = new Map(claimed.journal.map((entry) => [entry.key, entry]))
     this.offset = claimed.now - localNow
-    this.input = claimed.run.input
+    this.input = claimed.input
     this.recoveries = claimed.run.recoveries
     this.events = claimed.run.events
     this.deadlineAt = claimed.run.deadlineAt
@@ -155,39 +189,50 @@ export class RunExecution implements Execution {
     this.caller = claimed.run.trace
   }
 
-  private body: Fiber.Fiber<unknown, unknown> | undefined = undefined
-
-  /** Records why the execution stops (the first reason wins). */
-  stop(reason: StopReason): void {
-    if (this.stopped === undefined) this.stopped = reason
+  /** Records a decision (see `Decision` for which one wins). */
+  private decide(next: Decision): void {
+    this.decision = merge(this.decision, next)
   }
 
-  /** Stops the execution from outside (cancelled, lease lost, shutdown): interrupts the workflow body. */
+  /** Whether the execution must write nothing more of the workflow's progress. */
+  private get ending(): boolean {
+    return this.decision !== undefined && this.decision._tag !== "Suspend"
+  }
+
+  /**
+   * Stops the execution from outside the workflow's fibers (cancelled, lease lost, shutdown, a
+   * write that failed in the background): records why, and interrupts the workflow's body.
+   */
   interrupt(reason: StopReason): Effect.Effect<void> {
     return Effect.suspend(() => {
-      this.stop(reason)
+      this.decide({ _tag: "Stop", reason })
       return this.body === undefined ? Effect.void : Fiber.interrupt(this.body)
     })
   }
 
   private readonly now = Effect.map(Clock.currentTimeMillis, (local) => local + this.offset)
 
+  /** Ends the calling fiber of the workflow: the decision recorded before it is what counts. */
   private halt<A = never>(): Effect.Effect<A> {
     return Effect.interrupt as Effect.Effect<A>
   }
 
   private failRun<A = never>(error: EngineError): Effect.Effect<A> {
-    if (this.fatal === undefined) this.fatal = error
-    return this.halt()
+    return Effect.suspend(() => {
+      this.decide({ _tag: "Fail", error })
+      return this.halt<A>()
+    })
   }
 
   private park<A = never>(wakeInMillis: number | null): Effect.Effect<A> {
-    if (this.suspension === undefined) this.suspension = wakeInMillis
-    else if (wakeInMillis !== null) {
-      this.suspension = this.suspension === null ? wakeInMillis : Math.min(this.suspension, wakeInMillis)
-    }
-    return this.halt()
+    return Effect.suspend(() => {
+      this.decide({ _tag: "Suspend", wakeInMillis })
+      return this.halt<A>()
+    })
   }
+
+  /** Halts a workflow fiber that reaches a durable operation after the execution decided to end. */
+  private readonly guard: Effect.Effect<void> = Effect.suspend(() => this.ending ? this.halt() : Effect.void)
 
   /**
    * Records the attempts that have run for longer than `markerDelay` (once each), so that an attempt
@@ -195,6 +240,7 @@ export class RunExecution implements Execution {
    * end sooner cost nothing.
    */
   markLongAttempts(now: number): Effect.Effect<void> {
+    if (this.ending) return Effect.void
     const due = [...this.attempts.values()].filter((a) =>
       !a.marked && now - a.startedAt >= Duration.toMillis(markerDelay)
     )
@@ -213,25 +259,60 @@ export class RunExecution implements Execution {
       }), { concurrency: "unbounded", discard: true }).pipe(Effect.ignore)
   }
 
-  /** Writes a journal entry; on a lost lease or a store that stays down, stops the execution. */
-  write(entry: Omit<Store.Checkpoint, "runId" | "token">): Effect.Effect<void> {
-    return this.env.store.checkpoint({ ...entry, runId: this.runId, token: this.token }).pipe(
-      Effect.retry(storeRetry(this.env.config)),
-      Effect.matchEffect({
-        onFailure: (error) =>
-          Effect.andThen(
-            Effect.logWarning(`pgflows: cannot write the journal of run ${this.runId}: ${error.message}`),
-            Effect.suspend(() => {
-              this.stop("store-unavailable")
-              return this.halt()
-            })
-          ),
-        onSuccess: (result) => {
-          if (result === "ok") return Effect.void
-          this.stop("lease-lost")
-          return this.halt()
-        }
+  /**
+   * Writes journal entries together (their writes share a commit when the store groups them). On a
+   * failure it records the decision that follows and returns `false`: a lost lease stops the
+   * execution; a value the store rejected fails the run with `UnstorableValue`; a store that stays
+   * unreachable stops the execution, so that another worker takes the run over once its lease ends.
+   * Then it runs what waits for the entries to be durable.
+   */
+  private commit(pending: ReadonlyArray<Pending>): Effect.Effect<boolean> {
+    const one = (item: Pending) =>
+      this.env.store.checkpoint({ ...item.entry, runId: this.runId, token: this.token }).pipe(
+        Effect.retry(storeRetry(this.env.config)),
+        Effect.matchEffect({
+          onSuccess: (result) => {
+            if (result === "ok") return Effect.succeed(true)
+            this.decide({ _tag: "Stop", reason: "lease-lost" })
+            return Effect.succeed(false)
+          },
+          onFailure: (error) => Effect.as(this.writeFailed(error, item.subject), false)
+        })
+      )
+    // Together, so that concurrent branches' checkpoints share a commit (group commit).
+    const written = pending.length === 1
+      ? one(pending[0]!)
+      : Effect.map(Effect.forEach(pending, one, { concurrency: "unbounded" }), (results) => results.every(Boolean))
+    return Effect.flatMap(written, (ok) =>
+      ok && pending.some((item) => item.durable !== undefined)
+        ? Effect.as(Effect.forEach(pending, (item) => item.durable ?? Effect.void, { discard: true }), true)
+        : Effect.succeed(ok))
+  }
+
+  /** The decision after a write the store refused (see `commit`). */
+  private writeFailed(error: StoreError, subject: string): Effect.Effect<void> {
+    if (error.rejected) {
+      this.decide({
+        _tag: "Fail",
+        error: new UnstorableValue({ subject, path: "", reason: `PostgreSQL rejected it: ${error.message}` })
       })
+      return Effect.void
+    }
+    this.decide({ _tag: "Stop", reason: "store-unavailable" })
+    return Effect.logWarning(`pgflows: cannot write the journal of run ${this.runId}: ${error.message}`)
+  }
+
+  /** Writes a journal entry now (after the held ones); halts the calling fiber when that fails. */
+  private write(entry: Entry): Effect.Effect<void> {
+    return Effect.flatMap(
+      this.flushHeld,
+      (flushed) =>
+        flushed
+          ? Effect.flatMap(
+            this.commit([{ entry, subject: `journal entry "${entry.name}" (key ${entry.key})` }]),
+            (ok) => ok ? Effect.void : this.halt()
+          )
+          : this.halt()
     )
   }
 
@@ -241,79 +322,128 @@ export class RunExecution implements Execution {
    * the end of the execution in the same commit (a workflow's last step and its completion cost one
    * commit, not two), or after `holdLimit` when neither comes (concurrent branches). Nothing that
    * follows the step becomes durable before its checkpoint, so a crash before the write has the
-   * effect a crash before the commit always had: the step runs again.
+   * effect a crash before the commit always had: the step runs again. `durable` (the `afterStep`
+   * hooks) runs once the checkpoint has committed, never before.
    */
-  private hold(entry: Entry): Effect.Effect<void> {
+  private hold(pending: Pending): Effect.Effect<void> {
     return Effect.suspend(() => {
-      this.held.push(entry)
+      this.held.push(pending)
       if (this.flushTimer) return Effect.void
       this.flushTimer = true
       return Effect.asVoid(Effect.forkDetach(Effect.andThen(
         Effect.sleep(holdLimit),
         Effect.suspend(() => {
           this.flushTimer = false
-          return this.flush
+          // In the background: a failure must stop the workflow's fibers from here.
+          return Effect.flatMap(this.flushHeld, (ok) => ok ? Effect.void : this.interrupt(stopReasonOf(this.decision)))
         })
       )))
     })
   }
 
-  /** Writes the held checkpoints, and waits for those being written. */
-  private readonly flush: Effect.Effect<void> = Effect.suspend(() => {
-    if (this.held.length === 0 && this.flushing === 0) return Effect.void
+  /** Writes the held checkpoints (and waits for those being written); `false` when that failed. */
+  private readonly flushHeld: Effect.Effect<boolean> = Effect.suspend(() => {
+    if (this.ending) return Effect.succeed(false)
+    if (this.held.length === 0 && this.flushing === 0) return Effect.succeed(true)
     return this.writes.withPermit(Effect.suspend(() => {
-      if (this.held.length === 0) return Effect.void
-      const entries = this.held.splice(0)
+      if (this.ending) return Effect.succeed(false)
+      if (this.held.length === 0) return Effect.succeed(true)
+      const pending = this.held.splice(0)
       this.flushing++
-      // Together, so that concurrent branches' checkpoints share a commit (group commit).
-      return Effect.forEach(entries, (entry) => this.write(entry), { concurrency: "unbounded", discard: true }).pipe(
-        Effect.ensuring(Effect.sync(() => this.flushing--))
-      )
+      return this.commit(pending).pipe(Effect.ensuring(Effect.sync(() => this.flushing--)))
     }))
   })
 
-  /** Encodes a value for storage, failing the run when it does not fit its Schema or the size limit. */
-  private encode(schema: StepSpec["output"], value: unknown, subject: string): Effect.Effect<unknown> {
-    const encoded = codec(schema).encode(value)
-    if (Result.isFailure(encoded)) return this.failRun(new EncodeError({ subject, issues: encoded.failure }))
-    const bytes = byteSize(encoded.success)
-    if (bytes > this.env.config.maxPayloadBytes) {
-      return this.failRun(new PayloadTooLarge({ subject, bytes, limit: this.env.config.maxPayloadBytes }))
+  /** In a workflow fiber: writes the held checkpoints, or halts when that failed. */
+  private readonly flush: Effect.Effect<void> = Effect.flatMap(this.flushHeld, (ok) => ok ? Effect.void : this.halt())
+
+  /**
+   * The journal operation at `key` (a step, a sleep, a signal wait, ...): on replay, checks that the
+   * journal holds the same operation there (else `NonDeterminismError`) and lets `replay` answer
+   * from the entry; otherwise (or when `replay` declines) writes the held checkpoints first, then
+   * runs `execute`, which receives the entry of an operation that was under way.
+   */
+  private operation<A, E, R>(
+    key: string,
+    name: string,
+    inputHash: string,
+    options: {
+      readonly replay?: ((entry: Store.StepRecord) => Effect.Effect<A, E, R> | undefined) | undefined
+      readonly execute: (entry: Store.StepRecord | undefined) => Effect.Effect<A, E, R>
     }
-    return Effect.succeed(encoded.success)
+  ): Effect.Effect<A, E, R> {
+    return Effect.suspend(() => {
+      const entry = this.journal.get(key)
+      if (entry !== undefined) {
+        if (entry.name !== name || entry.inputHash !== inputHash) {
+          return this.failRun(
+            new NonDeterminismError({
+              key,
+              journal: { name: entry.name, inputHash: entry.inputHash },
+              replay: { name, inputHash }
+            })
+          )
+        }
+        if (entry.tooLarge !== undefined) {
+          return this.failRun(
+            new PayloadTooLarge({
+              subject: `stored value of ${name} (key ${key})`,
+              bytes: entry.tooLarge,
+              limit: this.env.config.maxPayloadBytes
+            })
+          )
+        }
+        const replayed = options.replay?.(entry)
+        if (replayed !== undefined) return replayed
+      }
+      return this.guard.pipe(Effect.andThen(this.flush), Effect.andThen(options.execute(entry)))
+    })
   }
 
-  private checkReplay(key: string, entry: Store.StepRecord, name: string, inputHash: string): Effect.Effect<void> {
-    if (entry.name === name && entry.inputHash === inputHash) return Effect.void
+  /**
+   * Encodes a value for storage, failing the run when it does not fit its Schema, the size limit, or
+   * what PostgreSQL can hold.
+   */
+  private encode(schema: Persisted, value: unknown, subject: string): Effect.Effect<unknown> {
+    const encoded = codec(schema).encode(value)
+    if (Result.isFailure(encoded)) return this.failRun(new EncodeError({ subject, issues: encoded.failure }))
+    return this.storable(encoded.success, subject)
+  }
+
+  /** Fails the run when an encoded value is over the size limit or holds text PostgreSQL refuses. */
+  private storable(encoded: unknown, subject: string): Effect.Effect<unknown> {
+    const limit = this.env.config.maxPayloadBytes
+    const problem = storeProblem(encoded, limit)
+    if (problem === undefined) return Effect.succeed(encoded)
     return this.failRun(
-      new NonDeterminismError({
-        key,
-        journal: { name: entry.name, inputHash: entry.inputHash },
-        replay: { name, inputHash }
-      })
+      problem._tag === "TooLarge"
+        ? new PayloadTooLarge({ subject, bytes: problem.bytes, limit })
+        : new UnstorableValue({ subject, path: problem.path, reason: problem.reason })
     )
+  }
+
+  /** Fails the run when a name given at run time (a signal, an event, a child id) cannot be stored. */
+  private storableName(text: string, subject: string): Effect.Effect<void> {
+    const reason = textProblem(text)
+    return reason === undefined ? Effect.void : this.failRun(new UnstorableValue({ subject, path: "", reason }))
   }
 
   /** A stored step failure, as the step's typed error (or the run's failure for engine errors). */
   private replayFailure(spec: StepSpec, key: string, stored: unknown): Effect.Effect<never, unknown> {
-    const envelope = stored as ErrorEnvelope | null
-    if (envelope?.source === "step") {
-      const decoded = codec(spec.error).decode(envelope.error)
-      return Result.isSuccess(decoded)
-        ? Effect.fail(decoded.success)
-        : this.failRun(
-          new DecodeError({ subject: `error of step "${spec.name}" (key ${key})`, issues: decoded.failure })
+    const failure = decodeFailure(stored, "step", spec.error)
+    switch (failure._tag) {
+      case "Own":
+        return Effect.fail(failure.error)
+      case "Engine":
+        return failure.error instanceof StepTimeoutError ? Effect.fail(failure.error) : this.failRun(failure.error)
+      case "Raw":
+        return this.failRun(
+          new DecodeError({
+            subject: `error of step "${spec.name}" (key ${key})`,
+            issues: [{ path: "", message: `the stored error does not decode: ${failure.reason}` }]
+          })
         )
     }
-    const engine = decodeEngineFailure(envelope?.error)
-    if (engine instanceof StepTimeoutError) return Effect.fail(engine)
-    if (engine instanceof StepDefect) return this.failRun(engine)
-    return this.failRun(
-      new DecodeError({
-        subject: `error of step "${spec.name}" (key ${key})`,
-        issues: [{ path: "", message: `unrecognised stored error ${JSON.stringify(stored)}` }]
-      })
-    )
   }
 
   readonly step = (spec: StepSpec, input: unknown, key: string): Effect.Effect<unknown, unknown, any> =>
@@ -333,6 +463,7 @@ export class RunExecution implements Execution {
     attempt: number,
     effect: Effect.Effect<unknown, unknown, any>
   ): Effect.Effect<unknown, unknown, any> {
+    const subject = `output of step "${spec.name}" (key ${key})`
     return Effect.gen({ self: this }, function*() {
       const result = yield* this.env.store.checkpointWith(
         (output: unknown): Store.Checkpoint => ({
@@ -346,22 +477,15 @@ export class RunExecution implements Execution {
           error: null,
           attempts: attempt
         }),
-        Effect.flatMap(effect, (value) => this.encode(spec.output, value, `output of step "${spec.name}" (key ${key})`))
+        Effect.flatMap(effect, (value) => this.encode(spec.output, value, subject))
       ).pipe(
         Effect.catchIf(
-          (error): error is StoreErrorClass => error instanceof StoreErrorClass,
-          (error) =>
-            Effect.andThen(
-              Effect.logWarning(`pgflows: cannot commit transaction step of run ${this.runId}: ${error.message}`),
-              Effect.suspend(() => {
-                this.stop("store-unavailable")
-                return this.halt()
-              })
-            )
+          (error): error is StoreError => (error as { _tag?: unknown })?._tag === "StoreError",
+          (error) => Effect.andThen(this.writeFailed(error, subject), this.halt())
         )
       )
       if (result === "lease-lost") {
-        this.stop("lease-lost")
+        this.decide({ _tag: "Stop", reason: "lease-lost" })
         return yield* this.halt()
       }
       const decoded = codec(spec.output).decode(result)
@@ -375,35 +499,48 @@ export class RunExecution implements Execution {
     key: string,
     transactional: boolean
   ): Effect.Effect<unknown, unknown, any> {
-    return Effect.gen({ self: this }, function*() {
-      const encodedInput = yield* this.encode(spec.input, input, `input of step "${spec.name}" (key ${key})`)
-      const inputHash = hash(encodedInput)
-      const entry = this.journal.get(key)
-      let attempts = 0
-      let failures = 0
-      let lastError: unknown = undefined
-      if (entry !== undefined) {
-        yield* this.checkReplay(key, entry, spec.name, inputHash)
-        if (entry.status === "completed") {
-          const decoded = codec(spec.output).decode(entry.output)
-          if (Result.isSuccess(decoded)) return decoded.success
-          return yield* this.failRun(
-            new DecodeError({ subject: `output of step "${spec.name}" (key ${key})`, issues: decoded.failure })
-          )
-        }
-        if (entry.status === "failed") return yield* this.replayFailure(spec, key, entry.error)
-        // An attempt was running when the last worker stopped, or a retry was parked.
-        attempts = entry.attempts
-        failures = entry.status === "retrying" ? entry.attempts : entry.attempts - 1
-        if (entry.status === "retrying") {
-          lastError = yield* Effect.exit(this.replayFailure(spec, key, entry.error)).pipe(
-            Effect.map((exit) => Exit.isFailure(exit) ? Cause.findErrorOption(exit.cause) : undefined),
-            Effect.map((option) => option?._tag === "Some" ? option.value : undefined)
-          )
-        }
-      }
-      return yield* this.execute(spec, input, key, inputHash, attempts, failures, lastError, transactional)
-    })
+    return Effect.flatMap(
+      this.encode(spec.input, input, `input of step "${spec.name}" (key ${key})`),
+      (encoded) =>
+        this.operation(key, spec.name, hash(encoded), {
+          replay: (entry) => {
+            if (entry.status === "completed") {
+              const decoded = codec(spec.output).decode(entry.output)
+              return Result.isSuccess(decoded)
+                ? Effect.succeed(decoded.success)
+                : this.failRun(
+                  new DecodeError({ subject: `output of step "${spec.name}" (key ${key})`, issues: decoded.failure })
+                )
+            }
+            if (entry.status === "failed") return this.replayFailure(spec, key, entry.error)
+            return undefined
+          },
+          // An attempt was running when the last worker stopped, or a retry was parked: go on from it.
+          execute: (entry) =>
+            Effect.gen({ self: this }, function*() {
+              if (entry === undefined) {
+                return yield* this.execute(spec, input, key, hash(encoded), 0, 0, undefined, transactional)
+              }
+              const failures = entry.status === "retrying" ? entry.attempts : entry.attempts - 1
+              const lastError = entry.status !== "retrying" ? undefined : yield* Effect.exit(
+                this.replayFailure(spec, key, entry.error)
+              ).pipe(
+                Effect.map((exit) => Exit.isFailure(exit) ? Cause.findErrorOption(exit.cause) : undefined),
+                Effect.map((option) => option?._tag === "Some" ? option.value : undefined)
+              )
+              return yield* this.execute(
+                spec,
+                input,
+                key,
+                hash(encoded),
+                entry.attempts,
+                failures,
+                lastError,
+                transactional
+              )
+            })
+        })
+    )
   }
 
   private execute(
@@ -417,24 +554,25 @@ export class RunExecution implements Execution {
     transactional: boolean
   ): Effect.Effect<unknown, unknown, any> {
     return Effect.gen({ self: this }, function*() {
-      yield* this.flush
       const schedule = spec.retry ?? this.definition.stepDefaults.retry
       const decide = schedule === undefined ? undefined : yield* Schedule.toStep(schedule)
       if (decide !== undefined) {
         for (let i = 0; i < failures; i++) yield* Effect.exit(decide(yield* this.now, lastError))
       }
-      const attemptEffect = spec.timeout === undefined ? spec.run(input) : Effect.timeoutOrElse(spec.run(input), {
+      // `run` is called for each attempt; one that throws is a defect of that attempt.
+      const attemptEffect = Effect.suspend(() => spec.run(input))
+      const timed = spec.timeout === undefined ? attemptEffect : Effect.timeoutOrElse(attemptEffect, {
         duration: spec.timeout,
         orElse: () =>
           Effect.fail(new StepTimeoutError({ step: spec.name, timeoutMillis: Duration.toMillis(spec.timeout!) }))
       })
       const { plugins, tracer } = this.env
+      const subject = `output of step "${spec.name}" (key ${key})`
       for (let attempt = attemptsSoFar + 1;; attempt++) {
+        yield* this.guard
         const startedAt = yield* Clock.currentTimeMillis
         this.attempts.set(key, { key, name: spec.name, inputHash, attempt, startedAt, marked: false })
-        let attemptRun = transactional
-          ? this.commitAttempt(spec, key, inputHash, attempt, attemptEffect)
-          : attemptEffect
+        let attemptRun = transactional ? this.commitAttempt(spec, key, inputHash, attempt, timed) : timed
         const event: Plugin.StepEvent | undefined = plugins === undefined && tracer === undefined
           ? undefined
           : { runId: this.runId, workflow: this.workflow, step: spec.name, key, attempt, input }
@@ -450,42 +588,42 @@ export class RunExecution implements Execution {
           durationMillis: now - startedAt
         }))
         if (Exit.isSuccess(exit)) {
-          if (!transactional) {
-            const output = yield* this.encode(spec.output, exit.value, `output of step "${spec.name}" (key ${key})`)
+          const afterStep = observe === undefined
+            ? undefined
+            : Effect.flatMap(observe, (ended) => plugins!.fire("afterStep", { ...ended, output: exit.value }))
+          if (transactional) {
+            if (afterStep !== undefined) yield* afterStep
+          } else {
+            const output = yield* this.encode(spec.output, exit.value, subject)
             yield* this.hold({
-              key,
-              name: spec.name,
-              inputHash,
-              status: "completed",
-              output,
-              error: null,
-              attempts: attempt
+              entry: { key, name: spec.name, inputHash, status: "completed", output, error: null, attempts: attempt },
+              subject,
+              durable: afterStep
             })
           }
-          if (observe !== undefined) yield* plugins!.fire("afterStep", { ...(yield* observe), output: exit.value })
           return exit.value
         }
         const failure = Cause.findErrorOption(exit.cause)
         if (failure._tag === "None") {
           if (Cause.hasInterruptsOnly(exit.cause)) return yield* Effect.failCause(exit.cause)
           const defect = new StepDefect({ step: spec.name, key, defect: Cause.pretty(exit.cause) })
+          if (observe !== undefined) {
+            yield* plugins!.fire("onStepError", { ...(yield* observe), error: defect, final: true })
+          }
           yield* this.write({
             key,
             name: spec.name,
             inputHash,
             status: "failed",
             output: null,
-            error: engineEnvelope(defect),
+            error: encodeEngineFailure(defect),
             attempts: attempt
           })
-          if (observe !== undefined) {
-            yield* plugins!.fire("onStepError", { ...(yield* observe), error: defect, final: true })
-          }
           return yield* this.failRun(defect)
         }
         const error = failure.value
         const stored = error instanceof StepTimeoutError
-          ? engineEnvelope(error)
+          ? encodeEngineFailure(error)
           : {
             source: "step" as const,
             error: yield* this.encode(spec.error, error, `error of step "${spec.name}" (key ${key})`)
@@ -524,39 +662,40 @@ export class RunExecution implements Execution {
     })
   }
 
-  readonly sleep = (duration: Duration.Duration, key: string): Effect.Effect<void> =>
-    Effect.gen({ self: this }, function*() {
-      const millis = Duration.toMillis(duration)
-      const inputHash = hash({ millis })
-      const entry = this.journal.get(key)
-      yield* this.flush
-      const threshold = Duration.toMillis(this.env.config.parkThreshold)
-      const mark = (status: "waiting" | "completed", wakeInMillis?: number) =>
-        this.write({
-          key,
-          name: sleepName,
-          inputHash,
-          status,
-          output: null,
-          error: null,
-          attempts: 1,
-          ...(wakeInMillis === undefined ? {} : { wakeInMillis })
+  readonly sleep = (duration: Duration.Duration, key: string): Effect.Effect<void> => {
+    const millis = Duration.toMillis(duration)
+    const inputHash = hash({ millis })
+    const threshold = Duration.toMillis(this.env.config.parkThreshold)
+    const mark = (status: "waiting" | "completed", wakeInMillis?: number) =>
+      this.write({
+        key,
+        name: sleepName,
+        inputHash,
+        status,
+        output: null,
+        error: null,
+        attempts: 1,
+        ...(wakeInMillis === undefined ? {} : { wakeInMillis })
+      })
+    return this.operation(key, sleepName, inputHash, {
+      replay: (entry) => entry.status === "completed" ? Effect.void : undefined,
+      execute: (entry) =>
+        Effect.gen({ self: this }, function*() {
+          if (entry !== undefined) {
+            const remaining = (entry.wakeAt ?? 0) - (yield* this.now)
+            if (remaining > threshold) return yield* this.park(remaining)
+            if (remaining > 0) yield* Effect.sleep(Duration.millis(remaining))
+            return yield* mark("completed")
+          }
+          if (millis > threshold) {
+            yield* mark("waiting", millis)
+            return yield* this.park(millis)
+          }
+          if (millis > 0) yield* Effect.sleep(duration)
+          yield* mark("completed")
         })
-      if (entry !== undefined) {
-        yield* this.checkReplay(key, entry, sleepName, inputHash)
-        if (entry.status === "completed") return
-        const remaining = (entry.wakeAt ?? 0) - (yield* this.now)
-        if (remaining > threshold) return yield* this.park(remaining)
-        if (remaining > 0) yield* Effect.sleep(Duration.millis(remaining))
-        return yield* mark("completed")
-      }
-      if (millis > threshold) {
-        yield* mark("waiting", millis)
-        return yield* this.park(millis)
-      }
-      if (millis > 0) yield* Effect.sleep(duration)
-      yield* mark("completed")
     })
+  }
 
   readonly record = <A, E, R>(
     name: string,
@@ -564,194 +703,221 @@ export class RunExecution implements Execution {
     schema: Persisted,
     compute: Effect.Effect<A, E, R>
   ): Effect.Effect<A, E, R> =>
-    Effect.gen({ self: this }, function*() {
-      const inputHash = hash({ record: name })
-      const entry = this.journal.get(key)
-      if (entry !== undefined) {
-        yield* this.checkReplay(key, entry, name, inputHash)
+    this.operation(key, name, hash({ record: name }), {
+      replay: (entry) => {
         const decoded = codec(schema).decode(entry.output)
-        if (Result.isSuccess(decoded)) return decoded.success as A
-        return yield* this.failRun(new DecodeError({ subject: `${name} (key ${key})`, issues: decoded.failure }))
-      }
-      yield* this.flush
-      const value = yield* compute
-      const output = yield* this.encode(schema, value, `${name} (key ${key})`)
-      yield* this.write({ key, name, inputHash, status: "completed", output, error: null, attempts: 1 })
-      return value
+        return Result.isSuccess(decoded)
+          ? Effect.succeed(decoded.success as A)
+          : this.failRun(new DecodeError({ subject: `${name} (key ${key})`, issues: decoded.failure }))
+      },
+      execute: () =>
+        Effect.gen({ self: this }, function*() {
+          const value = yield* compute
+          const output = yield* this.encode(schema, value, `${name} (key ${key})`)
+          yield* this.write({
+            key,
+            name,
+            inputHash: hash({ record: name }),
+            status: "completed",
+            output,
+            error: null,
+            attempts: 1
+          })
+          return value
+        })
     })
 
   readonly waitForSignal = (
     signal: string,
     timeout: Duration.Duration | undefined,
     key: string
-  ): Effect.Effect<{ readonly payload: unknown } | undefined> =>
-    Effect.gen({ self: this }, function*() {
-      const name = "pgflows.signal"
-      const timeoutMillis = timeout === undefined ? null : Duration.toMillis(timeout)
-      const inputHash = hash({ signal, timeoutMillis })
-      const entry = this.journal.get(key)
-      if (entry !== undefined) {
-        yield* this.checkReplay(key, entry, name, inputHash)
-        if (entry.status === "completed") {
+  ): Effect.Effect<{ readonly payload: unknown } | undefined> => {
+    const name = "pgflows.signal"
+    const timeoutMillis = timeout === undefined ? null : Duration.toMillis(timeout)
+    const inputHash = hash({ signal, timeoutMillis })
+    return Effect.andThen(
+      this.storableName(signal, `name of signal "${signal}" (key ${key})`),
+      this.operation(key, name, inputHash, {
+        replay: (entry) => {
+          if (entry.status !== "completed") return undefined
           const output = entry.output as { signal?: unknown; timedOut?: boolean } | null
-          return output?.timedOut === true ? undefined : { payload: output?.signal ?? null }
-        }
-      }
-      yield* this.flush
-      const taken = yield* this.env.store.takeSignal({
-        runId: this.runId,
-        token: this.token,
-        key,
-        name,
-        inputHash,
-        signal
-      })
-        .pipe(
-          Effect.retry(storeRetry(this.env.config)),
-          Effect.orElseSucceed((): Store.TakeResult => ({ _tag: "LeaseLost" }))
-        )
-      if (taken._tag === "LeaseLost") {
-        this.stop("lease-lost")
-        return yield* this.halt()
-      }
-      if (taken._tag === "Taken") return { payload: taken.payload }
-      const now = yield* this.now
-      const deadline = entry?.wakeAt ?? (timeoutMillis === null ? null : now + timeoutMillis)
-      if (deadline !== null && deadline <= now) {
-        yield* this.write({
-          key,
-          name,
-          inputHash,
-          status: "completed",
-          output: { timedOut: true },
-          error: null,
-          attempts: 1
-        })
-        return undefined
-      }
-      if (entry === undefined) {
-        yield* this.write({
-          key,
-          name,
-          inputHash,
-          status: "waiting",
-          output: null,
-          error: null,
-          attempts: 1,
-          ...(timeoutMillis === null ? {} : { wakeInMillis: timeoutMillis })
-        })
-      }
-      return yield* this.park(deadline === null ? null : deadline - now)
-    })
-
-  readonly setEvent = (event: string, value: unknown, key: string): Effect.Effect<void> =>
-    Effect.gen({ self: this }, function*() {
-      const name = "pgflows.event"
-      const encoded = JSON.parse(JSON.stringify(value ?? null)) as unknown
-      const inputHash = hash({ event, value: encoded })
-      const entry = this.journal.get(key)
-      if (entry !== undefined) return yield* this.checkReplay(key, entry, name, inputHash)
-      const bytes = byteSize(encoded)
-      if (bytes > this.env.config.maxPayloadBytes) {
-        return yield* this.failRun(
-          new PayloadTooLarge({
-            subject: `event "${event}" (key ${key})`,
-            bytes,
-            limit: this.env.config.maxPayloadBytes
+          return Effect.succeed(output?.timedOut === true ? undefined : { payload: output?.signal ?? null })
+        },
+        execute: (entry) =>
+          Effect.gen({ self: this }, function*() {
+            const taken = yield* this.env.store.takeSignal({
+              runId: this.runId,
+              token: this.token,
+              key,
+              name,
+              inputHash,
+              signal
+            }).pipe(
+              Effect.retry(storeRetry(this.env.config)),
+              Effect.catch((error) => Effect.as(this.writeFailed(error, `signal "${signal}" (key ${key})`), undefined))
+            )
+            if (taken === undefined) return yield* this.halt()
+            if (taken._tag === "LeaseLost") {
+              this.decide({ _tag: "Stop", reason: "lease-lost" })
+              return yield* this.halt()
+            }
+            if (taken._tag === "Taken") return { payload: taken.payload }
+            const now = yield* this.now
+            const deadline = entry?.wakeAt ?? (timeoutMillis === null ? null : now + timeoutMillis)
+            if (deadline !== null && deadline <= now) {
+              yield* this.write({
+                key,
+                name,
+                inputHash,
+                status: "completed",
+                output: { timedOut: true },
+                error: null,
+                attempts: 1
+              })
+              return undefined
+            }
+            if (entry === undefined) {
+              yield* this.write({
+                key,
+                name,
+                inputHash,
+                status: "waiting",
+                output: null,
+                error: null,
+                attempts: 1,
+                ...(timeoutMillis === null ? {} : { wakeInMillis: timeoutMillis })
+              })
+            }
+            return yield* this.park(deadline === null ? null : deadline - now)
           })
-        )
-      }
-      yield* this.flush
-      const result = yield* this.env.store.setEvent({
-        runId: this.runId,
-        token: this.token,
-        key,
-        name,
-        inputHash,
-        event,
-        value: encoded
-      }).pipe(Effect.retry(storeRetry(this.env.config)), Effect.orElseSucceed((): Store.WriteResult => "lease-lost"))
-      if (result !== "ok") {
-        this.stop("lease-lost")
-        return yield* this.halt()
-      }
+      })
+    )
+  }
+
+  readonly setEvent = (event: string, value: unknown, key: string): Effect.Effect<void> => {
+    const name = "pgflows.event"
+    const subject = `event "${event}" (key ${key})`
+    const encoded = JSON.parse(JSON.stringify(value ?? null)) as unknown
+    const inputHash = hash({ event, value: encoded })
+    return this.operation(key, name, inputHash, {
+      replay: () => Effect.void,
+      execute: () =>
+        Effect.gen({ self: this }, function*() {
+          yield* this.storableName(event, `name of ${subject}`)
+          yield* this.storable(encoded, subject)
+          const result = yield* this.env.store.setEvent({
+            runId: this.runId,
+            token: this.token,
+            key,
+            name,
+            inputHash,
+            event,
+            value: encoded
+          }).pipe(
+            Effect.retry(storeRetry(this.env.config)),
+            Effect.catch((error) => Effect.as(this.writeFailed(error, subject), undefined))
+          )
+          if (result === "ok") return
+          if (result === "lease-lost") this.decide({ _tag: "Stop", reason: "lease-lost" })
+          return yield* this.halt()
+        })
     })
+  }
 
   readonly startChild = (spec: ChildSpec, input: unknown, id: string | undefined, key: string): Effect.Effect<string> =>
     Effect.gen({ self: this }, function*() {
       const name = "pgflows.child"
-      const encodedInput = yield* this.encode(spec.input, input, `input of child workflow "${spec.name}" (key ${key})`)
+      const subject = `input of child workflow "${spec.name}" (key ${key})`
+      const encodedInput = yield* this.encode(spec.input, input, subject)
       const childId = id ?? `${this.runId}:${key}`
+      yield* this.storableName(childId, `id of child workflow "${spec.name}" (key ${key})`)
       const inputHash = hash({ workflow: spec.name, input: encodedInput, id: childId })
-      const entry = this.journal.get(key)
-      if (entry !== undefined) {
-        yield* this.checkReplay(key, entry, name, inputHash)
-        return childId
-      }
-      yield* this.flush
-      const created = yield* this.env.store.createRuns([{
-        id: childId,
-        workflow: spec.name,
-        input: encodedInput,
-        parentId: this.runId,
-        ...(this.deadlineAt === null ? {} : { deadlineAt: this.deadlineAt }),
-        ...(spec.timeout === undefined ? {} : { timeoutMillis: Duration.toMillis(spec.timeout) })
-      }]).pipe(Effect.retry(storeRetry(this.env.config)), Effect.orDie)
-      const existing = created[0]
-      if (existing !== undefined && !existing.created && existing.workflow !== spec.name) {
-        return yield* Effect.die(
-          new Error(`child id "${childId}" already belongs to a run of workflow "${existing.workflow}"`)
-        )
-      }
-      yield* this.write({
-        key,
-        name,
-        inputHash,
-        status: "completed",
-        output: { child: childId },
-        error: null,
-        attempts: 1
+      return yield* this.operation(key, name, inputHash, {
+        replay: () => Effect.succeed(childId),
+        execute: () =>
+          Effect.gen({ self: this }, function*() {
+            const created = yield* this.env.store.createRuns([{
+              id: childId,
+              workflow: spec.name,
+              input: encodedInput,
+              parentId: this.runId,
+              ...(this.deadlineAt === null ? {} : { deadlineAt: this.deadlineAt }),
+              ...(spec.timeout === undefined ? {} : { timeoutMillis: Duration.toMillis(spec.timeout) })
+            }]).pipe(
+              Effect.retry(storeRetry(this.env.config)),
+              // Like a step's write: an outage hands the run over, a refused value fails it.
+              Effect.catch((error) => Effect.as(this.writeFailed(error, subject), undefined))
+            )
+            if (created === undefined) return yield* this.halt()
+            const existing = created[0]
+            if (existing !== undefined && !existing.created && existing.workflow !== spec.name) {
+              return yield* this.failRun(
+                new ChildIdConflict({ childId, workflow: spec.name, existingWorkflow: existing.workflow })
+              )
+            }
+            yield* this.write({
+              key,
+              name,
+              inputHash,
+              status: "completed",
+              output: { child: childId },
+              error: null,
+              attempts: 1
+            })
+            return childId
+          })
       })
-      return childId
     })
 
-  readonly awaitChild = (_spec: ChildSpec, childId: string, key: string): Effect.Effect<ChildOutcome> =>
-    Effect.gen({ self: this }, function*() {
-      const name = "pgflows.await"
-      const inputHash = hash({ child: childId })
-      const entry = this.journal.get(key)
-      if (entry !== undefined) {
-        yield* this.checkReplay(key, entry, name, inputHash)
-        if (entry.status === "completed") return entry.output as ChildOutcome
-      }
-      yield* this.flush
-      const child = yield* this.env.store.getRun(childId).pipe(Effect.retry(storeRetry(this.env.config)), Effect.orDie)
-      if (
-        child !== undefined &&
-        (child.status === "completed" || child.status === "failed" || child.status === "cancelled")
-      ) {
-        const outcome: ChildOutcome = child.status === "completed"
-          ? { status: "completed", output: child.output }
-          : child.status === "failed"
-          ? { status: "failed", error: child.error }
-          : { status: "cancelled" }
-        yield* this.write({ key, name, inputHash, status: "completed", output: outcome, error: null, attempts: 1 })
-        return outcome
-      }
-      if (entry === undefined) {
-        yield* this.write({
-          key,
-          name,
-          inputHash,
-          status: "waiting",
-          output: { child: childId },
-          error: null,
-          attempts: 1
+  readonly awaitChild = (_spec: ChildSpec, childId: string, key: string): Effect.Effect<ChildOutcome> => {
+    const name = "pgflows.await"
+    const inputHash = hash({ child: childId })
+    return this.operation(key, name, inputHash, {
+      replay: (entry) => entry.status === "completed" ? Effect.succeed(entry.output as ChildOutcome) : undefined,
+      execute: (entry) =>
+        Effect.gen({ self: this }, function*() {
+          const child = yield* this.env.store.getRun(childId).pipe(
+            Effect.retry(storeRetry(this.env.config)),
+            Effect.catch((error) => Effect.as(this.writeFailed(error, `state of child run "${childId}"`), null))
+          )
+          if (child === null) return yield* this.halt()
+          if (child?.outcomeTooLarge !== undefined) {
+            return yield* this.failRun(
+              new PayloadTooLarge({
+                subject: `outcome of child run "${childId}"`,
+                bytes: child.outcomeTooLarge,
+                limit: this.env.config.maxPayloadBytes
+              })
+            )
+          }
+          if (
+            child !== undefined &&
+            (child.status === "completed" || child.status === "failed" || child.status === "cancelled")
+          ) {
+            const outcome: ChildOutcome = child.status === "completed"
+              ? { status: "completed", output: child.output }
+              : child.status === "failed"
+              ? { status: "failed", error: child.error }
+              : { status: "cancelled" }
+            yield* this.write({ key, name, inputHash, status: "completed", output: outcome, error: null, attempts: 1 })
+            return outcome
+          }
+          if (entry === undefined) {
+            yield* this.write({
+              key,
+              name,
+              inputHash,
+              status: "waiting",
+              output: { child: childId },
+              error: null,
+              attempts: 1
+            })
+          }
+          // The child's end wakes this run (its `events` move), so it can wait without a deadline.
+          return yield* this.park(null)
         })
-      }
-      // The child's end wakes this run (its `events` move), so it can wait without a deadline.
-      return yield* this.park(null)
     })
+  }
 
   readonly compensate = (undo: Effect.Effect<unknown, unknown, any>): Effect.Effect<void> =>
     Effect.sync(() => {
@@ -775,15 +941,21 @@ export class RunExecution implements Execution {
     if (this.deadlineAt !== null && this.deadlineAt <= (yield* this.now)) {
       return yield* this.endFailed(this.timeoutError())
     }
-    const decoded = codec(this.definition.input).decode(this.input)
-    if (Result.isFailure(decoded)) {
+    const subject = `input of workflow "${this.workflow}"`
+    if (this.input._tag === "TooLarge") {
       return yield* this.endFailed(
-        new DecodeError({ subject: `input of workflow "${this.workflow}"`, issues: decoded.failure })
+        new PayloadTooLarge({ subject, bytes: this.input.bytes, limit: this.env.config.maxPayloadBytes })
       )
     }
+    const decoded = codec(this.definition.input).decode(this.input.value)
+    if (Result.isFailure(decoded)) return yield* this.endFailed(new DecodeError({ subject, issues: decoded.failure }))
     this.decodedInput = decoded.success
     // The workflow's own services were checked by the types of `Pgflows.layer` and captured there.
-    let body = this.definition.run(decoded.success) as Effect.Effect<unknown, unknown, WorkflowContext>
+    let body = Effect.suspend(() => this.definition.run(decoded.success)) as Effect.Effect<
+      unknown,
+      unknown,
+      WorkflowContext
+    >
     const plugins = this.env.plugins
     if (plugins !== undefined) {
       const event = this.workflowEvent()
@@ -791,14 +963,12 @@ export class RunExecution implements Execution {
       body = plugins.aroundWorkflow(event, body)
     }
     const exit = yield* this.runBody(body, { prefix: "", counter: 0 })
-    if (this.stopped !== undefined) return yield* this.stopOutcome()
-    if (this.fatal !== undefined) return yield* this.endFailed(this.fatal)
-    if (this.suspension !== undefined) return yield* this.suspend()
+    if (this.decision !== undefined) return yield* this.decided(this.decision)
     if (Exit.isSuccess(exit)) {
       const output = yield* Effect.exit(
         this.encode(this.definition.output, exit.value, `output of workflow "${this.workflow}"`)
       )
-      if (Exit.isFailure(output)) return yield* this.endFailed(this.fatal!)
+      if (Exit.isFailure(output)) return yield* this.decided(this.decision!)
       this.outputValue = exit.value
       return yield* this.end({ kind: "complete", output: output.value })
     }
@@ -808,16 +978,26 @@ export class RunExecution implements Execution {
     if (this.compensations.length === 0) return yield* this.end({ kind: "fail", error })
     // A saga: undo what completed, in reverse order, each undo durable like any other step.
     const undone = yield* this.runCompensations()
-    if (this.stopped !== undefined) return yield* this.stopOutcome()
-    if (this.fatal !== undefined) return yield* this.endFailed(this.fatal)
-    if (this.suspension !== undefined) return yield* this.suspend()
+    if (this.decision !== undefined) return yield* this.decided(this.decision)
     return yield* this.end({ kind: "fail", error: { ...error, compensation: undone } })
   })
+
+  /** Ends the execution as its decision says. */
+  private decided(decision: Decision): Effect.Effect<Outcome> {
+    switch (decision._tag) {
+      case "Stop":
+        return this.stopOutcome(decision.reason)
+      case "Fail":
+        return this.endFailed(decision.error)
+      case "Suspend":
+        return this.suspend(decision.wakeInMillis)
+    }
+  }
 
   /** Ends the run failed with one of pgflows' errors. */
   private endFailed(error: EngineError): Effect.Effect<Outcome> {
     this.failure = error
-    return this.end({ kind: "fail", error: engineEnvelope(error) })
+    return this.end({ kind: "fail", error: encodeEngineFailure(error) })
   }
 
   private workflowEvent(): Plugin.WorkflowEvent {
@@ -929,7 +1109,7 @@ export class RunExecution implements Execution {
         Effect.provideContext(this.env.services),
         Effect.forkChild({ startImmediately: true })
       )
-      if (this.stopped !== undefined) yield* Fiber.interrupt(this.body)
+      if (this.ending) yield* Fiber.interrupt(this.body)
       return yield* Fiber.await(this.body)
     })
   }
@@ -944,7 +1124,7 @@ export class RunExecution implements Execution {
           prefix: `c${index}/`,
           counter: 0
         })
-        if (this.stopped !== undefined || this.fatal !== undefined || this.suspension !== undefined) break
+        if (this.decision !== undefined) break
         if (Exit.isSuccess(exit)) undone++
         else failed.push(Cause.pretty(exit.cause))
       }
@@ -955,54 +1135,53 @@ export class RunExecution implements Execution {
   /** The stored form of the workflow's failure: its own typed error, or one of pgflows'. */
   private failureEnvelope(cause: Cause.Cause<unknown>): ErrorEnvelope {
     const failure = Cause.findErrorOption(cause)
-    if (failure._tag === "None") return engineEnvelope(new WorkflowDefect({ defect: Cause.pretty(cause) }))
-    const encoded = codec(this.definition.error).encode(failure.value)
-    if (Result.isSuccess(encoded)) return { source: "workflow", error: encoded.success }
-    if (isEngineError(failure.value)) return engineEnvelope(failure.value)
-    return engineEnvelope(new EncodeError({ subject: `error of workflow "${this.workflow}"`, issues: encoded.failure }))
+    if (failure._tag === "None") return encodeEngineFailure(new WorkflowDefect({ defect: Cause.pretty(cause) }))
+    return encodeFailure("workflow", this.definition.error, failure.value, `error of workflow "${this.workflow}"`)
   }
 
   private timeoutError(): WorkflowTimeout {
     return new WorkflowTimeout({ workflow: this.workflow, deadline: new Date(this.deadlineAt ?? 0).toISOString() })
   }
 
-  private stopOutcome(): Effect.Effect<Outcome> {
-    if (this.stopped === "shutdown") return this.end({ kind: "release" })
+  private stopOutcome(reason: StopReason): Effect.Effect<Outcome> {
+    if (reason === "shutdown") return this.end({ kind: "release" })
     // Cancelled, lease lost or store gone: this execution writes nothing more.
     this.held.length = 0
-    return Effect.succeed<Outcome>({ _tag: "Stopped", reason: this.stopped! })
+    return Effect.succeed<Outcome>({ _tag: "Stopped", reason })
   }
 
   /** Parks the run until its wake-up, or its deadline if sooner. */
-  private suspend(): Effect.Effect<Outcome> {
+  private suspend(wakeInMillis: number | null): Effect.Effect<Outcome> {
     return Effect.flatMap(this.now, (now) => {
       const untilDeadline = this.deadlineAt === null ? null : Math.max(0, this.deadlineAt - now)
-      const wake = this.suspension === null || this.suspension === undefined
+      const wake = wakeInMillis === null
         ? untilDeadline
         : untilDeadline === null
-        ? this.suspension
-        : Math.min(this.suspension, untilDeadline)
+        ? wakeInMillis
+        : Math.min(wakeInMillis, untilDeadline)
       return this.end({ kind: "suspend", wakeInMillis: wake, observedEvents: this.events })
     })
   }
 
-  private end(
-    transition:
-      | { readonly kind: "complete"; readonly output: unknown }
-      | { readonly kind: "fail"; readonly error: unknown }
-      | { readonly kind: "suspend"; readonly wakeInMillis: number | null; readonly observedEvents: number }
-      | { readonly kind: "release" }
-  ): Effect.Effect<Outcome> {
+  private end(transition: TransitionKind): Effect.Effect<Outcome> {
     // The held checkpoints commit with the transition; a flush under way commits first.
     const write = this.writes.withPermit(Effect.suspend(() => {
-      const checkpoints = this.held.splice(0).map((entry) => ({ ...entry, runId: this.runId, token: this.token }))
+      const held = transition.kind === "release" && this.held.length === 0 ? [] : this.held.splice(0)
       return this.env.store.transition({
         ...transition,
         runId: this.runId,
         token: this.token,
         msgId: this.msgId,
-        ...(checkpoints.length === 0 ? {} : { checkpoints })
-      }).pipe(Effect.retry(storeRetry(this.env.config)))
+        ...(held.length === 0
+          ? {}
+          : { checkpoints: held.map(({ entry }) => ({ ...entry, runId: this.runId, token: this.token })) })
+      }).pipe(
+        Effect.retry(storeRetry(this.env.config)),
+        Effect.tap((result) =>
+          result === "ok" ? Effect.forEach(held, (item) => item.durable ?? Effect.void, { discard: true }) : Effect.void
+        ),
+        Effect.mapError((error) => ({ error, held }))
+      )
     }))
     return write.pipe(
       Effect.map((result): Outcome => {
@@ -1016,15 +1195,35 @@ export class RunExecution implements Execution {
             return { _tag: "Ended", kind: transition.kind }
         }
       }),
-      Effect.catch((error) =>
-        Effect.as(
+      Effect.catch(({ error, held }) => {
+        // The database refused a value of this end (the output, the error, or a held checkpoint):
+        // fail the run without them; its held steps are not recorded, so a retry runs them again.
+        if (error.rejected && transition.kind !== "fail") {
+          const subject = transition.kind === "complete"
+            ? `output of workflow "${this.workflow}"${held.length === 0 ? "" : ` or the checkpoints written with it`}`
+            : `the checkpoints of run ${this.runId}`
+          return this.endFailed(
+            new UnstorableValue({ subject, path: "", reason: `PostgreSQL rejected it: ${error.message}` })
+          )
+        }
+        return Effect.as(
           Effect.logWarning(`pgflows: cannot end run ${this.runId} (${transition.kind}): ${error.message}`),
           { _tag: "Stopped", reason: "store-unavailable" } as Outcome
         )
-      )
+      })
     )
   }
 }
+
+type TransitionKind =
+  | { readonly kind: "complete"; readonly output: unknown }
+  | { readonly kind: "fail"; readonly error: unknown }
+  | { readonly kind: "suspend"; readonly wakeInMillis: number | null; readonly observedEvents: number }
+  | { readonly kind: "release" }
+
+/** The stop a decision made in the background stands for (a failure stops the fibers too). */
+const stopReasonOf = (decision: Decision | undefined): StopReason =>
+  decision?._tag === "Stop" ? decision.reason : "store-unavailable"
 
 const outcomeLabel = (outcome: Outcome): string =>
   outcome._tag === "Stopped"

@@ -19,3 +19,67 @@ export const hash = (encoded: unknown): string =>
 
 /** The size in bytes of a value's JSON text (UTF-8). */
 export const byteSize = (encoded: unknown): number => Buffer.byteLength(JSON.stringify(encoded) ?? "null", "utf8")
+
+/** A UTF-16 surrogate without its other half. */
+const loneSurrogate = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/
+
+/** Why PostgreSQL cannot store a piece of text (in `text` or inside `jsonb`), if it cannot. */
+export const textProblem = (text: string): string | undefined => {
+  if (text.includes("\u0000")) return "it contains a NUL character (U+0000), which PostgreSQL text and jsonb refuse"
+  if (loneSurrogate.test(text)) {
+    return "it contains a lone UTF-16 surrogate, which is not Unicode text (PostgreSQL would store U+FFFD instead)"
+  }
+  return undefined
+}
+
+/**
+ * Where an encoded (JSON) value holds text PostgreSQL cannot store, if anywhere: the path of the
+ * first such string or object key, and why. Most values contain no `\u` escape in their JSON at
+ * all, and are checked by one scan of the text.
+ */
+export const unstorable = (
+  encoded: unknown,
+  json: string = JSON.stringify(encoded) ?? "null"
+): { readonly path: string; readonly reason: string } | undefined => {
+  // JSON.stringify writes NUL and lone surrogates as \u escapes: no escape, nothing to look for.
+  if (!json.includes("\\u")) return undefined
+  const visit = (value: unknown, path: string): { readonly path: string; readonly reason: string } | undefined => {
+    if (typeof value === "string") {
+      const reason = textProblem(value)
+      return reason === undefined ? undefined : { path, reason }
+    }
+    if (Array.isArray(value)) {
+      for (let i = 0; i < value.length; i++) {
+        const found = visit(value[i], `${path}[${i}]`)
+        if (found !== undefined) return found
+      }
+      return undefined
+    }
+    if (value !== null && typeof value === "object") {
+      for (const [key, member] of Object.entries(value)) {
+        const at = path === "" ? key : `${path}.${key}`
+        const reason = textProblem(key)
+        if (reason !== undefined) return { path: at, reason: `its key ${reason.slice(3)}` }
+        const found = visit(member, at)
+        if (found !== undefined) return found
+      }
+    }
+    return undefined
+  }
+  return visit(encoded, "")
+}
+
+/** What keeps an encoded value out of the store: its size, or text PostgreSQL cannot hold. */
+export type StoreProblem =
+  | { readonly _tag: "TooLarge"; readonly bytes: number }
+  | { readonly _tag: "Unstorable"; readonly path: string; readonly reason: string }
+
+/** Checks an encoded value against the payload limit and what `jsonb` can hold, with one `JSON.stringify`. */
+export const storeProblem = (encoded: unknown, limit: number): StoreProblem | undefined => {
+  const json = JSON.stringify(encoded) ?? "null"
+  // UTF-8 takes at most 3 bytes per UTF-16 code unit: most values need no exact count.
+  const bytes = json.length * 3 <= limit ? json.length : Buffer.byteLength(json, "utf8")
+  if (bytes > limit) return { _tag: "TooLarge", bytes }
+  const found = unstorable(encoded, json)
+  return found === undefined ? undefined : { _tag: "Unstorable", ...found }
+}

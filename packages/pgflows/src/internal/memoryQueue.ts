@@ -32,10 +32,19 @@ export class MemoryQueueState {
     return msgId
   }
 
-  /** Visible messages, earliest visible first, each hidden for `visibilityMillis`. */
-  read(queue: string, now: number, visibilityMillis: number, limit: number): Array<MemoryMessage> {
+  /**
+   * Visible messages (those `accept` takes, when given), earliest visible first, each hidden for
+   * `visibilityMillis`.
+   */
+  read(
+    queue: string,
+    now: number,
+    visibilityMillis: number,
+    limit: number,
+    accept?: (message: unknown) => boolean
+  ): Array<MemoryMessage> {
     const due = [...this.messages.values()]
-      .filter((m) => m.queue === queue && m.visibleAt <= now)
+      .filter((m) => m.queue === queue && m.visibleAt <= now && (accept === undefined || accept(m.message)))
       .sort((a, b) => a.visibleAt - b.visibleAt || a.msgId - b.msgId)
       .slice(0, limit)
     for (const m of due) {

@@ -1,12 +1,23 @@
 /**
  * Executes claimed runs and keeps their leases: the part of a worker shared by `processOnce` and
- * `runWorker`. Executions are forked into the `Pgflows` layer's scope, so stopping a worker can
- * decide what happens to them (finish within the grace period, or be handed back).
+ * `runWorker`.
+ *
+ * An execution runs in a fiber of its own, detached, in the context of the worker that launched it
+ * (`processOnce`, the worker loop; a run handed over by `start` runs in the context of the worker
+ * that took it, never in the caller's: see `internal/slots.ts`), with the services captured when
+ * the `Pgflows` layer was built on top.
+ *
+ * When the layer closes (the program it was provided to ends: SIGTERM under `NodeRuntime.runMain`,
+ * an interrupt), the engine stops as a worker does: no more claims or hand-offs (`closing`), the
+ * executions in flight get `PgflowsConfig.shutdownGrace` to finish, and the rest are stopped with
+ * `shutdown`, which hands their runs back (lease released, claimable at once). A layer closes
+ * before the fibers its program forked are interrupted, so this, not the worker loop, is what
+ * stops the runs of a worker forked with `Effect.forkChild`.
  */
 import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import type * as Fiber from "effect/Fiber"
+import * as Fiber from "effect/Fiber"
 import * as Latch from "effect/Latch"
 import * as PubSub from "effect/PubSub"
 import type * as Scope from "effect/Scope"
@@ -41,8 +52,12 @@ export interface Runner {
   readonly launch: (claimed: Store.ClaimedRun) => Effect.Effect<Fiber.Fiber<Outcome>>
   /** Stops the execution of a run held here, if any. */
   readonly interrupt: (runId: string, reason: StopReason) => Effect.Effect<void>
+  /** Stops executions with `shutdown` (their runs are handed back) and waits for them to end. */
+  readonly handBack: (executions: ReadonlyArray<Inflight>) => Effect.Effect<void>
   /** Notifications, and the ends of runs executed here. */
   readonly events: PubSub.PubSub<Event>
+  /** Whether the engine is shutting down: workers claim nothing more. */
+  readonly closing: () => boolean
 }
 
 export const make = (options: {
@@ -80,9 +95,10 @@ export const make = (options: {
             if (inflight.get(claimed.run.id)?.execution === execution) inflight.delete(claimed.run.id)
             if (inflight.size === 0) busy.closeUnsafe()
           })),
-          Effect.forkIn(scope, { startImmediately: true })
+          // Detached: the layer's finalizer below decides how executions end, not the order of a scope.
+          Effect.forkDetach({ startImmediately: true })
         )
-        if (!fiber.pollUnsafe()) {
+        if (fiber.pollUnsafe() === undefined) {
           inflight.set(claimed.run.id, { execution, fiber })
           busy.openUnsafe()
         }
@@ -94,6 +110,15 @@ export const make = (options: {
         const running = inflight.get(runId)
         return running === undefined ? Effect.void : running.execution.interrupt(reason)
       })
+
+    const handBack = (executions: ReadonlyArray<Inflight>) =>
+      Effect.andThen(
+        Effect.forEach(executions, ({ execution }) => execution.interrupt("shutdown"), {
+          concurrency: "unbounded",
+          discard: true
+        }),
+        Fiber.awaitAll(executions.map(({ fiber }) => fiber))
+      )
 
     // Heartbeat: renew the leases of runs in flight; stop those whose lease was lost or that were
     // cancelled (the store no longer lists their token).
@@ -151,5 +176,21 @@ export const make = (options: {
       scope
     )
 
-    return { worker: options.worker, inflight, launch, interrupt, events }
+    // Added after the periodic fibers, so it runs before they are interrupted (finalizers run in
+    // reverse order, and the leases are renewed during the grace).
+    let closing = false
+    yield* Effect.addFinalizer(() =>
+      Effect.gen(function*() {
+        closing = true
+        const running = [...inflight.values()]
+        if (running.length === 0) return
+        yield* Effect.logInfo(`pgflows: engine ${options.worker} closing, ${running.length} runs in flight`)
+        yield* Effect.timeoutOption(Fiber.awaitAll(running.map(({ fiber }) => fiber)), env.config.shutdownGrace)
+        const remaining = [...inflight.values()]
+        yield* handBack(remaining)
+        yield* Effect.logInfo(`pgflows: engine ${options.worker} closed, ${remaining.length} runs handed back`)
+      })
+    )
+
+    return { worker: options.worker, inflight, launch, interrupt, handBack, events, closing: () => closing }
   })

@@ -1,4 +1,4 @@
-// The engine's behaviour (ARCHITECTURE.md section 5), written once and run on every backend.
+// The engine's behaviour (docs/ARCHITECTURE.md, "Lifecycle" and "Replay"), written once and run on every backend.
 import { assert } from "@effect/vitest"
 import { Deferred, Duration, Effect, Exit, Fiber, Option, Schedule, Schema } from "effect"
 import type * as Scope from "effect/Scope"
@@ -28,7 +28,7 @@ export const engineSuite = <R>(backend: Backend<R>, it: Tester<R>) => {
   const within = <A, E, Rx>(body: Effect.Effect<A, E, Rx>, config: PgflowsConfig.Options = {}) =>
     run(backend, config, body)
 
-  it.effect("runs the workflow of ARCHITECTURE.md section 4: charge, park for a day, complete", () =>
+  it.effect("runs an order workflow: charge, park for a day, complete", () =>
     within(Effect.gen(function*() {
       const client = yield* engine([processOrder])
       const id = yield* client.start(processOrder, new OrderInput({ orderId: "ORD-1", amount: 99 }))
@@ -369,9 +369,7 @@ export const engineSuite = <R>(backend: Backend<R>, it: Tester<R>) => {
           worker: "zombie",
           workflows: ["taken_over"],
           limit: 1,
-          leaseMillis: 1000,
-          maxDeliveries: 10,
-          redeliverMillis: 100
+          leaseMillis: 1000
         })
         assert.strictEqual(zombie?.run.id, id)
         assert.strictEqual(yield* client.processOnce, 0, "a live lease keeps others out")
@@ -418,9 +416,7 @@ export const engineSuite = <R>(backend: Backend<R>, it: Tester<R>) => {
             worker: "crasher",
             workflows: ["crash_loop"],
             limit: 1,
-            leaseMillis: 1000,
-            maxDeliveries: 10,
-            redeliverMillis: 1
+            leaseMillis: 1000
           })
           yield* backend.advance("2 seconds")
         }
@@ -578,28 +574,7 @@ export const engineSuite = <R>(backend: Backend<R>, it: Tester<R>) => {
         assert.strictEqual(yield* full.processOnce, 1)
         assert.deepStrictEqual(yield* full.result(id), { n: 8 })
       }),
-      { pollInterval: "1 second", maxDeliveries: 3 }
-    ))
-
-  it.effect("a run no worker knows is failed with UnknownWorkflow after maxDeliveries, and archived", () =>
-    within(
-      Effect.gen(function*() {
-        const known = Workflow.make("known", { input: Num, output: Num, run: Effect.succeed })
-        const orphan = Workflow.make("orphan", { input: Num, output: Num, run: Effect.succeed })
-        const client = yield* engine([known])
-        const id = yield* client.start(orphan, { n: 1 })
-        for (let i = 0; i < 3; i++) {
-          yield* client.processOnce
-          yield* backend.advance("2 seconds")
-        }
-        const error = yield* Effect.flip(client.result(id))
-        assert.instanceOf(error, PgflowsError.RunFailed)
-        assert.instanceOf(error.error, PgflowsError.UnknownWorkflow)
-        assert.strictEqual((error.error as PgflowsError.UnknownWorkflow).deliveries, 2)
-        const config = yield* PgflowsConfig.PgflowsConfig
-        assert.strictEqual((yield* (yield* WorkQueue.WorkQueue).archived(config.queue)).length, 1)
-      }),
-      { pollInterval: "1 second", maxDeliveries: 2 }
+      { pollInterval: "1 second" }
     ))
 
   it.effect("a duplicated queue message executes the run once", () =>

@@ -4,7 +4,7 @@
 // only hands the parent over, a step that throws is a step defect, a worker never fails a run it
 // cannot execute, and afterStep fires only once the step's checkpoint is durable.
 import { assert } from "@effect/vitest"
-import { Deferred, Duration, Effect, Fiber, Logger, Metric, Option, Schedule, Schema } from "effect"
+import { Deferred, type Duration, Effect, Fiber, Logger, Metric, Option, Schedule, Schema } from "effect"
 import { Metrics, Pgflows, type PgflowsConfig, PgflowsError, Plugin, Step, Store, Workflow } from "pgflows"
 import { withFaults } from "../fixtures/faults.ts"
 import { type Backend, counter, engine } from "./backend.ts"
@@ -257,7 +257,7 @@ export const isolationSuite = <R>(backend: Backend<R>, it: Tester<R>) => {
         const worker = yield* Effect.forkChild(old.runWorker())
         for (let i = 0; i < 30; i++) {
           yield* backend.advance("1 second")
-          yield* Effect.sleep("10 millis")
+          yield* backend.settle(yield* Effect.forkChild(Effect.sleep("100 millis")))
         }
         const status = yield* old.status(id)
         assert.strictEqual(status.status, "pending", "never dead-lettered by a worker that lacks the code")
@@ -270,7 +270,7 @@ export const isolationSuite = <R>(backend: Backend<R>, it: Tester<R>) => {
         assert.deepStrictEqual(yield* upgraded.result(id), { n: 9 })
         assert.strictEqual((yield* upgraded.status(id)).waitingFor, undefined)
       }),
-      { pollInterval: "1 second" }
+      { pollInterval: "100 millis" }
     ))
 
   it.effect("runs nobody can claim are counted in a metric and logged once they wait past the threshold", () =>
@@ -289,7 +289,7 @@ export const isolationSuite = <R>(backend: Backend<R>, it: Tester<R>) => {
         )
         for (let i = 0; i < 80; i++) {
           yield* backend.advance("1 second")
-          yield* Effect.sleep("10 millis")
+          yield* backend.settle(yield* Effect.forkChild(Effect.sleep("100 millis")))
         }
         yield* Fiber.interrupt(worker)
         const warning = lines.find((line) => line.includes("absent"))
@@ -298,7 +298,7 @@ export const isolationSuite = <R>(backend: Backend<R>, it: Tester<R>) => {
         const gauge = yield* Metric.value(Metric.withAttributes(Metrics.runsWithoutWorker, { workflow: "absent" }))
         assert.strictEqual(gauge.value, 2)
       }),
-      { pollInterval: "1 second", unclaimedWarning: "1 minute" }
+      { pollInterval: "100 millis", unclaimedWarning: "1 minute" }
     ))
 
   it.effect("afterStep fires once the step's checkpoint is durable", () =>
@@ -336,4 +336,3 @@ export const isolationSuite = <R>(backend: Backend<R>, it: Tester<R>) => {
       assert.deepStrictEqual(early, [], "afterStep saw a checkpoint that was not written yet")
     })))
 }
-

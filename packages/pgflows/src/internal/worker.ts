@@ -1,0 +1,146 @@
+/**
+ * The worker loop behind `Pgflows.runWorker`: claims due runs of the workflows this process
+ * registers (woken by NOTIFY, polling as a fallback), runs up to `concurrency` at once, announces
+ * itself so that runs no worker can take are shown as such, and stops gracefully.
+ *
+ * Stopping (the fiber interrupted: SIGTERM under `NodeRuntime.runMain`, a scope that closes, a
+ * `Fiber.interrupt`): no more claims and no more hand-offs from `start`; the runs in flight get
+ * `PgflowsConfig.shutdownGrace` to finish; the rest are handed back (lease released, message
+ * visible), so another worker takes them at once instead of waiting for their lease to expire
+ * (docs/ARCHITECTURE.md, "Shutdown").
+ *
+ * A worker never fails a run it cannot execute: it reads only messages of workflows it registers.
+ * Runs due for longer than `PgflowsConfig.unclaimedWarning` whose workflow no live worker registers
+ * are logged and counted in `Metrics.runsWithoutWorker`.
+ */
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
+import * as Metric from "effect/Metric"
+import * as Queue from "effect/Queue"
+import * as Result from "effect/Result"
+import * as Metrics from "../Metrics.ts"
+import type * as PgflowsConfig from "../PgflowsConfig.ts"
+import type { StoreError } from "../PgflowsError.ts"
+import type * as Store from "../Store.ts"
+import type * as Runner from "./runner.ts"
+import * as Slots from "./slots.ts"
+
+export interface Options {
+  readonly runner: Runner.Runner
+  readonly config: PgflowsConfig.PgflowsConfig
+  readonly store: Store.Store["Service"]
+  readonly workflows: ReadonlyArray<string>
+  readonly claim: (limit: number) => Effect.Effect<ReadonlyArray<Store.ClaimedRun>, StoreError>
+  /** Offered a value when runs may have become claimable (NOTIFY, a run handed back, a freed slot). */
+  readonly wakeups: Queue.Queue<void>
+  /** Where `start` finds the worker of this process for the local fast path. */
+  readonly local: { current: Slots.LocalWorker | undefined }
+  readonly concurrency: number
+}
+
+/** Claims at most this many runs per statement. */
+const claimBatch = 64
+
+export const run = (options: Options): Effect.Effect<never> =>
+  Effect.gen(function*() {
+    const { runner, config, store, claim, wakeups, concurrency } = options
+    const worker = runner.worker
+    const slots = Slots.make(concurrency, () => Queue.offerUnsafe(wakeups, undefined))
+    const previous = options.local.current
+    options.local.current = Slots.local(slots, runner, yield* Effect.context<never>())
+
+    const ttl = Duration.toMillis(config.lease)
+    const announce = store.announceWorker({ worker, workflows: options.workflows, ttlMillis: ttl })
+    yield* Effect.ignore(announce)
+    yield* Effect.forkScoped(
+      Effect.forever(Effect.andThen(Effect.sleep(Duration.millis(ttl / 3)), Effect.ignore(announce)))
+    )
+    yield* Effect.forkScoped(watchUnclaimed(store, config))
+
+    // Added after the fibers above, so it runs first when the loop stops (finalizers run in reverse).
+    yield* Effect.addFinalizer(() =>
+      Effect.gen(function*() {
+        options.local.current = previous
+        const mine = [...slots.running]
+        yield* Effect.logInfo(`pgflows: worker ${worker} stopping, ${mine.length} runs in flight`)
+        // The wait is a race of forked fibers, so it ends at the grace even inside this finalizer.
+        yield* Effect.timeoutOption(Fiber.awaitAll(mine), config.shutdownGrace)
+        const remaining = [...runner.inflight.values()].filter(({ fiber }) => slots.running.has(fiber))
+        yield* runner.handBack(remaining)
+        yield* Effect.ignore(store.retireWorker(worker))
+        yield* Effect.logInfo(`pgflows: worker ${worker} stopped, ${remaining.length} runs handed back`)
+      })
+    )
+    yield* Effect.logInfo(`pgflows: worker ${worker} started (concurrency ${concurrency})`)
+    let failing = 0
+    while (true) {
+      // The engine is closing (its layer's scope): it lets its runs finish, this loop claims no more.
+      const free = runner.closing() ? 0 : slots.free()
+      if (free > 0) {
+        const limit = Math.min(free, claimBatch)
+        const claimed = yield* Effect.result(claim(limit))
+        if (Result.isFailure(claimed)) {
+          failing++
+          const pause = Math.min(100 * 2 ** Math.min(failing, 6), 5000)
+          yield* Effect.logWarning(
+            `pgflows: worker ${worker} cannot claim runs (${claimed.failure.message}); retrying in ${pause} ms`
+          )
+          yield* Effect.sleep(Duration.millis(pause))
+          continue
+        }
+        if (failing > 0) {
+          yield* Effect.logInfo(`pgflows: worker ${worker} reaches the store again`)
+          failing = 0
+        }
+        for (const run of claimed.success) slots.track(yield* runner.launch(run))
+        if (claimed.success.length === limit) continue
+      }
+      // Idle (or full): wait for a NOTIFY, a freed slot, the next due message, or the poll interval.
+      const next = free > 0 ? yield* Effect.orElseSucceed(store.nextWakeup, () => undefined) : undefined
+      const wait = Math.min(Duration.toMillis(config.pollInterval), next ?? Infinity)
+      yield* Queue.take(wakeups).pipe(Effect.timeoutOption(Duration.millis(Math.max(1, wait))))
+    }
+  }).pipe(Effect.scoped) as Effect.Effect<never>
+
+/** How often a worker looks for runs nobody can claim. */
+const watchEvery = (config: PgflowsConfig.PgflowsConfig): Duration.Duration =>
+  Duration.millis(Math.min(60_000, Math.max(1000, 10 * Duration.toMillis(config.pollInterval))))
+
+/** Repeats a warning about the same workflow and count at most this often. */
+const warnAgainAfter = 10 * 60_000
+
+/**
+ * Logs and counts the due runs of workflows no live worker registers, once they waited longer than
+ * `unclaimedWarning`; a workflow that is served again is counted 0.
+ */
+const watchUnclaimed = (store: Store.Store["Service"], config: PgflowsConfig.PgflowsConfig) =>
+  Effect.gen(function*() {
+    const threshold = Duration.toMillis(config.unclaimedWarning)
+    const warned = new Map<string, { readonly runs: number; readonly at: number }>()
+    let elapsed = 0
+    while (true) {
+      yield* Effect.sleep(watchEvery(config))
+      elapsed += Duration.toMillis(watchEvery(config))
+      const found = yield* Effect.orElseSucceed(store.unclaimed(threshold), () => undefined)
+      if (found === undefined) continue
+      const seen = new Set<string>()
+      for (const { workflow, runs } of found) {
+        seen.add(workflow)
+        yield* Metric.update(Metric.withAttributes(Metrics.runsWithoutWorker, { workflow }), runs)
+        const last = warned.get(workflow)
+        if (last !== undefined && last.runs === runs && elapsed - last.at < warnAgainAfter) continue
+        warned.set(workflow, { runs, at: elapsed })
+        yield* Effect.logWarning(
+          `pgflows: ${runs} runs of workflow "${workflow}" have waited more than ` +
+            `${Duration.format(config.unclaimedWarning)} for a worker that registers it; no running worker does ` +
+            `(deploy one with it in Pgflows.layer({ workflows }))`
+        )
+      }
+      for (const workflow of warned.keys()) {
+        if (seen.has(workflow)) continue
+        warned.delete(workflow)
+        yield* Metric.update(Metric.withAttributes(Metrics.runsWithoutWorker, { workflow }), 0)
+      }
+    }
+  })
