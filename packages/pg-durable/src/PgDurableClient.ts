@@ -30,11 +30,11 @@ import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import * as SqlClient from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
+import { codec, formatIssues } from "pgflows/JsonCodec"
 import type * as Step from "pgflows/Step"
 import * as Compiler from "./Compiler.ts"
 import type * as Graph from "./Graph.ts"
 import type * as GraphWorkflow from "./GraphWorkflow.ts"
-import { codec, formatIssues } from "./internal/codec.ts"
 import {
   AwaitTimeout,
   CancelFailed,

@@ -60,6 +60,18 @@ export * as DatabaseUrl from "./DatabaseUrl.ts"
 export * as Identifier from "./Identifier.ts"
 
 /**
+ * JSON codecs for the Schemas of workflows and steps: everything pgflows persists or sends goes
+ * through `Schema.toCodecJson`, derived once per Schema and cached, with failures turned into the
+ * `{ path, message }` issues that pgflows' errors carry.
+ *
+ * `@pgflows/pg-durable` uses the same codecs for step inputs and outputs, workflow inputs and
+ * instance results, so a value means the same thing on both sides.
+ *
+ * @since 0.1.0
+ */
+export * as JsonCodec from "./JsonCodec.ts"
+
+/**
  * A plugin that logs each workflow execution and step attempt through Effect's `Logger`: one
  * structured line per event, annotated with `pgflows.run.id`, `pgflows.workflow`, and for steps
  * `pgflows.step`, `pgflows.step.key` and `pgflows.step.attempt`, with `pgflows.duration_ms` on ends.

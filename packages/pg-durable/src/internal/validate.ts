@@ -4,10 +4,10 @@
  */
 import * as Result from "effect/Result"
 import type * as Schema from "effect/Schema"
+import { codec, formatIssues } from "pgflows/JsonCodec"
 import type * as Step from "pgflows/Step"
 import type { Rule } from "../PgDurableError.ts"
 import { GraphCompileError } from "../PgDurableError.ts"
-import { codec, formatIssues } from "./codec.ts"
 import * as Cron from "./cron.ts"
 import type * as Model from "./model.ts"
 import { capturable, captureOf, exprCaptures, httpMethods, inputCapture } from "./model.ts"

@@ -19,6 +19,7 @@ import * as Result from "effect/Result"
 import * as Schedule from "effect/Schedule"
 import * as Semaphore from "effect/Semaphore"
 import * as Tracer from "effect/Tracer"
+import { codec, type Persisted } from "../JsonCodec.ts"
 import type { PgflowsConfig } from "../PgflowsConfig.ts"
 import {
   DecodeError,
@@ -37,7 +38,6 @@ import {
 import type * as Plugin from "../Plugin.ts"
 import type * as Store from "../Store.ts"
 import type * as Workflow from "../Workflow.ts"
-import { codec, type Persisted } from "./codec.ts"
 import { type ChildOutcome, type ChildSpec, type Execution, type StepSpec, WorkflowContext } from "./context.ts"
 import { decodeEngineFailure, encodeEngineFailure as engineEnvelope, type ErrorEnvelope } from "./failure.ts"
 import { byteSize, hash } from "./json.ts"

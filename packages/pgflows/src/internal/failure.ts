@@ -3,8 +3,8 @@
  * error, encoded with its Schema, or one of pgflows' own `EngineError`s) and the encoded error.
  */
 import * as Result from "effect/Result"
+import { codec } from "../JsonCodec.ts"
 import { EngineError } from "../PgflowsError.ts"
-import { codec } from "./codec.ts"
 
 export type ErrorEnvelope =
   | { readonly source: "workflow" | "step"; readonly error: unknown }
