@@ -230,7 +230,7 @@ export const compileSync = (
   }
   const binding = resolveBinding(options.binding ?? StepBinding.defaultBinding, config)
   if (Result.isFailure(binding)) return Result.fail(binding.failure)
-  const node = Model.normalize(graphNode)
+  const node = Model.normalize(graphNode, false)
   const steps = new Map<string, Step.Any>()
   for (const step of options.steps ?? []) steps.set(step.name, step)
   const usesInput = readsInput(node)
@@ -310,7 +310,7 @@ export const compileSync = (
     })),
     depth,
     nodes: size,
-    graph: node,
+    graph: Model.normalize(node),
     input,
     durable: lowered.dsl
   })

@@ -48,6 +48,7 @@ export const sqlText = (text: Model.Text): string =>
   text.map((part) => {
     if (typeof part === "string") return part
     if (part._tag === "InstanceId") return instanceIdSql
+    if (part._tag === "Literal") return part.sql
     return part.rows === true ? `$${resultName(part.capture)}.*` : `(${rawRef(part)})`
   }).join("")
 
@@ -56,6 +57,7 @@ export const rawText = (text: Model.Text): string =>
   text.map((part) => {
     if (typeof part === "string") return part
     if (part._tag === "InstanceId") return instanceIdRaw
+    if (part._tag === "Literal") return part.sql
     return part.rows === true ? `$${resultName(part.capture)}.*` : rawRef(part)
   }).join("")
 
