@@ -1,13 +1,13 @@
 // Text that reaches SQL can never become SQL: references and literals inside quoted text or
-// comments. Each case is checked against
+// comments, and step names that are not text. Each case is checked against
 // PostgreSQL's own lexer and parser (libpg-query), and the accepted forms are shown to keep a
 // hostile value as data after pg_durable's textual substitution.
 import { assert, describe, it } from "@effect/vitest"
 import { Compiler, Graph, PgDurableError } from "@pgflows/pg-durable"
-import { Effect, Result } from "effect"
+import { Effect, Result, Schema } from "effect"
 import * as fc from "fast-check"
 import * as PgQuery from "libpg-query"
-import { PgflowsConfig } from "pgflows"
+import { PgflowsConfig, Step } from "pgflows"
 import { steps } from "./fixtures/steps.ts"
 
 const compile = (graph: Graph.Any, options?: Compiler.Options) =>
@@ -270,5 +270,41 @@ describe("HTTP text (issue 11, item 1: every place text reaches a node)", () => 
         Graph.sql("SELECT jsonb_build_object('name', 'x')::text AS body").pipe(Graph.as("body")),
         Graph.http({ url: "https://hooks.azurewebsites.net/x", body: Graph.text`${Graph.ref("body")}` })
       ))
+    }))
+})
+
+describe("step names (issue 11, item 4)", () => {
+  const named = (name: string) =>
+    Step.make(name, { input: Schema.Number, output: Schema.Number, run: (n: number) => Effect.succeed(n) })
+  const cases: ReadonlyArray<readonly [string, string, string]> = [
+    ["a lone UTF-16 surrogate", "double\uD800", "a lone UTF-16 surrogate"],
+    ["a lone low surrogate", "\uDC00double", "a lone UTF-16 surrogate"],
+    ["NUL", "dou\u0000ble", "a NUL character"],
+    ["a carriage return", "evil\rDROP TABLE x; --", "a control character (U+000D)"],
+    ["a line feed", "evil\nname", "a control character (U+000A)"],
+    ["DEL", "evil\u007f", "a control character (U+007F)"],
+    ["a C1 control", "evil\u0085", "a control character (U+0085)"],
+    ["a line separator", "evil\u2028", "a line or paragraph separator (U+2028)"]
+  ]
+  for (const [what, name, problem] of cases) {
+    it.effect(`a step name with ${what} is a GraphCompileError that says why`, () =>
+      Effect.gen(function*() {
+        const step = named(name)
+        const error = yield* Effect.flip(
+          Compiler.compileNode(Graph.step(step, { input: Graph.value(1) }).node, { steps: [step] })
+        )
+        assert.instanceOf(error, PgDurableError.GraphCompileError)
+        assert.strictEqual(error.rule, "invalid-name", error.message)
+        assert.strictEqual(error.path, "graph")
+        assert.include(error.message, `the step name ${JSON.stringify(name)} contains ${problem}`)
+        assert.include(error.message, "rename the step")
+      }))
+  }
+
+  it.effect("also for a step named by a string (GraphSpec), before the lookup", () =>
+    Effect.gen(function*() {
+      const error = yield* Effect.flip(compile(Graph.step("bad\uD800", { input: Graph.value(1) })))
+      assert.strictEqual(error.rule, "invalid-name")
+      assert.include(error.message, "a lone UTF-16 surrogate")
     }))
 })

@@ -27,6 +27,34 @@ export const textProblem = (text: string): string | undefined => {
   return undefined
 }
 
+/** A C0 control character, DEL or a C1 control character. */
+const isControl = (code: number): boolean => code < 0x20 || (code >= 0x7f && code <= 0x9f)
+
+/** The first control character (C0, DEL, C1) of a text, or `undefined`. */
+export const controlCharacter = (text: string): string | undefined => {
+  for (const char of text) if (isControl(char.charCodeAt(0))) return char
+  return undefined
+}
+
+/**
+ * Why a name (of a step or a workflow) cannot be used, or `undefined` when it can. Names are written
+ * into SQL literals, URLs and the comments of exported scripts, where a line break would end the
+ * comment: control characters (C0, DEL, C1), line and paragraph separators, NUL and lone surrogates
+ * are refused, and so is the empty name.
+ */
+export const nameProblem = (name: string): string | undefined => {
+  if (name.length === 0) return "is empty"
+  const text = textProblem(name)
+  if (text !== undefined) return text
+  const control = controlCharacter(name)
+  if (control !== undefined) return `contains a control character (${codePoint(control)})`
+  const separator = /[\u2028\u2029]/.exec(name)
+  if (separator !== null) return `contains a line or paragraph separator (${codePoint(separator[0])})`
+  return undefined
+}
+
+const codePoint = (char: string): string => `U+${char.charCodeAt(0).toString(16).toUpperCase().padStart(4, "0")}`
+
 const active = /[${}]/
 
 const codes: Record<string, number> = { "$": 36, "{": 123, "}": 125 }

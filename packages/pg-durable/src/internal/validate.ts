@@ -294,6 +294,15 @@ class Validator {
     }
     switch (node._tag) {
       case "Step": {
+        const problem = Quote.nameProblem(node.step)
+        if (problem !== undefined) {
+          throw fail(
+            "invalid-name",
+            path,
+            `the step name ${JSON.stringify(node.step)} ${problem}; rename the step (its name is written into ` +
+              "SQL, URLs and the comments of exported scripts)"
+          )
+        }
         const step = this.context.steps.get(node.step)
         if (step === undefined) {
           const known = [...this.context.steps.keys()].sort()
