@@ -340,15 +340,24 @@ const resolveBinding = (
   if (!/^https?:\/\/[^/\s]+(\/[^\s]*)?$/.test(binding.baseUrl)) {
     return fail(`base URL ${JSON.stringify(binding.baseUrl)} is not an http(s) URL with a host`)
   }
-  if (/[${}]/.test(binding.baseUrl) || Quote.textProblem(binding.baseUrl) !== undefined) {
-    return fail("the base URL must not contain $, { or } (pg_durable rewrites them in URLs)")
+  if (
+    /[${}]/.test(binding.baseUrl) || Quote.controlCharacter(binding.baseUrl) !== undefined ||
+    Quote.textProblem(binding.baseUrl) !== undefined
+  ) {
+    return fail("the base URL must not contain $, { or } (pg_durable rewrites them in URLs) or control characters")
   }
   if (!Number.isInteger(binding.timeoutSeconds) || binding.timeoutSeconds < 1) {
     return fail(`the HTTP binding's timeout of ${binding.timeoutSeconds} seconds must be a whole number from 1`)
   }
   for (const [name, value] of Object.entries(binding.headers)) {
-    if (!/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(name) || /[${}]/.test(value) || Quote.textProblem(value) !== undefined) {
-      return fail(`header ${JSON.stringify(name)} must be a valid header name with a value without $, { or }`)
+    if (
+      !/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(name) || /[${}]/.test(value) ||
+      Quote.controlCharacter(value) !== undefined ||
+      Quote.textProblem(value) !== undefined
+    ) {
+      return fail(
+        `header ${JSON.stringify(name)} must be a valid header name with a value without $, {, } or control characters`
+      )
     }
   }
   return Result.succeed({

@@ -1,14 +1,14 @@
 // Text that reaches SQL can never become SQL: references and literals inside quoted text or
-// comments, and step names that are not text. Each case is checked against
+// comments, names with line terminators, hostile step names. Each case is checked against
 // PostgreSQL's own lexer and parser (libpg-query), and the accepted forms are shown to keep a
 // hostile value as data after pg_durable's textual substitution.
 import { assert, describe, it } from "@effect/vitest"
-import { Compiler, Graph, PgDurableError } from "@pgflows/pg-durable"
+import { Compiler, Graph, GraphWorkflow, PgDurableError, SqlExporter, StepBinding } from "@pgflows/pg-durable"
 import { Effect, Result, Schema } from "effect"
 import * as fc from "fast-check"
 import * as PgQuery from "libpg-query"
 import { PgflowsConfig, Step } from "pgflows"
-import { steps } from "./fixtures/steps.ts"
+import { double, steps } from "./fixtures/steps.ts"
 
 const compile = (graph: Graph.Any, options?: Compiler.Options) =>
   Compiler.compileNode(graph.node, { steps, ...options, conflicts: graph.conflicts, schemas: graph.schemas })
@@ -306,5 +306,106 @@ describe("step names (issue 11, item 4)", () => {
       const error = yield* Effect.flip(compile(Graph.step("bad\uD800", { input: Graph.value(1) })))
       assert.strictEqual(error.rule, "invalid-name")
       assert.include(error.message, "a lone UTF-16 surrogate")
+    }))
+})
+
+describe("names in exported scripts (issue 11, item 2)", () => {
+  const names = [
+    "evil\rDROP TABLE x; --",
+    "evil\nDROP TABLE x; --",
+    "evil\r\nDROP TABLE x; --",
+    "evil\u2028DROP TABLE x; --",
+    "evil\u0085DROP TABLE x; --",
+    "evil\u000bDROP TABLE x; --",
+    "evil\u0000DROP TABLE x; --",
+    "evil */ DROP TABLE x; /*",
+    "evil $$ DROP TABLE x; $$",
+    "evil' DROP TABLE x; --",
+    "evil\" DROP TABLE x; --"
+  ]
+  const graph = Graph.step(double, { capture: "d", input: Graph.input() })
+  /** Holds a control character (C0, DEL, C1) or a line or paragraph separator. */
+  const unsafe = (text: string) =>
+    [...text].some((char) => {
+      const code = char.charCodeAt(0)
+      return code < 0x20 || (code >= 0x7f && code <= 0x9f) || code === 0x2028 || code === 0x2029
+    })
+
+  /** What PostgreSQL reads in a script: the kind of each statement, and the function it creates. */
+  const statements = (sql: string) => {
+    const parsed = PgQuery.parseSync(sql) as any
+    return (parsed.stmts ?? []).map((entry: any) => {
+      const kind = Object.keys(entry.stmt)[0]!
+      const fn = entry.stmt.CreateFunctionStmt?.funcname?.map((part: any) => part.String.sval).join(".")
+      return fn === undefined ? kind : `${kind} ${fn}`
+    })
+  }
+
+  it("GraphWorkflow.make rejects a name with a control character or a lone surrogate", () => {
+    for (const name of [...names.filter(unsafe), "a\uD800"]) {
+      assert.throws(() => GraphWorkflow.make(name, { input: Schema.Number, graph }), /workflow name [\s\S]* contains/)
+    }
+  })
+
+  it.effect("compose rejects such a workflow name with a GraphCompileError", () =>
+    Effect.gen(function*() {
+      const exporter = yield* SqlExporter.make({ steps: [double] })
+      for (const name of names.slice(0, 7)) {
+        const error = yield* Effect.flip(exporter.compose(name, ["double"]))
+        assert.strictEqual(error.rule, "invalid-name", error.message)
+        assert.include(error.message, "the workflow name")
+      }
+    }))
+
+  it.effect("a hostile workflow name (however it got there) cannot add a statement to the script", () =>
+    Effect.gen(function*() {
+      yield* Effect.promise(() => PgQuery.loadModule())
+      const template = GraphWorkflow.make("template", { input: Schema.Number, graph })
+      for (const name of names) {
+        // Built by hand, past GraphWorkflow.make's check: the exporter escapes on its own.
+        const workflow = { ...template, name }
+        const exporter = yield* SqlExporter.make({ workflows: [workflow], steps: [double] })
+        const sql = yield* exporter.exportWorkflow(name)
+        assert.deepStrictEqual(
+          statements(sql),
+          [`CreateFunctionStmt pgflows.${SqlExporter.startFunctionName(name)}`],
+          JSON.stringify(name)
+        )
+        assert.strictEqual((PgQuery.parsePlPgSQLSync(sql) as any).plpgsql_funcs.length, 1)
+        const header = sql.slice(0, sql.indexOf("CREATE OR REPLACE FUNCTION"))
+        assert.isFalse(unsafe(header.replaceAll("\n", "")), JSON.stringify(name))
+        for (const line of header.split("\n").filter((line) => line !== "")) assert.match(line, /^--/)
+        const [exported] = yield* exporter.exportAll
+        assert.deepStrictEqual(statements(exported!.sql), statements(sql))
+      }
+    }))
+
+  it.effect("a hostile step name is rejected where the graph is compiled, so no script is written", () =>
+    Effect.gen(function*() {
+      for (const name of names.slice(0, 7)) {
+        const step = Step.make(name, { input: Schema.Number, output: Schema.Number, run: Effect.succeed })
+        const workflow = GraphWorkflow.make("hostile_step", {
+          input: Schema.Number,
+          graph: Graph.step(step, { input: Graph.input() })
+        })
+        const exporter = yield* SqlExporter.make({ workflows: [workflow], steps: [step] })
+        const error = yield* Effect.flip(exporter.exportWorkflow("hostile_step"))
+        assert.strictEqual(error._tag, "GraphCompileError")
+        assert.strictEqual((error as PgDurableError.GraphCompileError).rule, "invalid-name", error.message)
+      }
+    }))
+
+  it.effect("the HTTP binding's base URL and header values (written into the script) hold no control character", () =>
+    Effect.gen(function*() {
+      for (
+        const binding of [
+          StepBinding.http("https://steps.azurewebsites.net/a\u0007b"),
+          StepBinding.http("https://steps.azurewebsites.net", { headers: { Authorization: "Bearer t\r\nX-Admin: 1" } })
+        ]
+      ) {
+        const error = yield* Effect.flip(compile(Graph.step(double, { input: Graph.value(1) }), { binding }))
+        assert.strictEqual(error.rule, "invalid-binding", error.message)
+        assert.include(error.message, "control characters")
+      }
     }))
 })

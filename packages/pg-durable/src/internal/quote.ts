@@ -55,6 +55,27 @@ export const nameProblem = (name: string): string | undefined => {
 
 const codePoint = (char: string): string => `U+${char.charCodeAt(0).toString(16).toUpperCase().padStart(4, "0")}`
 
+/**
+ * Text for a `--` comment of a script: control characters, line and paragraph separators and lone
+ * surrogates written as `\uXXXX`, so nothing in it can end the comment (PostgreSQL ends one at `\n`
+ * and at `\r`) or make the script invalid UTF-8.
+ */
+export const commentText = (text: string): string => {
+  let out = ""
+  for (let i = 0; i < text.length; i++) {
+    const code = text.charCodeAt(i)
+    const pair = code >= 0xd800 && code <= 0xdbff && i + 1 < text.length &&
+      text.charCodeAt(i + 1) >= 0xdc00 && text.charCodeAt(i + 1) <= 0xdfff
+    if (pair) {
+      out += text.slice(i, i + 2)
+      i++
+    } else if (isControl(code) || code === 0x2028 || code === 0x2029 || (code >= 0xd800 && code <= 0xdfff)) {
+      out += `\\u${code.toString(16).padStart(4, "0")}`
+    } else out += text[i]
+  }
+  return out
+}
+
 const active = /[${}]/
 
 const codes: Record<string, number> = { "$": 36, "{": 123, "}": 125 }
