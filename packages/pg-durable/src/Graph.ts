@@ -21,7 +21,8 @@
  *   first column of the first row of a SQL node (JSON only when that column is json, jsonb, or text
  *   holding JSON); the whole envelope of a signal (`{ signal_name, timed_out, data }`) or an HTTP call
  *   (`{ status, body, encoding, headers, ok, duration_ms }`); the taken arm of a branch; a loop's
- *   break value (write break values as JSON objects).
+ *   break value (write break values as JSON objects); a parallel's tuple (see `parallel`). The same
+ *   value, typed `Graph.Value`, is what `PgDurableClient.result(id, graph)` gives for a whole graph.
  * - The run's input is the capture `"input"` (`Graph.input()`); no node may bind that name.
  *
  * @example
@@ -630,6 +631,15 @@ type AllNeeds<Gs extends ReadonlyArray<Any>> = Simplify<
 /**
  * Runs the branches at the same time and waits for all (`df.join`, `df.join3`, nested for more);
  * the captures of every branch are visible after it. Branches do not see each other's captures.
+ *
+ * Its value (what a capture of a branch or loop whose arm it is holds, and what
+ * `PgDurableClient.result` gives when the graph ends with it) is a tuple with one element per branch,
+ * in order: what a capture of that branch would hold, read as JSON (a step's output, a SQL node's
+ * first column of its first row, with text that is not JSON as a string and no row as null, a
+ * sleep's `{ slept, seconds }`, a nested parallel's own tuple: nesting is kept). pg_durable's own
+ * result of a join is a nested array of raw results (`{ rows, row_count }` for SQL), so where the
+ * value is read the compiler names each branch and ends the parallel with a SQL node that builds the
+ * tuple; where nothing reads it, the join stands alone.
  *
  * **Gotchas**
  *

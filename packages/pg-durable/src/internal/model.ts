@@ -235,7 +235,8 @@ export const exprCaptures = (expr: Expr): ReadonlyArray<string> => {
 
 /**
  * The canonical form of a graph: nested sequences flattened (a sequence of one node is that node), a
- * parallel or race directly inside another of the same kind merged into it, texts normalised (and,
+ * race directly inside another merged into it (parallels stay nested: their values do), texts
+ * normalised (and,
  * with `fold`, the default, literals written into their text). Two graphs that compile to the same
  * pg_durable graph have the same canonical form; the compiler checks and lowers the form that keeps
  * literals apart.
@@ -249,12 +250,13 @@ export const normalize = (node: Node, fold = true): Node => {
       return nodes.length === 1 ? nodes[0]! : { _tag: "Sequence", nodes }
     }
     case "Parallel":
+      // Kept nested: a parallel's value has one element per branch, a nested parallel's a tuple.
+      return { _tag: "Parallel", branches: node.branches.map(normalize_) }
     case "Race": {
-      const tag = node._tag
       const branches = node.branches.map(normalize_).flatMap((child) =>
-        child._tag === tag ? (child as ParallelNode | RaceNode).branches : [child]
+        child._tag === "Race" ? child.branches : [child]
       )
-      return { _tag: tag, branches }
+      return { _tag: "Race", branches }
     }
     case "Branch":
       return {
