@@ -230,7 +230,7 @@ export const compileSync = (
   }
   const binding = resolveBinding(options.binding ?? StepBinding.defaultBinding, config)
   if (Result.isFailure(binding)) return Result.fail(binding.failure)
-  const node = Model.normalize(graphNode)
+  const node = Model.normalize(graphNode, false)
   const steps = new Map<string, Step.Any>()
   for (const step of options.steps ?? []) steps.set(step.name, step)
   const usesInput = readsInput(node)
@@ -310,7 +310,7 @@ export const compileSync = (
     })),
     depth,
     nodes: size,
-    graph: node,
+    graph: Model.normalize(node),
     input,
     durable: lowered.dsl
   })
@@ -340,15 +340,24 @@ const resolveBinding = (
   if (!/^https?:\/\/[^/\s]+(\/[^\s]*)?$/.test(binding.baseUrl)) {
     return fail(`base URL ${JSON.stringify(binding.baseUrl)} is not an http(s) URL with a host`)
   }
-  if (/[${}]/.test(binding.baseUrl) || Quote.textProblem(binding.baseUrl) !== undefined) {
-    return fail("the base URL must not contain $, { or } (pg_durable rewrites them in URLs)")
+  if (
+    /[${}]/.test(binding.baseUrl) || Quote.controlCharacter(binding.baseUrl) !== undefined ||
+    Quote.textProblem(binding.baseUrl) !== undefined
+  ) {
+    return fail("the base URL must not contain $, { or } (pg_durable rewrites them in URLs) or control characters")
   }
   if (!Number.isInteger(binding.timeoutSeconds) || binding.timeoutSeconds < 1) {
     return fail(`the HTTP binding's timeout of ${binding.timeoutSeconds} seconds must be a whole number from 1`)
   }
   for (const [name, value] of Object.entries(binding.headers)) {
-    if (!/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(name) || /[${}]/.test(value) || Quote.textProblem(value) !== undefined) {
-      return fail(`header ${JSON.stringify(name)} must be a valid header name with a value without $, { or }`)
+    if (
+      !/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(name) || /[${}]/.test(value) ||
+      Quote.controlCharacter(value) !== undefined ||
+      Quote.textProblem(value) !== undefined
+    ) {
+      return fail(
+        `header ${JSON.stringify(name)} must be a valid header name with a value without $, {, } or control characters`
+      )
     }
   }
   return Result.succeed({

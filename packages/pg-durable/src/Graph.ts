@@ -21,7 +21,8 @@
  *   first column of the first row of a SQL node (JSON only when that column is json, jsonb, or text
  *   holding JSON); the whole envelope of a signal (`{ signal_name, timed_out, data }`) or an HTTP call
  *   (`{ status, body, encoding, headers, ok, duration_ms }`); the taken arm of a branch; a loop's
- *   break value (write break values as JSON objects).
+ *   break value (write break values as JSON objects); a parallel's tuple (see `parallel`). The same
+ *   value, typed `Graph.Value`, is what `PgDurableClient.result(id, graph)` gives for a whole graph.
  * - The run's input is the capture `"input"` (`Graph.input()`); no node may bind that name.
  *
  * @example
@@ -242,11 +243,17 @@ export const array = <const Items extends ReadonlyArray<Expr<any, any>>>(
  */
 export interface Fragment<out Needs = {}, out Kind extends "ref" | "literal" = "ref" | "literal"> {
   readonly [FragmentTypeId]: { readonly _Needs: (_: never) => Needs; readonly _Kind: Kind }
+  /** A reference, or the SQL of a literal. */
   readonly part: Model.RefPart | Model.InstanceIdPart | string
+  /** Set on literals: the compiler checks where they sit before writing them into the text. */
+  readonly literal?: true | undefined
 }
 
 const fragment = <N, K extends "ref" | "literal">(part: Model.RefPart | Model.InstanceIdPart | string) =>
   ({ [FragmentTypeId]: { _Needs: identity, _Kind: "ref" }, part }) as unknown as Fragment<N, K>
+
+const literalFragment = (sql: string): Fragment<{}, "literal"> =>
+  ({ ...fragment<{}, "literal">(sql), literal: true }) as Fragment<{}, "literal">
 
 /**
  * A reference to a capture: `$name` (its first column of the first row, or the whole result for
@@ -254,7 +261,10 @@ const fragment = <N, K extends "ref" | "literal">(part: Model.RefPart | Model.In
  * With `optional`, a missing row or NULL gives SQL NULL instead of failing the node.
  *
  * In SQL it is written parenthesised, as a literal: cast it (`${Graph.ref("x")}::int`); text comes
- * quoted (`'...'`), numbers bare.
+ * quoted (`'...'`), numbers bare. Write it where a value goes, never inside a string constant, a
+ * dollar-quoted string, a comment or a quoted identifier: pg_durable substitutes it as text even
+ * there, so its value could end the quotes and run as SQL. The compiler checks this with
+ * PostgreSQL's lexer; build text with `||` instead (`'order ' || ${Graph.ref("o", "id")}`).
  *
  * @category text
  * @since 0.1.0
@@ -290,17 +300,19 @@ export const instanceId: Fragment<{}, "ref"> = fragment({ _tag: "InstanceId" })
 
 /**
  * A SQL literal for a value, safe from pg_durable's text substitution: text is quoted (with `$`,
- * `{` and `}` written as `chr(...)`), JSON objects and arrays become `'...'::jsonb`.
+ * `{` and `}` written as `chr(...)`), JSON objects and arrays become `'...'::jsonb`. Like a reference,
+ * it goes where a value goes, not inside quotes or comments, nor right after a name (`E${...}` would
+ * read it as an `E'...'` string); the compiler checks.
  *
  * @category text
  * @since 0.1.0
  */
 export const literal = (value: Json): Fragment<{}, "literal"> => {
-  if (value === null) return fragment("NULL")
-  if (typeof value === "string") return fragment(Quote.nodeText(value))
-  if (typeof value === "number") return fragment(Number.isFinite(value) ? `(${value})` : "NULL")
-  if (typeof value === "boolean") return fragment(value ? "true" : "false")
-  return fragment(`${Quote.literal(Quote.inertJson(value))}::jsonb`)
+  if (value === null) return literalFragment("NULL")
+  if (typeof value === "string") return literalFragment(Quote.nodeText(value))
+  if (typeof value === "number") return literalFragment(Number.isFinite(value) ? `(${value})` : "NULL")
+  if (typeof value === "boolean") return literalFragment(value ? "true" : "false")
+  return literalFragment(`${Quote.literal(Quote.inertJson(value))}::jsonb`)
 }
 
 /**
@@ -321,11 +333,14 @@ type FragmentNeeds<F extends ReadonlyArray<Fragment<any, any>>> = Simplify<
 >
 
 const template = (strings: ReadonlyArray<string>, fragments: ReadonlyArray<Fragment<any, any>>): Model.Text => {
-  const parts: Array<string | Model.RefPart | Model.InstanceIdPart> = []
+  const parts: Array<string | Model.TextPart> = []
   strings.forEach((text, index) => {
     parts.push(text)
     const piece = fragments[index]
-    if (piece !== undefined) parts.push(piece.part)
+    if (piece === undefined) return
+    parts.push(
+      piece.literal === true && typeof piece.part === "string" ? { _tag: "Literal", sql: piece.part } : piece.part
+    )
   })
   return Model.normalizeText(parts)
 }
@@ -559,7 +574,11 @@ export const waitForSchedule = (cron: string): Graph<{ readonly scheduled: true 
 /**
  * An HTTP request made by pg_durable (`df.http`). Released pg_durable builds allow only Azure
  * service domains, never localhost or bare IPs; a 5xx answer fails the node, any other completes it
- * with the envelope. The URL, body and header values are raw templates (`Graph.text`).
+ * with the envelope. The URL, body and header values are raw templates (`Graph.text`): pg_durable
+ * inserts references as they are, with no escaping. So the URL's scheme and host must be text (up to
+ * the first `/`, `?` or `#`), and a reference may not sit inside a double-quoted string of the body
+ * (a `"` in its value would end it); build a JSON body in a SQL node (`jsonb_build_object(...)::text`,
+ * captured) and send that capture as the whole body.
  *
  * @category constructors
  * @since 0.1.0
@@ -612,6 +631,15 @@ type AllNeeds<Gs extends ReadonlyArray<Any>> = Simplify<
 /**
  * Runs the branches at the same time and waits for all (`df.join`, `df.join3`, nested for more);
  * the captures of every branch are visible after it. Branches do not see each other's captures.
+ *
+ * Its value (what a capture of a branch or loop whose arm it is holds, and what
+ * `PgDurableClient.result` gives when the graph ends with it) is a tuple with one element per branch,
+ * in order: what a capture of that branch would hold, read as JSON (a step's output, a SQL node's
+ * first column of its first row, with text that is not JSON as a string and no row as null, a
+ * sleep's `{ slept, seconds }`, a nested parallel's own tuple: nesting is kept). pg_durable's own
+ * result of a join is a nested array of raw results (`{ rows, row_count }` for SQL), so where the
+ * value is read the compiler names each branch and ends the parallel with a SQL node that builds the
+ * tuple; where nothing reads it, the join stands alone.
  *
  * **Gotchas**
  *

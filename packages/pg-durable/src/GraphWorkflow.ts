@@ -7,6 +7,7 @@
  */
 import type * as Schema from "effect/Schema"
 import type * as Graph from "./Graph.ts"
+import * as Quote from "./internal/quote.ts"
 
 const TypeId = "~@pgflows/pg-durable/GraphWorkflow"
 
@@ -40,7 +41,9 @@ export const isGraphWorkflow = (u: unknown): u is Any =>
   typeof u === "object" && u !== null && (u as Record<string, unknown>)[TypeId] === TypeId
 
 /**
- * Defines a graph workflow.
+ * Defines a graph workflow. The name must be non-empty text without control characters (line breaks
+ * included), line separators, NUL or lone surrogates: it is written into SQL and into the comments of
+ * exported scripts. An invalid name throws.
  *
  * @example
  * ```ts
@@ -65,6 +68,7 @@ export const make = <
   readonly graph: G & Graph.Closed<G, { readonly input: I["Encoded"] }>
   readonly description?: string | undefined
 }): GraphWorkflow<Name, I, G> => {
-  if (name.length === 0) throw new Error("a workflow name must not be empty")
+  const problem = Quote.nameProblem(name)
+  if (problem !== undefined) throw new Error(`the workflow name ${JSON.stringify(name)} ${problem}`)
   return { [TypeId]: TypeId, name, input: options.input, graph: options.graph, description: options.description }
 }

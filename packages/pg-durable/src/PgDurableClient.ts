@@ -27,14 +27,17 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
+import * as Result from "effect/Result"
 import * as Schema from "effect/Schema"
 import * as SqlClient from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
+import { codec, formatIssues } from "pgflows/JsonCodec"
 import type * as Step from "pgflows/Step"
 import * as Compiler from "./Compiler.ts"
-import type * as Graph from "./Graph.ts"
+import * as Graph from "./Graph.ts"
 import type * as GraphWorkflow from "./GraphWorkflow.ts"
-import { codec, formatIssues } from "./internal/codec.ts"
+import * as Model from "./internal/model.ts"
+import * as Value from "./internal/value.ts"
 import {
   AwaitTimeout,
   CancelFailed,
@@ -260,13 +263,21 @@ export class PgDurableClient extends Context.Service<PgDurableClient, {
   ) => Effect.Effect<string, Failure | GraphCompileError>
   readonly status: (instanceId: string) => Effect.Effect<InstanceStatus, Failure | InstanceNotFound>
   /**
-   * The root node's result as JSON (`df.result`), when the instance completed; decoded with `schema`
-   * when given.
+   * The result of an instance that completed (`None` before, or when it failed or was cancelled).
+   *
+   * - With the graph it ran: the graph's value, typed `Graph.Value<G>` (what a capture of the whole
+   *   graph would hold, read as JSON: a step's output, a parallel's tuple of its branches' values,
+   *   ...), checked against the graph (tuple shapes, step outputs' Schemas).
+   * - Otherwise: pg_durable's own JSON of the root node (`df.result`, keys in jsonb's order; a SQL
+   *   node's is `{ rows, row_count }`), decoded with `schema` when given.
    */
-  readonly result: <A = unknown>(
-    instanceId: string,
-    schema?: Schema.Codec<A, any, never, never>
-  ) => Effect.Effect<Option.Option<A>, Failure>
+  readonly result: {
+    <G extends Graph.Any>(instanceId: string, graph: G): Effect.Effect<Option.Option<Graph.Value<G>>, Failure>
+    <A = unknown>(instanceId: string, schema?: Schema.Codec<A, any, never, never>): Effect.Effect<
+      Option.Option<A>,
+      Failure
+    >
+  }
   /** Cancels an instance unless it already ended; returns pg_durable's answer. */
   readonly cancel: (
     instanceId: string,
@@ -454,7 +465,7 @@ export const make = (options: Options = {}): Effect.Effect<PgDurableClient["Serv
     })
 
     const result = Effect.fn("PgDurableClient.result")(
-      function*(instanceId: string, schema?: Schema.Codec<any, any, never, never>) {
+      function*(instanceId: string, schema?: Schema.Codec<any, any, never, never> | Graph.Any) {
         const rows = yield* query<{ result: string | null }>("result", "SELECT df.result($1::text) AS result", [
           instanceId
         ])
@@ -471,6 +482,7 @@ export const make = (options: Options = {}): Effect.Effect<PgDurableClient["Serv
             })
         })
         if (schema === undefined) return Option.some(json)
+        if (Graph.isGraph(schema)) return Option.some(yield* graphValue(instanceId, schema, json))
         const decoded = codec(schema).decode(json)
         if (decoded._tag === "Failure") {
           return yield* new PgDurableError({
@@ -483,6 +495,28 @@ export const make = (options: Options = {}): Effect.Effect<PgDurableClient["Serv
         return Option.some(decoded.success)
       }
     )
+
+    const graphValue = (
+      instanceId: string,
+      graph: Graph.Any,
+      json: unknown
+    ): Effect.Effect<unknown, PgDurableError> => {
+      const fail = (reason: string) =>
+        Effect.fail(
+          new PgDurableError({
+            operation: "result",
+            retryable: false,
+            reason: `the result of instance ${instanceId} does not fit the graph's value: ${reason}`,
+            cause: undefined
+          })
+        )
+      const value = Value.fromResult(json)
+      if (Result.isFailure(value)) return fail(value.failure)
+      const steps = new Map(graph.steps)
+      for (const step of options.steps ?? []) steps.set(step.name, step)
+      const problem = Value.check(Model.normalize(graph.node), value.success, steps)
+      return problem === undefined ? Effect.succeed(value.success) : fail(problem)
+    }
 
     const cancel = Effect.fn("PgDurableClient.cancel")(function*(instanceId: string, reason?: string) {
       const rows = yield* query<{ answer: string | null }>(

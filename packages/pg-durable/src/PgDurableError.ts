@@ -35,7 +35,8 @@ export const Rule = Schema.Literals([
   "invalid-text",
   "invalid-value",
   "missing-input",
-  "invalid-binding"
+  "invalid-binding",
+  "invalid-name"
 ])
 
 /**

@@ -38,12 +38,12 @@ import type * as Migrator from "effect/sql/Migrator"
 import * as SqlClient from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
 import * as Identifier from "pgflows/Identifier"
+import { codec, formatIssues } from "pgflows/JsonCodec"
 import * as PgflowsConfig from "pgflows/PgflowsConfig"
 import { StepDefect, StepTimeoutError, StoreError } from "pgflows/PgflowsError"
 import * as Plugin from "pgflows/Plugin"
 import type * as Step from "pgflows/Step"
 import * as WorkQueue from "pgflows/WorkQueue"
-import { codec, formatIssues } from "./internal/codec.ts"
 import * as PgDurableMigrations from "./PgDurableMigrations.ts"
 
 /**

@@ -60,7 +60,8 @@ export * as Decompiler from "./Decompiler.ts"
  *   first column of the first row of a SQL node (JSON only when that column is json, jsonb, or text
  *   holding JSON); the whole envelope of a signal (`{ signal_name, timed_out, data }`) or an HTTP call
  *   (`{ status, body, encoding, headers, ok, duration_ms }`); the taken arm of a branch; a loop's
- *   break value (write break values as JSON objects).
+ *   break value (write break values as JSON objects); a parallel's tuple (see `parallel`). The same
+ *   value, typed `Graph.Value`, is what `PgDurableClient.result(id, graph)` gives for a whole graph.
  * - The run's input is the capture `"input"` (`Graph.input()`); no node may bind that name.
  *
  * @example

@@ -113,19 +113,41 @@ describe("Compiler: rendering of each node kind", () => {
   it.effect("parallel: join, join3 and nested joins for more branches", () =>
     Effect.gen(function*() {
       const sql = (n: number) => Graph.sql(`SELECT ${n}`)
+      // Followed by another node, nothing reads the parallel's value: the join alone.
+      const then = (graph: Graph.Any) => Graph.sequence(graph, sql(0))
       assert.strictEqual(
-        (yield* render(Graph.parallel(sql(1), sql(2)))).functions,
-        "df.join(df.sql('SELECT 1'), df.sql('SELECT 2'))"
+        (yield* render(then(Graph.parallel(sql(1), sql(2))))).functions,
+        "df.seq(df.join(df.sql('SELECT 1'), df.sql('SELECT 2')), df.sql('SELECT 0'))"
       )
-      const three = yield* render(Graph.parallel(sql(1), sql(2), sql(3)))
-      assert.strictEqual(three.functions, "df.join3(df.sql('SELECT 1'), df.sql('SELECT 2'), df.sql('SELECT 3'))")
-      assert.strictEqual(three.operators, "df.join3('SELECT 1', 'SELECT 2', 'SELECT 3')")
-      const five = yield* render(Graph.parallel(sql(1), sql(2), sql(3), sql(4), sql(5)))
+      const three = yield* render(then(Graph.parallel(sql(1), sql(2), sql(3))))
+      assert.strictEqual(
+        three.functions,
+        "df.seq(df.join3(df.sql('SELECT 1'), df.sql('SELECT 2'), df.sql('SELECT 3')), df.sql('SELECT 0'))"
+      )
+      assert.strictEqual(three.operators, "(df.join3('SELECT 1', 'SELECT 2', 'SELECT 3') ~> 'SELECT 0')")
+      const five = yield* render(then(Graph.parallel(sql(1), sql(2), sql(3), sql(4), sql(5))))
       assert.strictEqual(
         five.functions,
-        "df.join(df.join3(df.sql('SELECT 1'), df.sql('SELECT 2'), df.sql('SELECT 3')), df.join(df.sql('SELECT 4'), df.sql('SELECT 5')))"
+        "df.seq(df.join(df.join3(df.sql('SELECT 1'), df.sql('SELECT 2'), df.sql('SELECT 3')), df.join(df.sql('SELECT 4'), df.sql('SELECT 5'))), df.sql('SELECT 0'))"
       )
-      assert.strictEqual(five.operators, "(df.join3('SELECT 1', 'SELECT 2', 'SELECT 3') & ('SELECT 4' & 'SELECT 5'))")
+      assert.strictEqual(
+        five.operators,
+        "((df.join3('SELECT 1', 'SELECT 2', 'SELECT 3') & ('SELECT 4' & 'SELECT 5')) ~> 'SELECT 0')"
+      )
+      // A parallel directly inside another stays one (its join is named, so it reads back nested).
+      assert.strictEqual(
+        (yield* render(then(Graph.parallel(Graph.parallel(sql(1), sql(2)), sql(3))))).operators,
+        "(((('SELECT 1' & 'SELECT 2') |=> '__pgf__j3') & 'SELECT 3') ~> 'SELECT 0')"
+      )
+      // At the root, PgDurableClient.result reads its value: each branch is named, and a last node
+      // builds the tuple of their values.
+      assert.strictEqual(
+        (yield* render(Graph.parallel(sql(1), Graph.sleep("2 seconds")))).operators,
+        "((('SELECT 1' |=> '__pgf__v1_0') & df.sleep(2)) ~> ('SELECT jsonb_build_array(CASE WHEN " +
+          "pg_input_is_valid(v0, ''jsonb'') THEN v0::jsonb ELSE to_jsonb(v0) END, " +
+          "''{\"slept\":true,\"seconds\":2}''::jsonb) AS value FROM (SELECT ($__pgf__v1_0?)::text AS v0 OFFSET 0) " +
+          "AS __pgf_values' |=> '__pgf__p1'))"
+      )
     }))
 
   it.effect("race (terminal)", () =>

@@ -46,15 +46,15 @@ import type * as SqlClient from "effect/sql/SqlClient"
 import * as Tracer from "effect/Tracer"
 import * as Crypto from "node:crypto"
 import * as Os from "node:os"
-import { codec } from "./internal/codec.ts"
 import type { EngineEnv } from "./internal/engine.ts"
 import { decodeFailure } from "./internal/failure.ts"
-import { storeProblem, textProblem } from "./internal/json.ts"
+import { storeProblem } from "./internal/json.ts"
 import * as Listener from "./internal/listener.ts"
 import * as Runner from "./internal/runner.ts"
 import type * as Slots from "./internal/slots.ts"
 import * as Telemetry from "./internal/telemetry.ts"
 import * as Worker from "./internal/worker.ts"
+import { codec } from "./JsonCodec.ts"
 import * as MemoryStore from "./MemoryStore.ts"
 import * as PgflowsConfig from "./PgflowsConfig.ts"
 import {
@@ -77,6 +77,7 @@ import * as Plugin from "./Plugin.ts"
 import type { Page, RunId, RunInfo, Status, StepInfo, Summary } from "./Run.ts"
 import { isTerminal } from "./Run.ts"
 import * as Store from "./Store.ts"
+import * as StoredText from "./StoredText.ts"
 import type * as Workflow from "./Workflow.ts"
 import * as WorkQueue from "./WorkQueue.ts"
 
@@ -319,7 +320,7 @@ const make = <const W extends ReadonlyArray<Workflow.Any>>(options: Options<W>) 
             issues: [{ path: problem.path, message: `cannot be stored: ${problem.reason}` }]
           })
         }
-        const idProblem = startOptions?.id === undefined ? undefined : textProblem(startOptions.id)
+        const idProblem = startOptions?.id === undefined ? undefined : StoredText.problem(startOptions.id)
         if (idProblem !== undefined) {
           return yield* new InvalidInput({
             workflow: workflow.name,
@@ -556,7 +557,7 @@ const make = <const W extends ReadonlyArray<Workflow.Any>>(options: Options<W>) 
 
     const signal = Effect.fn("Pgflows.signal")(function*(id: string, name: string, payload: unknown) {
       const subject = `signal "${name}"`
-      const nameProblem = textProblem(name)
+      const nameProblem = StoredText.problem(name)
       if (nameProblem !== undefined) {
         return yield* new UnstorableValue({ subject: `name of ${subject}`, path: "", reason: nameProblem })
       }

@@ -22,10 +22,10 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import type * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
-import type { Persisted } from "./internal/codec.ts"
 import { nextKey, WorkflowContext } from "./internal/context.ts"
-import { textProblem } from "./internal/json.ts"
+import type { Persisted } from "./JsonCodec.ts"
 import type { StepTimeoutError } from "./PgflowsError.ts"
+import * as StoredText from "./StoredText.ts"
 
 const TypeId = "~pgflows/Step"
 
@@ -171,8 +171,8 @@ const specOf = (name: string, options: any) => {
   if (name.length === 0 || name.startsWith("pgflows.")) {
     throw new Error(`invalid step name ${JSON.stringify(name)}: it must be non-empty and not start with "pgflows."`)
   }
-  const problem = textProblem(name)
-  if (problem !== undefined) throw new Error(`invalid step name ${JSON.stringify(name)}: ${problem}`)
+  const problem = StoredText.nameProblem(name)
+  if (problem !== undefined) throw new Error(`invalid step name ${JSON.stringify(name)}: it ${problem}`)
   return {
     name,
     input: options.input,

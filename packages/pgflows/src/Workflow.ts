@@ -26,11 +26,11 @@ import * as Result from "effect/Result"
 import type * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
 import * as Crypto from "node:crypto"
-import { codec, type Persisted } from "./internal/codec.ts"
 import { type ChildOutcome, nextKey, WorkflowContext as Context } from "./internal/context.ts"
 import { decodeFailure } from "./internal/failure.ts"
-import { textProblem } from "./internal/json.ts"
+import { codec, type Persisted } from "./JsonCodec.ts"
 import { AnyError, ChildCancelled, ChildFailed, InvalidSignal } from "./PgflowsError.ts"
+import * as StoredText from "./StoredText.ts"
 
 const TypeId = "~pgflows/Workflow"
 
@@ -162,8 +162,10 @@ export const make = <
   readonly run: (input: I["Type"]) => Effect.Effect<O["Type"], E["Type"], R>
 }): Workflow<Name, I, O, E, Exclude<R, WorkflowContext>> => {
   if (name.length === 0) throw new globalThis.Error("a workflow name must not be empty")
-  const problem = textProblem(name)
-  if (problem !== undefined) throw new globalThis.Error(`invalid workflow name ${JSON.stringify(name)}: ${problem}`)
+  const problem = StoredText.nameProblem(name)
+  if (problem !== undefined) {
+    throw new globalThis.Error(`invalid workflow name ${JSON.stringify(name)}: it ${problem}`)
+  }
   return {
     [TypeId]: TypeId,
     name,

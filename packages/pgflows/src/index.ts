@@ -60,6 +60,18 @@ export * as DatabaseUrl from "./DatabaseUrl.ts"
 export * as Identifier from "./Identifier.ts"
 
 /**
+ * JSON codecs for the Schemas of workflows and steps: everything pgflows persists or sends goes
+ * through `Schema.toCodecJson`, derived once per Schema and cached, with failures turned into the
+ * `{ path, message }` issues that pgflows' errors carry.
+ *
+ * `@pgflows/pg-durable` uses the same codecs for step inputs and outputs, workflow inputs and
+ * instance results, so a value means the same thing on both sides.
+ *
+ * @since 0.1.0
+ */
+export * as JsonCodec from "./JsonCodec.ts"
+
+/**
  * A plugin that logs each workflow execution and step attempt through Effect's `Logger`: one
  * structured line per event, annotated with `pgflows.run.id`, `pgflows.workflow`, and for steps
  * `pgflows.step`, `pgflows.step.key` and `pgflows.step.attempt`, with `pgflows.duration_ms` on ends.
@@ -443,6 +455,23 @@ export * as Step from "./Step.ts"
  * @since 0.1.0
  */
 export * as Store from "./Store.ts"
+
+/**
+ * What PostgreSQL can store as text, and what pgflows accepts as a name. A `text` or `jsonb` value
+ * cannot hold a NUL character, and a lone UTF-16 surrogate has no UTF-8 form (the driver would store
+ * U+FFFD instead, so the name read back would differ). Names of steps and workflows are also written
+ * into logs, SQL comments of exported scripts and URLs, so control characters and line separators
+ * are refused in them as well.
+ *
+ * @example
+ * ```ts
+ * StoredText.problem("a\u0000b") // "contains a NUL character (U+0000), ..."
+ * StoredText.nameProblem("charge\rpayment") // "contains a control character (U+000D)"
+ * ```
+ *
+ * @since 0.1.0
+ */
+export * as StoredText from "./StoredText.ts"
 
 /**
  * A message queue with pgmq's semantics: `send` with an optional delay, `read` with a visibility

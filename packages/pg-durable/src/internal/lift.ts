@@ -2,14 +2,16 @@
  * Lifting: pg_durable's DSL tree (read back from SQL) to the graph it was compiled from. The
  * inverse of `lower.ts`: result names lose their prefix, step bindings (the SQL and HTTP nodes
  * `lower` writes for a step) become step nodes again, `df.seq`/`df.join`/`df.race` trees become
- * flat sequences, parallels and races, cron expressions go back to Unix numbering. The SQL inside
- * the nodes this compiler writes is parsed with PostgreSQL's parser too, so a step's input comes
- * back as an expression, not as text.
+ * flat sequences, parallels and races (a join followed by the node that builds its value is one
+ * parallel, a named join one nested in another), cron expressions go back to Unix numbering. The
+ * SQL inside the nodes this compiler writes is parsed with PostgreSQL's parser too, so a step's
+ * input comes back as an expression, not as text.
  */
 import * as Result from "effect/Result"
 import * as Cron from "./cron.ts"
 import type { Dsl } from "./dsl.ts"
-import { bodyName, callName, httpName, instanceIdRaw, instanceIdSql, prefix } from "./lower.ts"
+import type { Element } from "./lower.ts"
+import { bodyName, callName, httpName, instanceIdRaw, instanceIdSql, prefix, valueQuery } from "./lower.ts"
 import type * as Model from "./model.ts"
 import { inputCapture } from "./model.ts"
 import * as Parser from "./parser.ts"
@@ -172,6 +174,39 @@ const stepKey = (name: string | undefined, make: (key: string) => string): strin
   return match !== null && make(match[1]!) === name ? match[1] : undefined
 }
 
+/** Result names of the compiler's parallels: a value node, a branch's element, a nested join. */
+const parallelPattern = /^__pgf__p\d+$/
+const elementPattern = /^__pgf__v\d+_\d+$/
+const joinPattern = /^__pgf__j\d+$/
+
+/** The last node of a branch (what its value is). */
+const lastItem = (node: Dsl): Dsl => node.kind === "seq" && node.name === undefined ? lastItem(node.right) : node
+
+/** The branch without the name the compiler gave its last node for the parallel's value. */
+const withoutElementName = (node: Dsl): Dsl => {
+  if (node.kind === "seq" && node.name === undefined) return { ...node, right: withoutElementName(node.right) }
+  if (!("name" in node) || node.name === undefined || !elementPattern.test(node.name)) return node
+  const { name: _, ...rest } = node
+  return rest as Dsl
+}
+
+/** A join followed by the node that builds its value (`lower`'s `valueQuery`). */
+const observedParallel = (join: Dsl, value: Dsl & { kind: "sql" }): Model.Node => {
+  const elements: Array<Element> = []
+  const branches = flat(join, "join").map((branch) => {
+    const last = lastItem(branch)
+    if (last.kind === "sleep") elements.push({ _tag: "Value", value: { slept: true, seconds: last.seconds } })
+    else if (last.kind === "wait_schedule") elements.push({ _tag: "Value", value: { scheduled: true } })
+    else if ("name" in last && last.name !== undefined) elements.push({ _tag: "Name", name: last.name })
+    else throw new NotAGraph("a branch of a parallel has no result name for the parallel's value")
+    return node(withoutElementName(branch))
+  })
+  if (value.query !== valueQuery(elements)) {
+    throw new NotAGraph(`the value node of a parallel is not the one this compiler writes: ${value.query}`)
+  }
+  return { _tag: "Parallel", branches }
+}
+
 /** The items of an unnamed `df.seq` tree, in order. */
 const seqItems = (node: Dsl): ReadonlyArray<Dsl> =>
   node.kind === "seq" && node.name === undefined ? [...seqItems(node.left), ...seqItems(node.right)] : [node]
@@ -215,7 +250,14 @@ const sequence = (items: ReadonlyArray<Dsl>): Model.Node => {
     const item = items[i]!
     const callKey = item.kind === "sql" ? stepKey(item.name, callName) : undefined
     const bodyKey = item.kind === "sql" ? stepKey(item.name, bodyName) : undefined
-    if (callKey !== undefined) {
+    const next = items[i + 1]
+    if (
+      item.kind === "join" && item.name === undefined && next?.kind === "sql" && next.name !== undefined &&
+      parallelPattern.test(next.name)
+    ) {
+      nodes.push(observedParallel(item, next))
+      i += 1
+    } else if (callKey !== undefined) {
       nodes.push(workerStep(item as Dsl & { kind: "sql" }, items[i + 1], callKey))
       i += 1
     } else if (bodyKey !== undefined) {
@@ -267,10 +309,16 @@ const node = (dsl: Dsl): Model.Node => {
       if (dsl.name !== undefined && stepKey(dsl.name, callName) !== undefined) {
         throw new NotAGraph("a step call without its result node")
       }
+      if (dsl.name !== undefined && parallelPattern.test(dsl.name)) {
+        throw new NotAGraph("the value node of a parallel without its join")
+      }
       return withCapture({ _tag: "Sql", sql: liftSqlText(dsl.query) } as Model.SqlNode, dsl.name)
     case "join":
-      if (dsl.name !== undefined) throw new NotAGraph("a named parallel is not something this compiler writes")
-      return { _tag: "Parallel", branches: flat(dsl, "join").map(node) }
+      if (dsl.name !== undefined && !joinPattern.test(dsl.name)) {
+        throw new NotAGraph("a named parallel is not something this compiler writes")
+      }
+      // A named join is a parallel nested in another (kept apart from the join tree around it).
+      return { _tag: "Parallel", branches: dsl.branches.flatMap((part) => flat(part, "join")).map(node) }
     case "race":
       if (dsl.name !== undefined) throw new NotAGraph("a named race is not something this compiler writes")
       return { _tag: "Race", branches: flat(dsl, "race").map(node) }

@@ -1,14 +1,15 @@
 /**
  * Lowering: the graph (`model.ts`) to pg_durable's DSL tree (`dsl.ts`). Captures become result
  * names with a reserved prefix, steps become the SQL (and HTTP) nodes of their binding, sequences
- * become balanced `df.seq` trees, parallels `df.join`/`df.join3` trees, races `df.race` trees, and
- * cron expressions pg_durable's day-of-week numbering. Run it on a validated graph only.
+ * become balanced `df.seq` trees, parallels `df.join`/`df.join3` trees (followed, where their value
+ * is read, by the SQL node that builds it), races `df.race` trees, and cron expressions pg_durable's
+ * day-of-week numbering. Run it on a validated graph only.
  */
 import * as Result from "effect/Result"
 import * as Cron from "./cron.ts"
 import type { Dsl } from "./dsl.ts"
 import { named } from "./dsl.ts"
-import type * as Model from "./model.ts"
+import * as Model from "./model.ts"
 import { inputCapture } from "./model.ts"
 import * as Quote from "./quote.ts"
 
@@ -19,6 +20,12 @@ export const prefix = "__pgf_"
 export const resultName = (capture: string): string => `${prefix}${capture}`
 
 export const callName = (key: string): string => `${prefix}_call_${key}`
+/** The result name of the node that builds the value of parallel number `index`. */
+export const parallelName = (index: number): string => `${prefix}_p${index}`
+/** The result name given to branch `branch` of parallel `index`, so its value node can read it. */
+export const elementName = (index: number, branch: number): string => `${prefix}_v${index}_${branch}`
+/** The result name of a parallel nested directly in another whose value nothing reads. */
+export const joinName = (index: number): string => `${prefix}_j${index}`
 export const bodyName = (key: string): string => `${prefix}_body_${key}`
 export const httpName = (key: string): string => `${prefix}_http_${key}`
 
@@ -48,6 +55,7 @@ export const sqlText = (text: Model.Text): string =>
   text.map((part) => {
     if (typeof part === "string") return part
     if (part._tag === "InstanceId") return instanceIdSql
+    if (part._tag === "Literal") return part.sql
     return part.rows === true ? `$${resultName(part.capture)}.*` : `(${rawRef(part)})`
   }).join("")
 
@@ -56,6 +64,7 @@ export const rawText = (text: Model.Text): string =>
   text.map((part) => {
     if (typeof part === "string") return part
     if (part._tag === "InstanceId") return instanceIdRaw
+    if (part._tag === "Literal") return part.sql
     return part.rows === true ? `$${resultName(part.capture)}.*` : rawRef(part)
   }).join("")
 
@@ -165,17 +174,53 @@ export const lower = (
     return nodes
   }
 
-  const items = (node: Model.Node): ReadonlyArray<Dsl> => {
-    if (node._tag === "Sequence") return node.nodes.flatMap(items)
+  let parallels = 0
+
+  // `observed`: whether something reads the node's value (a capture, the parallel around it,
+  // PgDurableClient.result at the root). Only then does a parallel get the node that builds its value.
+  const items = (node: Model.Node, observed: boolean): ReadonlyArray<Dsl> => {
+    if (node._tag === "Sequence") {
+      return node.nodes.flatMap((child, index) => items(child, observed && index === node.nodes.length - 1))
+    }
     if (node._tag === "Step") return stepItems(node)
-    return [go(node)]
+    if (node._tag === "Parallel") return parallelItems(node, observed)
+    return [go(node, observed)]
   }
 
-  const go = (node: Model.Node): Dsl => {
+  const parallelItems = (node: Model.ParallelNode, observed: boolean): ReadonlyArray<Dsl> => {
+    const index = ++parallels
+    const join = (branches: ReadonlyArray<Dsl>) => tree(branches, (nodes) => ({ kind: "join", branches: nodes }), 3)
+    if (!observed) {
+      // A parallel directly inside this one is named, so it stays a parallel of its own when read back.
+      return [join(node.branches.map((branch) => {
+        const lowered = go(branch, false)
+        return branch._tag === "Parallel" ? named(lowered, joinName(++parallels)) : lowered
+      }))]
+    }
+    const elements: Array<Element> = []
+    const branches = node.branches.map((branch, position) => {
+      const list = [...items(branch, true)]
+      const last = list[list.length - 1]!
+      if (last.kind === "sleep") elements.push({ _tag: "Value", value: { slept: true, seconds: last.seconds } })
+      else if (last.kind === "wait_schedule") elements.push({ _tag: "Value", value: { scheduled: true } })
+      else {
+        const existing = "name" in last ? last.name : undefined
+        const name = existing ?? elementName(index, position)
+        if (existing === undefined) list[list.length - 1] = named(last, name)
+        elements.push({ _tag: "Name", name })
+      }
+      return balanced(list)
+    })
+    return [join(branches), { kind: "sql", query: valueQuery(elements), name: parallelName(index) }]
+  }
+
+  const go = (node: Model.Node, observed: boolean): Dsl => {
+    const arms = observed || Model.captureOf(node) !== undefined
     switch (node._tag) {
       case "Step":
       case "Sequence":
-        return balanced(items(node))
+      case "Parallel":
+        return balanced(items(node, observed))
       case "Sql":
         return named({ kind: "sql", query: sqlText(node.sql) }, captureName(node.capture))
       case "Sleep":
@@ -202,29 +247,31 @@ export const lower = (
           timeout: node.timeoutSeconds
         }, captureName(node.capture))
       }
-      case "Parallel":
-        return tree(node.branches.map(go), (branches) => ({ kind: "join", branches }), 3)
       case "Race":
-        return tree(node.branches.map(go), ([left, right]) => ({ kind: "race", left: left!, right: right! }), 2)
+        return tree(
+          node.branches.map((branch) => go(branch, observed)),
+          ([left, right]) => ({ kind: "race", left: left!, right: right! }),
+          2
+        )
       case "Branch":
         return named({
           kind: "if",
           condition: { kind: "sql", query: sqlText(node.condition) },
-          then: go(node.then),
-          else: go(node.else)
+          then: go(node.then, arms),
+          else: go(node.else, arms)
         }, captureName(node.capture))
       case "IfRows":
         return named({
           kind: "if_rows",
           result: resultName(node.rowsOf),
-          then: go(node.then),
-          else: go(node.else)
+          then: go(node.then, arms),
+          else: go(node.else, arms)
         }, captureName(node.capture))
       case "Loop":
         return named(
           node.while === undefined
-            ? { kind: "loop", body: go(node.body) }
-            : { kind: "loop", body: go(node.body), condition: { kind: "sql", query: sqlText(node.while) } },
+            ? { kind: "loop", body: go(node.body, arms) }
+            : { kind: "loop", body: go(node.body, arms), condition: { kind: "sql", query: sqlText(node.while) } },
           captureName(node.capture)
         )
       case "Break":
@@ -232,8 +279,36 @@ export const lower = (
     }
   }
 
-  const rootItems = input === undefined ? items(root) : [inputNode(input.value), ...items(root)]
+  // The root's value is what PgDurableClient.result reads.
+  const rootItems = input === undefined ? items(root, true) : [inputNode(input.value), ...items(root, true)]
   return { dsl: balanced(rootItems), calls }
+}
+
+/** An element of a parallel's value: the value of a named result, or a constant (a sleep's result). */
+export type Element =
+  | { readonly _tag: "Name"; readonly name: string }
+  | { readonly _tag: "Value"; readonly value: Model.Json }
+
+/**
+ * The SQL node that builds a parallel's value, once its join is done: a JSON array with one element
+ * per branch, read from the branch's named result (`$name?`, which pg_durable writes as the first
+ * column of the first row, or the whole result) as JSON when it is JSON, as a JSON string otherwise,
+ * null when there is no row; constants for the nodes pg_durable cannot name (sleeps, schedules).
+ */
+export const valueQuery = (elements: ReadonlyArray<Element>): string => {
+  const columns: Array<string> = []
+  const items = elements.map((element) => {
+    if (element._tag === "Value") return `${Quote.literal(Quote.inertJson(element.value))}::jsonb`
+    const column = `v${columns.length}`
+    columns.push(`($${element.name}?)::text`)
+    return `CASE WHEN pg_input_is_valid(${column}, 'jsonb') THEN ${column}::jsonb ELSE to_jsonb(${column}) END`
+  })
+  const select = `SELECT jsonb_build_array(${items.join(", ")}) AS value`
+  // OFFSET 0 keeps the values a row of their own: pulled up, they would be constants, and PostgreSQL
+  // would fold the cast of a text that is not JSON while planning, CASE or not.
+  return columns.length === 0
+    ? select
+    : `${select} FROM (SELECT ${columns.map((column, i) => `${column} AS v${i}`).join(", ")} OFFSET 0) AS __pgf_values`
 }
 
 const captureName = (capture: string | undefined): string | undefined =>

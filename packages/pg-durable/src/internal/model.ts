@@ -30,8 +30,20 @@ export interface InstanceIdPart {
   readonly _tag: "InstanceId"
 }
 
+/**
+ * A SQL literal written by `Graph.literal`: kept apart from the text around it until the compiler
+ * has checked where it sits (never inside quoted text or a comment), then folded into the text.
+ */
+export interface LiteralPart {
+  readonly _tag: "Literal"
+  readonly sql: string
+}
+
+/** A part of a text that is not written by hand. */
+export type TextPart = RefPart | InstanceIdPart | LiteralPart
+
 /** Text with references: SQL (a statement) or raw text (an HTTP URL, body or header). */
-export type Text = ReadonlyArray<string | RefPart | InstanceIdPart>
+export type Text = ReadonlyArray<string | TextPart>
 
 /** A JSON value computed in SQL from captures and constants: the input of a step. */
 export type Expr =
@@ -186,10 +198,11 @@ export const walk = (node: Node, visit: (node: Node) => void): void => {
   for (const child of children(node)) walk(child, visit)
 }
 
-/** Merges adjacent strings and drops empty ones. */
-export const normalizeText = (text: Text): Text => {
-  const out: Array<string | RefPart | InstanceIdPart> = []
-  for (const part of text) {
+/** Merges adjacent strings and drops empty ones; with `fold`, literals become text too. */
+export const normalizeText = (text: Text, fold = false): Text => {
+  const out: Array<string | TextPart> = []
+  for (const item of text) {
+    const part = fold && typeof item !== "string" && item._tag === "Literal" ? item.sql : item
     if (typeof part === "string") {
       if (part === "") continue
       const last = out[out.length - 1]
@@ -222,40 +235,46 @@ export const exprCaptures = (expr: Expr): ReadonlyArray<string> => {
 
 /**
  * The canonical form of a graph: nested sequences flattened (a sequence of one node is that node), a
- * parallel or race directly inside another of the same kind merged into it, texts normalised. Two
- * graphs that compile to the same pg_durable graph have the same canonical form.
+ * race directly inside another merged into it (parallels stay nested: their values do), texts
+ * normalised (and,
+ * with `fold`, the default, literals written into their text). Two graphs that compile to the same
+ * pg_durable graph have the same canonical form; the compiler checks and lowers the form that keeps
+ * literals apart.
  */
-export const normalize = (node: Node): Node => {
+export const normalize = (node: Node, fold = true): Node => {
+  const normalize_ = (child: Node) => normalize(child, fold)
+  const text = (t: Text) => normalizeText(t, fold)
   switch (node._tag) {
     case "Sequence": {
-      const nodes = node.nodes.map(normalize).flatMap((child) => child._tag === "Sequence" ? child.nodes : [child])
+      const nodes = node.nodes.map(normalize_).flatMap((child) => child._tag === "Sequence" ? child.nodes : [child])
       return nodes.length === 1 ? nodes[0]! : { _tag: "Sequence", nodes }
     }
     case "Parallel":
+      // Kept nested: a parallel's value has one element per branch, a nested parallel's a tuple.
+      return { _tag: "Parallel", branches: node.branches.map(normalize_) }
     case "Race": {
-      const tag = node._tag
-      const branches = node.branches.map(normalize).flatMap((child) =>
-        child._tag === tag ? (child as ParallelNode | RaceNode).branches : [child]
+      const branches = node.branches.map(normalize_).flatMap((child) =>
+        child._tag === "Race" ? child.branches : [child]
       )
-      return { _tag: tag, branches }
+      return { _tag: "Race", branches }
     }
     case "Branch":
       return {
         ...node,
-        condition: normalizeText(node.condition),
-        then: normalize(node.then),
-        else: normalize(node.else)
+        condition: text(node.condition),
+        then: normalize_(node.then),
+        else: normalize_(node.else)
       }
     case "IfRows":
-      return { ...node, then: normalize(node.then), else: normalize(node.else) }
+      return { ...node, then: normalize_(node.then), else: normalize_(node.else) }
     case "Loop": {
       const { while: condition, ...rest } = node
       return condition === undefined
-        ? { ...rest, body: normalize(node.body) }
-        : { ...rest, body: normalize(node.body), while: normalizeText(condition) }
+        ? { ...rest, body: normalize_(node.body) }
+        : { ...rest, body: normalize_(node.body), while: text(condition) }
     }
     case "Sql":
-      return { ...node, sql: normalizeText(node.sql) }
+      return { ...node, sql: text(node.sql) }
     case "WaitForSchedule": {
       const cron = Cron.canonical(node.cron)
       return Result.isSuccess(cron) ? { ...node, cron: cron.success } : node
@@ -264,10 +283,10 @@ export const normalize = (node: Node): Node => {
       const { body, headers, ...rest } = node
       return {
         ...rest,
-        url: normalizeText(node.url),
-        ...(body === undefined ? {} : { body: normalizeText(body) }),
+        url: text(node.url),
+        ...(body === undefined ? {} : { body: text(body) }),
         ...(headers === undefined ? {} : {
-          headers: headers.map(([name, value]) => [name, normalizeText(value)] as const)
+          headers: headers.map(([name, value]) => [name, text(value)] as const)
         })
       }
     }

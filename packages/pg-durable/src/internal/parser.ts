@@ -1,5 +1,5 @@
 /**
- * The real PostgreSQL parser (`libpg-query`, PostgreSQL 18 compiled to WASM). The module loads
+ * The real PostgreSQL parser and lexer (`libpg-query`, PostgreSQL 18 compiled to WASM). The module loads
  * asynchronously once; after `load`, `parse` is synchronous.
  */
 import * as Effect from "effect/Effect"
@@ -29,6 +29,24 @@ export const parse = (text: string): ParseResult => {
       message: details?.message ?? (error instanceof Error ? error.message : String(error)),
       position: details?.cursorPosition
     }
+  }
+}
+
+/** A token of PostgreSQL's lexer: its text and kind (`SCONST`, `IDENT`, `SQL_COMMENT`, ...). */
+export interface Token {
+  readonly text: string
+  readonly kind: string
+}
+
+/**
+ * The tokens of SQL text, comments included, as PostgreSQL's lexer reads them; `undefined` when it
+ * cannot read the text (an unterminated string or comment), which `parse` then reports.
+ */
+export const scan = (text: string): ReadonlyArray<Token> | undefined => {
+  try {
+    return PgQuery.scanSync(text).tokens.map((token) => ({ text: token.text, kind: token.tokenName }))
+  } catch {
+    return undefined
   }
 }
 

@@ -10,21 +10,39 @@
  *    inside strings (structural braces are harmless: they are never followed by an identifier and
  *    `}`), and other text literals are built with `chr(36)`, `chr(123)`, `chr(125)`.
  */
+import * as StoredText from "pgflows/StoredText"
 import type { Json } from "./model.ts"
 
 /** A standard SQL string literal. The text must not contain NUL (PostgreSQL text cannot). */
 export const literal = (text: string): string => `'${text.replaceAll("'", "''")}'`
 
+/** What PostgreSQL can store, and what a name may hold: one rule for pgflows and pg-durable. */
+export const textProblem = StoredText.problem
+export const controlCharacter = StoredText.controlCharacter
+export const nameProblem = StoredText.nameProblem
+
 /**
- * Why a text cannot be stored in PostgreSQL (a NUL character, or a lone UTF-16 surrogate, which has
- * no UTF-8 form), or `undefined` when it can.
+ * Text for a `--` comment of a script: control characters, line and paragraph separators and lone
+ * surrogates written as `\uXXXX`, so nothing in it can end the comment (PostgreSQL ends one at `\n`
+ * and at `\r`) or make the script invalid UTF-8.
  */
-export const textProblem = (text: string): string | undefined => {
-  if (text.includes("\u0000")) return "contains a NUL character, which PostgreSQL text cannot hold"
-  if (/[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/.test(text)) {
-    return "contains a lone UTF-16 surrogate, which has no UTF-8 form"
+export const commentText = (text: string): string => {
+  let out = ""
+  for (let i = 0; i < text.length; i++) {
+    const code = text.charCodeAt(i)
+    const pair = code >= 0xd800 && code <= 0xdbff && i + 1 < text.length &&
+      text.charCodeAt(i + 1) >= 0xdc00 && text.charCodeAt(i + 1) <= 0xdfff
+    if (pair) {
+      out += text.slice(i, i + 2)
+      i++
+    } else if (
+      StoredText.controlCharacter(text[i]!) !== undefined || code === 0x2028 || code === 0x2029 ||
+      (code >= 0xd800 && code <= 0xdfff)
+    ) {
+      out += `\\u${code.toString(16).padStart(4, "0")}`
+    } else out += text[i]
   }
-  return undefined
+  return out
 }
 
 const active = /[${}]/

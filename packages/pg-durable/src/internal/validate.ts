@@ -4,10 +4,10 @@
  */
 import * as Result from "effect/Result"
 import type * as Schema from "effect/Schema"
+import { codec, formatIssues } from "pgflows/JsonCodec"
 import type * as Step from "pgflows/Step"
 import type { Rule } from "../PgDurableError.ts"
 import { GraphCompileError } from "../PgDurableError.ts"
-import { codec, formatIssues } from "./codec.ts"
 import * as Cron from "./cron.ts"
 import type * as Model from "./model.ts"
 import { capturable, captureOf, exprCaptures, httpMethods, inputCapture } from "./model.ts"
@@ -171,6 +171,19 @@ class Validator {
               "instance id (the label is free text and cannot be inserted safely)"
           )
         }
+        // In SQL, `{name}` outside quoted text and comments does not parse, so any that compiles sits
+        // inside one, where pg_durable would insert a variable's value as raw, unquoted text.
+        const variable = context === "sql" ? /\{[A-Za-z_][A-Za-z0-9_]*\}/.exec(part) : null
+        if (variable !== null) {
+          throw fail(
+            "invalid-text",
+            path,
+            `the SQL contains ${variable[0]}, which pg_durable replaces with the value of a variable of that name ` +
+              "as raw text, unquoted, even inside string constants and comments: a value with a quote in it " +
+              "would run as SQL. Pass values through captures (Graph.ref) instead; to write the braces " +
+              `themselves, build the text: chr(123) || '${variable[0].slice(1)}' (or ARRAY['...'] for an array)`
+          )
+        }
         // `$name` not followed by `$` (that would be a dollar-quote tag).
         for (const match of part.matchAll(/\$([A-Za-z_][A-Za-z0-9_]*)(?![A-Za-z0-9_$])/g)) {
           if (this.mentions.has(match[1]!) || match[1] === inputCapture && this.context.input) {
@@ -184,7 +197,7 @@ class Validator {
         }
         continue
       }
-      if (part._tag === "InstanceId") continue
+      if (part._tag === "InstanceId" || part._tag === "Literal") continue
       const info = this.need(bound, path, part.capture)
       if (part.field !== undefined) {
         if (!fieldPattern.test(part.field)) {
@@ -223,6 +236,18 @@ class Validator {
         }
       }
     }
+  }
+
+  /**
+   * A SQL text (a node, a condition): every reference and literal where a value goes, then exactly
+   * one statement. References are placed by PostgreSQL's lexer on the text with each replaced by a
+   * placeholder of its own: pg_durable substitutes references textually, so one inside a string
+   * constant, a dollar-quoted string, a comment or a quoted identifier would let its value end that
+   * token and run as SQL.
+   */
+  sql(path: string, text: Model.Text, what: string): void {
+    placement(path, text)
+    this.statement(path, sqlOf(text), what)
   }
 
   statement(path: string, sql: string, what: string): void {
@@ -269,6 +294,15 @@ class Validator {
     }
     switch (node._tag) {
       case "Step": {
+        const problem = Quote.nameProblem(node.step)
+        if (problem !== undefined) {
+          throw fail(
+            "invalid-name",
+            path,
+            `the step name ${JSON.stringify(node.step)} ${problem}; rename the step (its name is written into ` +
+              "SQL, URLs and the comments of exported scripts)"
+          )
+        }
         const step = this.context.steps.get(node.step)
         if (step === undefined) {
           const known = [...this.context.steps.keys()].sort()
@@ -303,7 +337,7 @@ class Validator {
       }
       case "Sql": {
         this.text(bound, path, node.sql, "sql")
-        this.statement(path, sqlOf(node.sql), "the SQL")
+        this.sql(path, node.sql, "the SQL")
         if (capture !== undefined) {
           this.bind(bound, path, {
             name: capture,
@@ -365,11 +399,22 @@ class Validator {
         if (typeof first !== "string" || !/^https?:\/\/[^/]/.test(first)) {
           throw fail("invalid-http", path, "the URL must start with http:// or https:// and a host, written as text")
         }
+        if (node.url.length > 1 && !/^https?:\/\/[^/?#]+[/?#]/.test(first)) {
+          throw fail(
+            "invalid-http",
+            path,
+            "the URL's scheme and host must be text, up to the first /, ? or # (https://api.example.net/...), " +
+              "before any reference: pg_durable inserts references raw, so a value could change the host"
+          )
+        }
         if (!Number.isInteger(node.timeoutSeconds) || node.timeoutSeconds < 1 || node.timeoutSeconds > 2_147_483_647) {
           throw fail("invalid-http", path, `timeout of ${node.timeoutSeconds} seconds: use a whole number from 1`)
         }
         this.text(bound, `${path}.url`, node.url, "raw")
-        if (node.body !== undefined) this.text(bound, `${path}.body`, node.body, "raw")
+        if (node.body !== undefined) {
+          this.text(bound, `${path}.body`, node.body, "raw")
+          quotedInBody(`${path}.body`, node.body)
+        }
         for (const [name, value] of node.headers ?? []) {
           if (!/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(name)) {
             throw fail("invalid-http", path, `header name ${JSON.stringify(name)} is not a valid HTTP header name`)
@@ -434,7 +479,7 @@ class Validator {
       case "IfRows": {
         if (node._tag === "Branch") {
           this.text(bound, `${path}.condition`, node.condition, "sql")
-          this.statement(`${path}.condition`, sqlOf(node.condition), "the condition")
+          this.sql(`${path}.condition`, node.condition, "the condition")
         } else {
           const info = this.need(bound, path, node.rowsOf)
           if (info.kind !== "sql") {
@@ -466,7 +511,7 @@ class Validator {
         this.node(node.body, `${path}.body`, scope, { tail: false, loop: true })
         if (node.while !== undefined) {
           this.text(scope, `${path}.while`, node.while, "sql")
-          this.statement(`${path}.while`, sqlOf(node.while), "the loop condition")
+          this.sql(`${path}.while`, node.while, "the loop condition")
         }
         if (capture !== undefined) {
           this.bind(bound, path, {
@@ -546,6 +591,133 @@ const childPaths = (node: Model.Node): ReadonlyArray<readonly [Model.Node, strin
   }
 }
 
+/** How a reference or a literal is written in a graph, for messages. */
+const describe = (part: Model.TextPart): string => {
+  switch (part._tag) {
+    case "InstanceId":
+      return "Graph.instanceId"
+    case "Literal":
+      return "Graph.literal(...)"
+    case "Ref": {
+      if (part.rows === true) return `Graph.rows(${JSON.stringify(part.capture)})`
+      const args = [JSON.stringify(part.capture)]
+      if (part.field !== undefined || part.optional === true) args.push(JSON.stringify(part.field))
+      if (part.optional === true) args.push("{ optional: true }")
+      return `Graph.ref(${args.join(", ")})`
+    }
+  }
+}
+
+/** The tokens a placeholder can end up inside, by how PostgreSQL's lexer writes them. */
+const enclosing: ReadonlyArray<readonly [RegExp, string]> = [
+  [/^[Ee]'/, "an escape string constant (E'...')"],
+  [/^[Uu]&'/, "a Unicode string constant (U&'...')"],
+  [/^[Bb]'/, "a bit string constant (B'...')"],
+  [/^[Xx]'/, "a hex string constant (X'...')"],
+  [/^'/, "a string constant ('...')"],
+  [/^\$/, "a dollar-quoted string ($$...$$)"],
+  [/^--/, "a comment (-- ...)"],
+  [/^\/\*/, "a comment (/* ... */)"],
+  [/^[Uu]&"/, "a Unicode quoted identifier (U&\"...\")"],
+  [/^"/, "a quoted identifier (\"...\")"]
+]
+
+const advice = (part: Model.TextPart): string => {
+  const written = describe(part)
+  switch (part._tag) {
+    case "InstanceId":
+      return `Write it as a value, outside quotes and comments, and build text with ||: 'instance ' || \${${written}}`
+    case "Literal":
+      return `Write it where a value goes, outside quotes and comments, and build text with ||: 'prefix ' || \${${written}}`
+    case "Ref":
+      return part.rows === true
+        ? `Write it as a FROM item of its own: SELECT count(*) FROM \${${written}}`
+        : "Write the capture as a value expression, outside quotes and comments: name = " +
+          `\${${written}} (pg_durable writes text as a quoted literal and numbers bare; cast it where a type ` +
+          `is needed, as in \${${written}}::int or ::jsonb), and build text with ||: 'prefix ' || \${${written}}`
+  }
+}
+
+/**
+ * Checks, with PostgreSQL's lexer, that every reference and literal of a SQL text stands where a
+ * value goes: not inside a string constant (plain, E'', N'', U&'', B'', X'', dollar-quoted), a
+ * comment or a quoted identifier, and not glued to the token before it.
+ */
+const placement = (path: string, text: Model.Text): void => {
+  const parts = text.filter((part): part is Model.TextPart => typeof part !== "string")
+  if (parts.length === 0) return
+  const written = text.filter((part): part is string => typeof part === "string").join("")
+  let base = "pgfslot"
+  for (let i = 1; written.includes(base); i++) base = `pgfslot${i}x`
+  // One placeholder per occurrence (a template may use one fragment twice).
+  const names: Array<readonly [Model.TextPart, string]> = []
+  const lexed = text.map((part) => {
+    if (typeof part === "string") return part
+    const name = `${base}_${names.length}_`
+    names.push([part, name])
+    return `(${name})`
+  }).join("")
+  const tokens = Parser.scan(lexed)
+  // Text the lexer cannot read does not parse either; the statement check reports it.
+  if (tokens === undefined) return
+  for (const [part, name] of names) {
+    const token = tokens.find((candidate) => candidate.text.includes(name))
+    if (token === undefined || token.text === name) continue
+    const kind = enclosing.find(([pattern]) => pattern.test(token.text))?.[1] ?? `part of the token ${token.text}`
+    throw fail(
+      "invalid-reference",
+      path,
+      `the ${part._tag === "Literal" ? "literal" : "reference"} ${describe(part)} is inside ${kind}, where ` +
+        "pg_durable replaces it as text: a value with a quote, $$, */ or a line break in it would end that " +
+        `and run as SQL. ${advice(part)}`
+    )
+  }
+  // A literal or the instance id (written as '...') right after a name or a quote would become part
+  // of that token (E'...', U&'...', 'a''...'); so would Graph.rows (written $name.*) after a name.
+  text.forEach((part, index) => {
+    if (typeof part === "string") return
+    const starts = part._tag === "InstanceId" || (part._tag === "Literal" && part.sql.startsWith("'"))
+    const rows = part._tag === "Ref" && part.rows === true
+    if (!starts && !rows) return
+    const before = text[index - 1]
+    const last = typeof before === "string" ? before.slice(-1) : undefined
+    if (last === undefined || !(starts ? /[A-Za-z0-9_$&'\u0080-\uffff]/ : /[A-Za-z0-9_$\u0080-\uffff]/).test(last)) {
+      return
+    }
+    throw fail(
+      "invalid-reference",
+      path,
+      `the ${part._tag === "Literal" ? "literal" : "reference"} ${describe(part)} is part of another token: it ` +
+        `is written right after ${JSON.stringify(last)}, so PostgreSQL would read both as one (E'...', U&'...' ` +
+        "and 'a''b' are single tokens). Put a space or an operator between them"
+    )
+  })
+}
+
+/**
+ * In an HTTP body, pg_durable inserts references raw, with no JSON escaping: one inside a
+ * double-quoted string (JSON, an XML attribute) could end the string with a `"` of its value.
+ */
+const quotedInBody = (path: string, text: Model.Text): void => {
+  let quotes = 0
+  for (const part of text) {
+    if (typeof part === "string") {
+      for (const match of part.matchAll(/\\*"/g)) if ((match[0].length - 1) % 2 === 0) quotes++
+      continue
+    }
+    if (part._tag !== "Ref" || quotes % 2 === 0) continue
+    const written = describe(part)
+    throw fail(
+      "invalid-http",
+      path,
+      `the reference ${written} is inside a double-quoted string of the body, where pg_durable inserts it raw, ` +
+        "with no JSON escaping: a value with a \" or a \\ in it would end the string and change the document. " +
+        `Build the body in a SQL node (SELECT jsonb_build_object('name', \${${written}})::text AS body, captured ` +
+        `as "body") and send it whole: body: Graph.text\`\${Graph.ref("body")}\``
+    )
+  }
+}
+
 /** SQL text with placeholders, for parsing only. */
 const sqlOf = (text: Model.Text): string =>
   text.map((part) =>
@@ -553,6 +725,8 @@ const sqlOf = (text: Model.Text): string =>
       ? part
       : part._tag === "InstanceId"
       ? "'00000000'"
+      : part._tag === "Literal"
+      ? part.sql
       : part.rows === true
       ? "(SELECT NULL) AS __pgf_rows"
       : "(NULL)"

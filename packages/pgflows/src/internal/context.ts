@@ -7,7 +7,7 @@ import * as Context from "effect/Context"
 import type * as Duration from "effect/Duration"
 import type * as Effect from "effect/Effect"
 import type * as Schedule from "effect/Schedule"
-import type { Persisted } from "./codec.ts"
+import type { Persisted } from "../JsonCodec.ts"
 
 /** What the engine needs to know about a step to execute or replay it. */
 export interface StepSpec {

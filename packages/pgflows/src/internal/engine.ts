@@ -25,6 +25,7 @@ import * as Result from "effect/Result"
 import * as Schedule from "effect/Schedule"
 import * as Semaphore from "effect/Semaphore"
 import * as Tracer from "effect/Tracer"
+import { codec, type Persisted } from "../JsonCodec.ts"
 import type { PgflowsConfig } from "../PgflowsConfig.ts"
 import {
   ChildIdConflict,
@@ -43,11 +44,11 @@ import {
 } from "../PgflowsError.ts"
 import type * as Plugin from "../Plugin.ts"
 import type * as Store from "../Store.ts"
+import * as StoredText from "../StoredText.ts"
 import type * as Workflow from "../Workflow.ts"
-import { codec, type Persisted } from "./codec.ts"
 import { type ChildOutcome, type ChildSpec, type Execution, type StepSpec, WorkflowContext } from "./context.ts"
 import { decodeFailure, encodeEngineFailure, encodeFailure, type ErrorEnvelope } from "./failure.ts"
-import { hash, storeProblem, textProblem } from "./json.ts"
+import { hash, storeProblem } from "./json.ts"
 import { isTraceContext, linkTo, traceKey, traceName } from "./telemetry.ts"
 
 /** Why an execution stopped without a transition of its own. */
@@ -424,7 +425,7 @@ export class RunExecution implements Execution {
 
   /** Fails the run when a name given at run time (a signal, an event, a child id) cannot be stored. */
   private storableName(text: string, subject: string): Effect.Effect<void> {
-    const reason = textProblem(text)
+    const reason = StoredText.problem(text)
     return reason === undefined ? Effect.void : this.failRun(new UnstorableValue({ subject, path: "", reason }))
   }
 

@@ -5,8 +5,8 @@
  * (the engine's replay, `status`, `result`, child workflows) goes through this module.
  */
 import * as Result from "effect/Result"
+import { codec, type Persisted } from "../JsonCodec.ts"
 import { EncodeError, EngineError, isEngineError } from "../PgflowsError.ts"
-import { codec, type Persisted } from "./codec.ts"
 
 export interface ErrorEnvelope {
   readonly source: "workflow" | "step" | "pgflows"

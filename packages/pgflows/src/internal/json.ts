@@ -3,6 +3,7 @@
  * hashes the same, the hash of a step input, and payload sizes.
  */
 import * as Crypto from "node:crypto"
+import * as StoredText from "../StoredText.ts"
 
 /** JSON text with object keys sorted at every level; `undefined` members are dropped as JSON does. */
 export const canonical = (value: unknown): string => {
@@ -20,18 +21,6 @@ export const hash = (encoded: unknown): string =>
 /** The size in bytes of a value's JSON text (UTF-8). */
 export const byteSize = (encoded: unknown): number => Buffer.byteLength(JSON.stringify(encoded) ?? "null", "utf8")
 
-/** A UTF-16 surrogate without its other half. */
-const loneSurrogate = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/
-
-/** Why PostgreSQL cannot store a piece of text (in `text` or inside `jsonb`), if it cannot. */
-export const textProblem = (text: string): string | undefined => {
-  if (text.includes("\u0000")) return "it contains a NUL character (U+0000), which PostgreSQL text and jsonb refuse"
-  if (loneSurrogate.test(text)) {
-    return "it contains a lone UTF-16 surrogate, which is not Unicode text (PostgreSQL would store U+FFFD instead)"
-  }
-  return undefined
-}
-
 /**
  * Where an encoded (JSON) value holds text PostgreSQL cannot store, if anywhere: the path of the
  * first such string or object key, and why. Most values contain no `\u` escape in their JSON at
@@ -45,7 +34,7 @@ export const unstorable = (
   if (!json.includes("\\u")) return undefined
   const visit = (value: unknown, path: string): { readonly path: string; readonly reason: string } | undefined => {
     if (typeof value === "string") {
-      const reason = textProblem(value)
+      const reason = StoredText.problem(value)
       return reason === undefined ? undefined : { path, reason }
     }
     if (Array.isArray(value)) {
@@ -58,8 +47,8 @@ export const unstorable = (
     if (value !== null && typeof value === "object") {
       for (const [key, member] of Object.entries(value)) {
         const at = path === "" ? key : `${path}.${key}`
-        const reason = textProblem(key)
-        if (reason !== undefined) return { path: at, reason: `its key ${reason.slice(3)}` }
+        const reason = StoredText.problem(key)
+        if (reason !== undefined) return { path: at, reason: `its key ${reason}` }
         const found = visit(member, at)
         if (found !== undefined) return found
       }
