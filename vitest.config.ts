@@ -2,9 +2,11 @@ import { defineConfig } from "vitest/config"
 
 // Inside the repository the packages run from their TypeScript sources: the `@pgflows/source` export
 // condition points `pgflows`, `@pgflows/pg-durable` and `@pgflows/testing` at `src/*.ts` (users get
-// the compiled `dist/`). Vite resolves the test files' imports with these conditions (the rest are
-// Vite's defaults for server code); NODE_OPTIONS carries the condition to processes the tests spawn.
-const conditions = ["@pgflows/source", "module", "node", "development|production"]
+// the compiled `dist/`). Vite resolves the test files' imports with these conditions, and vitest
+// passes them to its workers as `--conditions`; the others are vitest's defaults for server code
+// (not `module`, which would give Node the extensionless ESM build of @opentelemetry/api). NODE_OPTIONS
+// carries the condition on to the processes that tests spawn.
+const conditions = ["@pgflows/source", "node", "development|production"]
 if (!(process.env.NODE_OPTIONS ?? "").includes("--conditions=@pgflows/source")) {
   process.env.NODE_OPTIONS = `--conditions=@pgflows/source ${process.env.NODE_OPTIONS ?? ""}`.trim()
 }
