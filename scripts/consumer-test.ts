@@ -11,8 +11,9 @@
  * - `install`: a project in the temporary directory; the `package.json` snippet of
  *   `packages/testing/README.md` (`allowScripts`), then the `npm install` lines of the README's "Use
  *   it in your project" and of the testing README's "Install", with the tarballs in place of our
- *   package names and everything else from the registry, then TypeScript and `@types/node`. One
- *   copy of `effect` must result.
+ *   package names and everything else from the registry (a peer dependency of ours, such as
+ *   `effect`, at our peer range), then TypeScript and `@types/node`. One copy of `effect` must
+ *   result.
  * - `typecheck`: `tsc` with `scripts/consumer/app/tsconfig.json` (strict,
  *   `exactOptionalPropertyTypes`, `noPropertyAccessFromIndexSignature`, `NodeNext`, no
  *   `allowImportingTsExtensions`, no `skipLibCheck`) over `scripts/consumer/app/src`, the README's
@@ -275,17 +276,7 @@ const checks: ReadonlyArray<Check> = [
         ) {
           if (!entries.includes(wanted)) throw new Failure(`${file} has no ${wanted}`)
         }
-        const manifest = JSON.parse(
-          (await succeed("manifest", "tar", ["-xzOf", Path.join(tarballDir, file), "package/package.json"], {
-            cwd: work,
-            env: process.env,
-            timeoutMs: 30_000
-          })).output
-        ) as {
-          readonly name: Published
-          readonly private?: boolean
-          readonly peerDependencies?: Record<string, string>
-        }
+        const manifest = await packedManifest(Path.join(tarballDir, file))
         if (manifest.private === true) throw new Failure(`${file}: ${manifest.name} is private`)
         if (manifest.peerDependencies?.["effect"] === undefined) {
           throw new Failure(`${file}: effect is no peer dependency`)
@@ -340,8 +331,19 @@ const checks: ReadonlyArray<Check> = [
         `typescript@${rootPackage.devDependencies["typescript"]}`,
         `@types/node@${rootPackage.devDependencies["@types/node"]}`
       ])
+      // Our packages from the tarballs; a bare name that is a peer dependency of ours at our range.
+      const peers = new Map<string, string>()
+      for (const tarball of tarballs.values()) {
+        const manifest = await packedManifest(tarball)
+        for (const [name, range] of Object.entries(manifest.peerDependencies ?? {})) {
+          if (!(name in published)) peers.set(name, range)
+        }
+      }
       for (const line of lines) {
-        const args = line.slice(1).map((word) => tarballs.get(word as Published) ?? word)
+        const args = line.slice(1).map((word) => {
+          const range = peers.get(word)
+          return tarballs.get(word as Published) ?? (range === undefined ? word : `${word}@${range}`)
+        })
         await succeed("npm install", npm, [...args, "--no-audit", "--no-fund"], {
           cwd: project,
           env: consumerEnv(),
@@ -527,6 +529,19 @@ const checks: ReadonlyArray<Check> = [
     }
   }
 ]
+
+interface Manifest {
+  readonly name: Published
+  readonly private?: boolean
+  readonly peerDependencies?: Readonly<Record<string, string>>
+}
+
+/** The package.json inside a tarball. */
+const packedManifest = async (tarball: string): Promise<Manifest> =>
+  JSON.parse(
+    (await run("tar", ["-xzOf", tarball, "package/package.json"], { cwd: work, env: process.env, timeoutMs: 30_000 }))
+      .output
+  ) as Manifest
 
 /** Directories named `name` under `node_modules` that hold a package.json, at any depth. */
 const findPackages = (dir: string, name: string): Array<string> => {
