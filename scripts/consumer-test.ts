@@ -522,7 +522,7 @@ const checks: ReadonlyArray<Check> = [
           ran.output
         )
       }
-      const server = /\[pgflows\] tests use ([^:]+)/.exec(ran.output)?.[1]
+      const server = /\[pgflows\] tests use (.+?): PostgreSQL/.exec(ran.output)?.[1]
       return `${result.numPassedTests} of ${result.numTotalTests} tests passed${
         server === undefined ? "" : ` on ${server}`
       }`
@@ -612,7 +612,7 @@ try {
   if (database?.process !== undefined) {
     await stop(database.process, 30_000)
     const exit = await database.process.exited
-    step(`database helper stopped (${exit.code ?? exit.signal}): its database dropped, an embedded server stopped`)
+    step(`database helper stopped (${exit.code ?? exit.signal}): it drops its database and stops a server it started`)
   }
 }
 
