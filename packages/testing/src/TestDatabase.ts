@@ -76,8 +76,8 @@ export const server: Effect.Effect<ServerInfo, TestDatabaseError> = Effect.tryPr
   },
   catch: (cause) =>
     new TestDatabaseError({
-      reason: "no test server: run the tests through vitest with packages/testing/src/globalSetup.ts as " +
-        `global setup, or set ${envKey}`,
+      reason: "no test server: run the tests through vitest with \"@pgflows/testing/globalSetup\" in " +
+        `test.globalSetup of vitest.config.ts, or set ${envKey}`,
       cause
     })
 })

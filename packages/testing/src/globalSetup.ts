@@ -4,7 +4,8 @@
  * file. The teardown drops the template and stops a server it started; a watchdog stops an
  * embedded server even when the run is killed.
  *
- * Use it from `vitest.config.ts`: `test: { globalSetup: ["packages/testing/src/globalSetup.ts"] }`.
+ * Use it from `vitest.config.ts`: `test: { globalSetup: ["@pgflows/testing/globalSetup"] }` (inside
+ * pgflows' repository, `["./packages/testing/src/globalSetup.ts"]`).
  *
  * @since 0.1.0
  */
