@@ -1,8 +1,7 @@
-// The README's quick start, runnable: `DATABASE_URL=postgres://... node packages/examples/src/quickstart.ts`
+// The README's quick start, runnable: `PGFLOWS_DATABASE_URL=postgres://... node packages/examples/src/quickstart.ts`
 import { NodeRuntime } from "@effect/platform-node"
-import { PgClient } from "@effect/sql-pg"
-import { Config, Effect, Layer, Schedule, Schema } from "effect"
-import { Pgflows, Step, Workflow } from "pgflows"
+import { Effect, Layer, Schedule, Schema } from "effect"
+import { PgDatabase, Pgflows, Step, Workflow } from "pgflows"
 
 class OrderInput extends Schema.Class<OrderInput>("OrderInput")({ orderId: Schema.String, amount: Schema.Number }) {}
 class Receipt extends Schema.Class<Receipt>("Receipt")({ charged: Schema.Boolean, confirmation: Schema.String }) {}
@@ -29,10 +28,9 @@ const processOrder = Workflow.make("process_order", {
   })
 })
 
-// The app: Layers. Pgflows runs on the application's own PgClient pool.
-const Live = Pgflows.layerPg({ workflows: [processOrder] }).pipe(
-  Layer.provideMerge(PgClient.layerConfig({ url: Config.Redacted("DATABASE_URL") }))
-)
+// The app: Layers, configured by the environment (PGFLOWS_DATABASE_URL or DATABASE_URL, PGFLOWS_*).
+// PgDatabase.layer is a PgClient pool the application can use too; or give Pgflows your own.
+const Live = Pgflows.layerPg({ workflows: [processOrder] }).pipe(Layer.provideMerge(PgDatabase.layer()))
 
 const program = Effect.gen(function*() {
   const client = yield* Pgflows.Pgflows

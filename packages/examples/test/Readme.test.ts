@@ -2,6 +2,7 @@
 import { assert, layer } from "@effect/vitest"
 import { TestDatabase } from "@pgflows/testing"
 import { Effect, Redacted } from "effect"
+import { SqlClient } from "effect/sql"
 import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
@@ -9,7 +10,19 @@ import * as Path from "node:path"
 const root = Path.resolve(import.meta.dirname, "../../..")
 const quickstart = Path.join(root, "packages/examples/src/quickstart.ts")
 
-layer(TestDatabase.layerDatabase)("README quick start", (it) => {
+/** The first `ts` code block of a README section (`## heading`). */
+const readmeBlock = (heading: string): string | undefined => {
+  const readme = Fs.readFileSync(Path.join(root, "README.md"), "utf8")
+  const start = readme.indexOf(`\n## ${heading}\n`)
+  if (start < 0) return undefined
+  const section = readme.slice(start + 1).split(/\n## /)[0]!
+  return /```ts\n([\s\S]*?)```/.exec(section)?.[1]
+}
+
+/** A file as the README shows it: without its first line (a comment that says where it is from). */
+const shown = (file: string) => Fs.readFileSync(Path.join(root, file), "utf8").split("\n").slice(1).join("\n")
+
+layer(TestDatabase.layer, { excludeTestServices: true })("README examples", (it) => {
   it.effect("the README shows quickstart.ts as it is", () =>
     Effect.sync(() => {
       const readme = Fs.readFileSync(Path.join(root, "README.md"), "utf8")
@@ -50,11 +63,81 @@ layer(TestDatabase.layerDatabase)("README quick start", (it) => {
       )
     }), { timeout: 60_000 })
 
+  it.effect("the README shows worker.ts, deadLetters.ts and Reminder.test.ts as they are", () =>
+    Effect.sync(() => {
+      assert.strictEqual(readmeBlock("Running workers in production"), shown("packages/examples/src/worker.ts"))
+      assert.strictEqual(readmeBlock("Dead letters"), shown("packages/examples/src/deadLetters.ts"))
+      assert.strictEqual(readmeBlock("Testing your workflows"), shown("packages/examples/test/Reminder.test.ts"))
+    }))
+
+  it.effect("deadLetters.ts lists, inspects and retries the failed runs", () =>
+    Effect.sync(() => {
+      const result = ChildProcess.spawnSync(
+        process.execPath,
+        [Path.join(root, "packages/examples/src/deadLetters.ts")],
+        {
+          encoding: "utf8",
+          timeout: 60_000
+        }
+      )
+      assert.strictEqual(result.status, 0, result.stdout + result.stderr)
+      const lines = result.stdout.trim().split("\n")
+      assert.strictEqual(
+        lines.filter((line) => /: CardExpired \(card 4242\), step charge failed$/.test(line)).length,
+        2
+      )
+      assert.strictEqual(lines.filter((line) => /: CHG-ORD-[12]$/.test(line)).length, 2)
+    }), { timeout: 60_000 })
+
+  it.effect(
+    "worker.ts runs workflows configured by the environment and stops on SIGTERM with nothing left running",
+    () =>
+      Effect.gen(function*() {
+        const database = yield* TestDatabase.TestDatabase
+        const schema = `worker_${Date.now().toString(36)}`
+        const env = {
+          ...process.env,
+          PGFLOWS_DATABASE_URL: Redacted.value(database.url),
+          PGFLOWS_SCHEMA: schema,
+          PGFLOWS_POLL_INTERVAL: "100 millis",
+          PGFLOWS_SHUTDOWN_GRACE: "5 seconds"
+        }
+        const child = ChildProcess.spawn(process.execPath, [Path.join(root, "packages/examples/src/worker.ts")], {
+          env,
+          stdio: ["ignore", "pipe", "pipe"]
+        })
+        let output = ""
+        child.stdout.on("data", (chunk) => output += chunk)
+        child.stderr.on("data", (chunk) => output += chunk)
+        const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)))
+        const sql = yield* SqlClient.SqlClient
+        const deadline = Date.now() + 30_000
+        while (!/worker \S+ started/.test(output) && Date.now() < deadline) yield* Effect.sleep("50 millis")
+        assert.match(output, /worker \S+ started/)
+        const enqueue = sql(`${schema}.enqueue_workflow`)
+        yield* sql`SELECT ${enqueue}('process_order', '{"orderId":"ORD-W1","amount":10,"express":false}'::jsonb, 'ORD-W1')`
+        const runs = sql(`${schema}.runs`)
+        let status = ""
+        while (status !== "completed" && Date.now() < deadline) {
+          status = (yield* sql<{ status: string }>`SELECT status FROM ${runs} WHERE id = 'ORD-W1'`)[0]?.status ?? ""
+          if (status !== "completed") yield* Effect.sleep("50 millis")
+        }
+        assert.strictEqual(status, "completed", output)
+        child.kill("SIGTERM")
+        const code = yield* Effect.promise(() => exited)
+        assert.strictEqual(code, 130, output)
+        assert.match(output, /worker \S+ stopped, 0 runs handed back/)
+        const [workers] = yield* sql<{ n: number }>`SELECT count(*)::int AS n FROM ${sql(`${schema}.workers`)}`
+        assert.strictEqual(workers!.n, 0, "the worker retired its announcement")
+      }),
+    { timeout: 60_000 }
+  )
+
   it.effect("quickstart.ts completes a run against a real PostgreSQL", () =>
     Effect.gen(function*() {
       const database = yield* TestDatabase.TestDatabase
       const result = ChildProcess.spawnSync(process.execPath, [quickstart], {
-        env: { ...process.env, DATABASE_URL: Redacted.value(database.url) },
+        env: { ...process.env, PGFLOWS_DATABASE_URL: Redacted.value(database.url) },
         encoding: "utf8",
         timeout: 60_000
       })

@@ -125,12 +125,16 @@ export const run = (options?: RunOptions): Effect.Effect<never, never, BuiltinSc
  * @category layers
  * @since 0.1.0
  */
-export const layer: Layer.Layer<Scheduler.Scheduler | BuiltinScheduler, StoreError, SqlClient.SqlClient> = Layer
+export const layer: Layer.Layer<
+  Scheduler.Scheduler | BuiltinScheduler,
+  StoreError | PgflowsConfig.PgflowsConfigError,
+  SqlClient.SqlClient
+> = Layer
   .effectContext(
     Effect.gen(function*() {
       const sql = yield* SqlClient.SqlClient
       const config = yield* PgflowsConfig.PgflowsConfig
-      yield* PgMigrations.run.pipe(Effect.mapError(ScheduleSql.storeError("migrations")))
+      yield* PgMigrations.prepare.pipe(Effect.mapError(ScheduleSql.storeError("migrations")))
       // `enqueue_workflow` reads this row; PgStore writes it too (and wins: it updates, we only insert).
       yield* sql`INSERT INTO ${sql(`${config.schema}.settings`)} (queue, notify_channel)
         VALUES (${config.queue}, ${config.notifyChannel}) ON CONFLICT (singleton) DO NOTHING`.pipe(
@@ -138,7 +142,7 @@ export const layer: Layer.Layer<Scheduler.Scheduler | BuiltinScheduler, StoreErr
       )
       return yield* make(ScheduleSql.make(sql, config.schema))
     })
-  )
+  ).pipe(Layer.provide(PgflowsConfig.layerDefault))
 
 /**
  * `Scheduler` and `BuiltinScheduler` in memory, starting runs through the `Store` in context (use

@@ -25,6 +25,8 @@ export interface DatabaseUrl {
   readonly database: string | undefined
   readonly user: string | undefined
   readonly password: Redacted.Redacted<string> | undefined
+  /** Where the URL came from (the variable, or the option written in code), for messages. */
+  readonly source: string | undefined
 }
 
 const scheme = /^(postgres|postgresql)(\+[a-z0-9_]+)?:\/\//i
@@ -35,7 +37,7 @@ const scheme = /^(postgres|postgresql)(\+[a-z0-9_]+)?:\/\//i
  * @category constructors
  * @since 0.1.0
  */
-export const parse = (input: string): Result.Result<DatabaseUrl, string> => {
+export const parse = (input: string, source?: string): Result.Result<DatabaseUrl, string> => {
   const trimmed = input.trim()
   if (trimmed.length === 0) return Result.fail("is empty; expected postgres://user:password@host:5432/database")
   const match = scheme.exec(trimmed)
@@ -78,7 +80,8 @@ export const parse = (input: string): Result.Result<DatabaseUrl, string> => {
     port,
     database,
     user,
-    password: password === undefined ? undefined : Redacted.make(password, { label: "DatabaseUrl.password" })
+    password: password === undefined ? undefined : Redacted.make(password, { label: "DatabaseUrl.password" }),
+    source
   })
 }
 

@@ -26,7 +26,7 @@ import type * as WorkQueue from "./WorkQueue.ts"
  * @category layers
  * @since 0.1.0
  */
-export const layer: Layer.Layer<Store.Store | WorkQueue.WorkQueue> = Layer.effect(
+export const layer: Layer.Layer<Store.Store | WorkQueue.WorkQueue, PgflowsConfig.PgflowsConfigError> = Layer.effect(
   Store.Store,
   Effect.gen(function*() {
     const state = yield* MemoryWorkQueue.State
@@ -34,7 +34,11 @@ export const layer: Layer.Layer<Store.Store | WorkQueue.WorkQueue> = Layer.effec
     const notifications = yield* PubSub.unbounded<Store.Notification>()
     return make(state, config, notifications)
   })
-).pipe(Layer.provideMerge(MemoryWorkQueue.layerFromState), Layer.provide(MemoryWorkQueue.State.layer))
+).pipe(
+  Layer.provideMerge(MemoryWorkQueue.layerFromState),
+  Layer.provide(MemoryWorkQueue.State.layer),
+  Layer.provide(PgflowsConfig.layerDefault)
+)
 
 // internal
 

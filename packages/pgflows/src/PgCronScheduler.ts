@@ -216,19 +216,23 @@ export const parseCommand = (
  * @category layers
  * @since 0.1.0
  */
-export const layer: Layer.Layer<Scheduler.Scheduler, StoreError, SqlClient.SqlClient> = Layer.effect(
+export const layer: Layer.Layer<
+  Scheduler.Scheduler,
+  StoreError | PgflowsConfig.PgflowsConfigError,
+  SqlClient.SqlClient
+> = Layer.effect(
   Scheduler.Scheduler,
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
     const config = yield* PgflowsConfig.PgflowsConfig
-    yield* PgMigrations.run.pipe(Effect.mapError(ScheduleSql.storeError("migrations")))
+    yield* PgMigrations.prepare.pipe(Effect.mapError(ScheduleSql.storeError("migrations")))
     yield* sql`INSERT INTO ${sql(`${config.schema}.settings`)} (queue, notify_channel)
       VALUES (${config.queue}, ${config.notifyChannel}) ON CONFLICT (singleton) DO NOTHING`.pipe(
       Effect.mapError(ScheduleSql.storeError("settings"))
     )
     return make(sql, config)
   })
-)
+).pipe(Layer.provide(PgflowsConfig.layerDefault))
 
 // internal
 

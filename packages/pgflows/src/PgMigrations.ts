@@ -4,7 +4,13 @@
  *
  * `run` takes a transaction-scoped advisory lock first, so two processes that start together apply
  * each migration once, and it is idempotent: a restart applies nothing. `PgStore.layer` and
- * `PgWorkQueue.layer` run it when they are built; `layer` runs it alone, for a deploy step of its own.
+ * `PgWorkQueue.layer` call `prepare` when they are built, which does what `PgflowsConfig.migrations`
+ * says (`auto`: `run`; `verify`: `verify`; `off`: nothing); `layer` runs them alone, and the
+ * `pgflows-migrate` command (`bin/migrate.ts`) is the same for a deploy pipeline.
+ *
+ * Privileges: `run` needs CREATE on the database (for `CREATE SCHEMA IF NOT EXISTS`) or on an
+ * existing schema; `verify` and the engine itself need only USAGE on the schema, SELECT, INSERT,
+ * UPDATE and DELETE on its tables, USAGE on its sequence and EXECUTE on its functions.
  *
  * Migrations, one concern each:
  *
@@ -27,6 +33,7 @@ import * as SqlClient from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
 import * as Identifier from "./Identifier.ts"
 import * as PgflowsConfig from "./PgflowsConfig.ts"
+import { MigrationsMissing } from "./PgflowsError.ts"
 
 /**
  * The migrations of a schema, in order.
@@ -242,11 +249,53 @@ export const run: Effect.Effect<
 }).pipe(Effect.withSpan("PgMigrations.run"))
 
 /**
+ * Checks that every migration of this version is applied to the configured schema, without writing
+ * anything; fails with the missing ones.
+ *
+ * @category running
+ * @since 0.1.0
+ */
+export const verify: Effect.Effect<void, MigrationsMissing | SqlError, SqlClient.SqlClient> = Effect.gen(function*() {
+  const sql = yield* SqlClient.SqlClient
+  const { schema } = yield* PgflowsConfig.PgflowsConfig
+  const wanted = [...migrations(schema)].sort((a, b) => a[0] - b[0])
+  const [table] = yield* sql<{ exists: boolean }>`SELECT to_regclass(${`${
+    Identifier.quote(schema)
+  }.migrations`}) IS NOT NULL AS exists`
+  const applied = table?.exists === true
+    ? new Set(
+      (yield* sql<{ id: number }>`SELECT migration_id AS id FROM ${sql(`${schema}.migrations`)}`).map((row) => row.id)
+    )
+    : new Set<number>()
+  const missing = wanted.filter(([id]) => !applied.has(id)).map(([id, name]) => `${id} (${name})`)
+  if (missing.length > 0) return yield* new MigrationsMissing({ schema, missing })
+}).pipe(Effect.withSpan("PgMigrations.verify"))
+
+/**
+ * What the layers do at startup, as `PgflowsConfig.migrations` says: apply (`auto`), check (`verify`)
+ * or nothing (`off`).
+ *
+ * @category running
+ * @since 0.1.0
+ */
+export const prepare: Effect.Effect<
+  void,
+  Migrator.MigrationError | MigrationsMissing | SqlError,
+  SqlClient.SqlClient
+> = Effect.flatMap(
+  PgflowsConfig.PgflowsConfig,
+  (config): Effect.Effect<void, Migrator.MigrationError | MigrationsMissing | SqlError, SqlClient.SqlClient> =>
+    config.migrations === "auto" ? Effect.asVoid(run) : config.migrations === "verify" ? verify : Effect.void
+)
+
+/**
  * Runs the migrations when built, and provides nothing.
  *
  * @category layers
  * @since 0.1.0
  */
-export const layer: Layer.Layer<never, Migrator.MigrationError | SqlError, SqlClient.SqlClient> = Layer.effectDiscard(
-  run
-)
+export const layer: Layer.Layer<
+  never,
+  Migrator.MigrationError | SqlError | PgflowsConfig.PgflowsConfigError,
+  SqlClient.SqlClient
+> = Layer.effectDiscard(run).pipe(Layer.provide(PgflowsConfig.layerDefault))

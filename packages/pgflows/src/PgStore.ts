@@ -37,13 +37,15 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Queue from "effect/Queue"
+import * as Redacted from "effect/Redacted"
 import * as SqlClient from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
 import * as Batcher from "./internal/batcher.ts"
 import * as Params from "./internal/pgParams.ts"
 import * as Statements from "./internal/pgStatements.ts"
+import * as PgDatabase from "./PgDatabase.ts"
 import * as PgflowsConfig from "./PgflowsConfig.ts"
-import { StoreError } from "./PgflowsError.ts"
+import { type DatabaseUnavailable, MigrationsMissing, StoreError } from "./PgflowsError.ts"
 import * as PgMigrations from "./PgMigrations.ts"
 import type { Status, StepStatus } from "./Run.ts"
 import * as Store from "./Store.ts"
@@ -56,7 +58,7 @@ import * as Store from "./Store.ts"
  */
 export const layer: Layer.Layer<
   Store.Store,
-  StoreError | PgflowsConfig.PgflowsConfigError,
+  StoreError | PgflowsConfig.PgflowsConfigError | DatabaseUnavailable | MigrationsMissing,
   PgClient.PgClient | SqlClient.SqlClient
 > = Layer.effect(
   Store.Store,
@@ -65,14 +67,14 @@ export const layer: Layer.Layer<
     const pg = yield* PgClient.PgClient
     const config = yield* PgflowsConfig.PgflowsConfig
     const limit = yield* readLimit(pg, config)
-    yield* PgMigrations.run.pipe(Effect.mapError((cause) => storeError("migrations", cause)))
+    yield* PgMigrations.prepare.pipe(Effect.mapError((cause) => startupError(pg, "migrations", cause)))
     yield* sql`INSERT INTO ${sql(`${config.schema}.settings`)} (queue, notify_channel)
       VALUES (${config.queue}, ${config.notifyChannel})
       ON CONFLICT (singleton) DO UPDATE SET queue = EXCLUDED.queue, notify_channel = EXCLUDED.notify_channel`.pipe(
-      Effect.mapError((cause) => storeError("settings", cause))
+      Effect.mapError((cause) => startupError(pg, "settings", cause))
     )
     yield* sql`INSERT INTO ${sql(`${config.schema}.queues`)} (name) VALUES (${config.queue}) ON CONFLICT DO NOTHING`
-      .pipe(Effect.mapError((cause) => storeError("create queue", cause)))
+      .pipe(Effect.mapError((cause) => startupError(pg, "create queue", cause)))
     const statements = Statements.make(config.schema)
     const q = config.queue
     const channel = config.notifyChannel
@@ -441,7 +443,7 @@ export const layer: Layer.Layer<
       subscribe
     })
   })
-)
+).pipe(Layer.provide(PgflowsConfig.layerDefault))
 
 // internal
 
@@ -641,6 +643,35 @@ const sqlState = (cause: unknown): string | undefined => {
     current = next.reason ?? next.cause
   }
   return undefined
+}
+
+/**
+ * An error of the layer's startup: a connection failure says where and what to check (the server
+ * of the application's `PgClient`); missing migrations say which; anything else is a `StoreError`.
+ */
+const startupError = (
+  pg: PgClient.PgClient,
+  operation: string,
+  cause: unknown
+): StoreError | DatabaseUnavailable | MigrationsMissing => {
+  if (cause instanceof MigrationsMissing) return cause
+  if (PgDatabase.isConnectionFailure(cause)) {
+    const { host, port, database, username, url } = pg.config
+    const target = url === undefined
+      ? `postgresql://${username === undefined ? "" : `${username}@`}${host ?? "localhost"}:${port ?? 5432}/${
+        database ?? ""
+      }`
+      : Redacted.value(url).replace(/(\/\/[^:/@]*:)[^@]*@/, "$1***@")
+    return PgDatabase.unavailable(cause, target, "the application's PgClient")
+  }
+  if (operation === "migrations" && sqlState(cause) === "42501") {
+    return storeError(
+      "applying migrations (PGFLOWS_MIGRATIONS=auto needs the CREATE privilege: apply them with " +
+        "`npx pgflows-migrate` as the schema's owner, and start with PGFLOWS_MIGRATIONS=verify)",
+      cause
+    )
+  }
+  return storeError(operation, cause)
 }
 
 const storeError = (operation: string, cause: unknown): StoreError => {

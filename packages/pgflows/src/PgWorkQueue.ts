@@ -16,7 +16,7 @@ import * as SqlClient from "effect/sql/SqlClient"
 import * as Identifier from "./Identifier.ts"
 import * as Params from "./internal/pgParams.ts"
 import * as PgflowsConfig from "./PgflowsConfig.ts"
-import { StoreError } from "./PgflowsError.ts"
+import { MigrationsMissing, StoreError } from "./PgflowsError.ts"
 import * as PgMigrations from "./PgMigrations.ts"
 import * as WorkQueue from "./WorkQueue.ts"
 
@@ -26,13 +26,19 @@ import * as WorkQueue from "./WorkQueue.ts"
  * @category layers
  * @since 0.1.0
  */
-export const layer: Layer.Layer<WorkQueue.WorkQueue, StoreError, SqlClient.SqlClient> = Layer
+export const layer: Layer.Layer<
+  WorkQueue.WorkQueue,
+  StoreError | MigrationsMissing | PgflowsConfig.PgflowsConfigError,
+  SqlClient.SqlClient
+> = Layer
   .effect(
     WorkQueue.WorkQueue,
     Effect.gen(function*() {
       const sql = yield* SqlClient.SqlClient
       const { schema } = yield* PgflowsConfig.PgflowsConfig
-      yield* PgMigrations.run.pipe(Effect.mapError((cause) => failure("migrations", cause)))
+      yield* PgMigrations.prepare.pipe(
+        Effect.mapError((cause) => cause instanceof MigrationsMissing ? cause : failure("migrations", cause))
+      )
       const s = Identifier.quote(schema)
 
       const checked = <A>(operation: string, queue: string, effect: Effect.Effect<A, StoreError>) => {
@@ -216,7 +222,7 @@ FROM ${s}.queue_messages WHERE queue = $1`,
           )
       })
     })
-  )
+  ).pipe(Layer.provide(PgflowsConfig.layerDefault))
 
 // internal
 

@@ -58,7 +58,9 @@ import { codec } from "./JsonCodec.ts"
 import * as MemoryStore from "./MemoryStore.ts"
 import * as PgflowsConfig from "./PgflowsConfig.ts"
 import {
+  type DatabaseUnavailable,
   InvalidInput,
+  type MigrationsMissing,
   PayloadTooLarge,
   RunCancelled,
   RunEnded,
@@ -68,8 +70,7 @@ import {
   RunNotRestartable,
   type StoreError,
   UnstorableValue,
-  WaitTimeout,
-  WorkflowTimeout
+  WaitTimeout
 } from "./PgflowsError.ts"
 import * as PgStore from "./PgStore.ts"
 import * as PgWorkQueue from "./PgWorkQueue.ts"
@@ -146,14 +147,20 @@ export class Pgflows extends Context.Service<Pgflows, {
   readonly status: <W>(
     id: RunId<W>
   ) => Effect.Effect<RunInfo<Workflow.Output<W>, Workflow.Error<W> | unknown>, RunNotFound | StoreError>
-  /** Waits for the run to end; its output, or its error. */
+  /**
+   * Waits for the run to end and returns its output. It fails with the workflow's own typed error
+   * when the run failed with one (decoded with the workflow's error Schema: this process must
+   * register the workflow); with `RunCancelled` when it was cancelled; and with `RunFailed` in every
+   * other case, whose `error` is what pgflows recorded: one of its engine errors (`WorkflowTimeout`,
+   * `StepDefect`, `NonDeterminismError`, ...) or the stored JSON when it cannot be decoded here.
+   * `WaitTimeout` when `timeout` passes first; `PayloadTooLarge` when the output cannot be read.
+   */
   readonly result: <W>(
     id: RunId<W>,
     options?: { readonly timeout?: Duration.Input | undefined }
   ) => Effect.Effect<
     Workflow.Output<W>,
     | Workflow.Error<W>
-    | WorkflowTimeout
     | RunFailed
     | RunCancelled
     | RunNotFound
@@ -234,8 +241,11 @@ export interface Options<W extends ReadonlyArray<Workflow.Any>> {
  */
 export const layer = <const W extends ReadonlyArray<Workflow.Any>>(
   options: Options<W>
-): Layer.Layer<Pgflows, never, Store.Store | WorkQueue.WorkQueue | Workflow.Requirements<W[number]>> =>
-  Layer.effect(Pgflows, make(options))
+): Layer.Layer<
+  Pgflows,
+  PgflowsConfig.PgflowsConfigError,
+  Store.Store | WorkQueue.WorkQueue | Workflow.Requirements<W[number]>
+> => Layer.effect(Pgflows, make(options)).pipe(Layer.provide(PgflowsConfig.layerDefault))
 
 /**
  * The engine on PostgreSQL (`PgStore` + `PgWorkQueue`), on the application's `PgClient` pool.
@@ -247,9 +257,14 @@ export const layerPg = <const W extends ReadonlyArray<Workflow.Any>>(
   options: Options<W>
 ): Layer.Layer<
   Pgflows | Store.Store | WorkQueue.WorkQueue,
-  StoreError | PgflowsConfig.PgflowsConfigError,
+  StoreError | PgflowsConfig.PgflowsConfigError | DatabaseUnavailable | MigrationsMissing,
   PgClient.PgClient | SqlClient.SqlClient | Workflow.Requirements<W[number]>
-> => layer(options).pipe(Layer.provideMerge(Layer.merge(PgStore.layer, PgWorkQueue.layer)))
+> =>
+  layer(options).pipe(
+    Layer.provideMerge(Layer.merge(PgStore.layer, PgWorkQueue.layer)),
+    // One configuration for the engine and its stores: the one provided, else the environment's.
+    Layer.provide(PgflowsConfig.layerDefault)
+  )
 
 /**
  * The engine in memory, for tests and local tools (`MemoryStore`); time comes from `Clock`, so
@@ -260,8 +275,11 @@ export const layerPg = <const W extends ReadonlyArray<Workflow.Any>>(
  */
 export const layerMemory = <const W extends ReadonlyArray<Workflow.Any>>(
   options: Options<W>
-): Layer.Layer<Pgflows | Store.Store | WorkQueue.WorkQueue, never, Workflow.Requirements<W[number]>> =>
-  layer(options).pipe(Layer.provideMerge(MemoryStore.layer))
+): Layer.Layer<
+  Pgflows | Store.Store | WorkQueue.WorkQueue,
+  PgflowsConfig.PgflowsConfigError,
+  Workflow.Requirements<W[number]>
+> => layer(options).pipe(Layer.provideMerge(MemoryStore.layer), Layer.provide(PgflowsConfig.layerDefault))
 
 // internal
 
@@ -518,9 +536,10 @@ const make = <const W extends ReadonlyArray<Workflow.Any>>(options: Options<W>) 
       }
       if (run.status === "completed") return decodeOutput(run.workflow, run.output)
       if (run.status === "cancelled") return yield* new RunCancelled({ runId: id })
+      // One rule: the workflow's own typed error as it is; anything pgflows decided (an engine error,
+      // WorkflowTimeout included) or could not decode, inside RunFailed.
       const failure = decodeError(run.workflow, run.error)
       if (failure._tag === "Own") return yield* Effect.fail(failure.error)
-      if (failure.error instanceof WorkflowTimeout) return yield* Effect.fail(failure.error)
       return yield* new RunFailed({ runId: id, workflow: run.workflow, error: failure.error })
     })
 

@@ -3,8 +3,11 @@
  * visibility timeouts and polls last, whether OpenTelemetry is on, and how many runs a worker runs at
  * once.
  *
- * `PgflowsConfig.fromEnv` reads it with Effect's `Config` (so any `ConfigProvider` works) from these
- * variables, each optional:
+ * Where it comes from: the layers a user builds (`Pgflows.layerPg`, `Pgflows.layerMemory`,
+ * `PgDatabase.layer`, the stores, schedulers and step workers) use the configuration provided to
+ * them (`PgflowsConfig.layer({ ... })` in code, or `PgflowsConfig.layerFromEnv`), and when none was
+ * provided they read the environment (`PgflowsConfig.current`). `PgflowsConfig.fromEnv` reads it
+ * with Effect's `Config` (so any `ConfigProvider` works) from these variables, each optional:
  *
  * | variable | default | meaning |
  * |---|---|---|
@@ -24,6 +27,7 @@
  * | `PGFLOWS_MAX_RECOVERIES` | `10` | lost leases a run survives before it is failed (crash loops) |
  * | `PGFLOWS_MAX_DELIVERIES` | `10` | deliveries of a push-mode step call no step worker registers before it is failed |
  * | `PGFLOWS_UNCLAIMED_WARNING` | `1 minute` | how long a due run may wait for a worker that registers its workflow before workers warn |
+ * | `PGFLOWS_MIGRATIONS` | `auto` | at startup: `auto` applies missing migrations, `verify` only checks that none is missing, `off` does neither |
  *
  * Durations use Effect's form (`500 millis`, `30 seconds`, `2 minutes`) or a bare number of
  * milliseconds. An empty variable counts as unset. Names that reach SQL text are checked here, once
@@ -65,7 +69,21 @@ export interface PgflowsConfig {
   readonly maxRecoveries: number
   readonly maxDeliveries: number
   readonly unclaimedWarning: Duration.Duration
+  readonly migrations: MigrationsMode
 }
+
+/**
+ * What the layers do about the database schema when they start (see `PgMigrations`):
+ *
+ * - `auto`: apply the missing migrations (creating the schema when needed); the role needs CREATE;
+ * - `verify`: check that every migration is applied, and fail with the missing ones otherwise; the
+ *   role needs only USAGE on the schema and DML on its tables (apply them in a deploy step);
+ * - `off`: neither.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export type MigrationsMode = "auto" | "verify" | "off"
 
 /**
  * The same settings as written in code: every field optional, durations as `Duration.Input`.
@@ -90,6 +108,7 @@ export interface Options {
   readonly maxRecoveries?: number | undefined
   readonly maxDeliveries?: number | undefined
   readonly unclaimedWarning?: Duration.Input | undefined
+  readonly migrations?: MigrationsMode | undefined
 }
 
 /**
@@ -130,7 +149,8 @@ export const defaults: PgflowsConfig = {
   maxPayloadBytes: 1024 * 1024,
   maxRecoveries: 10,
   maxDeliveries: 10,
-  unclaimedWarning: Duration.minutes(1)
+  unclaimedWarning: Duration.minutes(1),
+  migrations: "auto"
 }
 
 /**
@@ -163,7 +183,7 @@ export const make = (options: Options): Effect.Effect<PgflowsConfig, PgflowsConf
           (reason) => new PgflowsConfigError({ variable: key, reason })
         )
     return merge({
-      databaseUrl: yield* field("databaseUrl", DatabaseUrl.parse),
+      databaseUrl: yield* field("databaseUrl", (v) => DatabaseUrl.parse(v, "PgflowsConfig.layer({ databaseUrl })")),
       schema: yield* field("schema", (v) => Identifier.check("schema", v)),
       queue: yield* field("queue", (v) => Identifier.check("queue", v)),
       stepQueue: yield* field("stepQueue", (v) => Identifier.check("queue", v)),
@@ -178,7 +198,8 @@ export const make = (options: Options): Effect.Effect<PgflowsConfig, PgflowsConf
       maxPayloadBytes: yield* field("maxPayloadBytes", payloadLimit),
       maxRecoveries: yield* field("maxRecoveries", count),
       maxDeliveries: yield* field("maxDeliveries", count),
-      unclaimedWarning: yield* field("unclaimedWarning", positiveDuration)
+      unclaimedWarning: yield* field("unclaimedWarning", positiveDuration),
+      migrations: yield* field("migrations", migrationsMode)
     })
   })
 
@@ -200,9 +221,9 @@ export const fromEnv: Effect.Effect<PgflowsConfig, PgflowsConfigError> = Effect.
           Effect.mapError(Effect.fromResult(parse(raw)), (reason) => new PgflowsConfigError({ variable, reason }))
       }))
     )
-  const specific = yield* read("PGFLOWS_DATABASE_URL", DatabaseUrl.parse)
+  const specific = yield* read("PGFLOWS_DATABASE_URL", (v) => DatabaseUrl.parse(v, "PGFLOWS_DATABASE_URL"))
   return merge({
-    databaseUrl: specific ?? (yield* read("DATABASE_URL", DatabaseUrl.parse)),
+    databaseUrl: specific ?? (yield* read("DATABASE_URL", (v) => DatabaseUrl.parse(v, "DATABASE_URL"))),
     schema: yield* read("PGFLOWS_SCHEMA", (v) => Identifier.check("schema", v)),
     queue: yield* read("PGFLOWS_QUEUE", (v) => Identifier.check("queue", v)),
     stepQueue: yield* read("PGFLOWS_STEP_QUEUE", (v) => Identifier.check("queue", v)),
@@ -223,9 +244,34 @@ export const fromEnv: Effect.Effect<PgflowsConfig, PgflowsConfigError> = Effect.
     unclaimedWarning: yield* read(
       "PGFLOWS_UNCLAIMED_WARNING",
       (v) => Result.flatMap(durationText(v), positiveDuration)
-    )
+    ),
+    migrations: yield* read("PGFLOWS_MIGRATIONS", (v) => migrationsMode(v.trim().toLowerCase()))
   })
 })
+
+/**
+ * The configuration in effect: the one provided (`layer`, `layerFromEnv`, `Effect.provideService`),
+ * else the one the environment gives (`fromEnv`), checked.
+ *
+ * @category constructors
+ * @since 0.1.0
+ */
+export const current: Effect.Effect<PgflowsConfig, PgflowsConfigError> = Effect.flatMap(
+  Effect.context<never>(),
+  (context) => context.mapUnsafe.has(PgflowsConfig.key) ? Effect.succeed(Context.get(context, PgflowsConfig)) : fromEnv
+)
+
+/**
+ * Provides the configuration in effect (`current`) to the layers built on it: what pgflows' own
+ * layers use, so that a configuration provided to them wins and the environment is read otherwise.
+ *
+ * @category layers
+ * @since 0.1.0
+ */
+export const layerDefault: Layer.Layer<never, PgflowsConfigError> = Layer.effect(PgflowsConfig, current) as Layer.Layer<
+  never,
+  PgflowsConfigError
+>
 
 /**
  * Provides a configuration built from settings written in code.
@@ -307,6 +353,11 @@ const count = (value: number): Result.Result<number, string> =>
   Number.isInteger(value) && value >= 1 && value <= 1_000_000
     ? Result.succeed(value)
     : Result.fail(`must be a whole number from 1 to 1000000, got ${value}`)
+
+const migrationsMode = (value: string): Result.Result<MigrationsMode, string> =>
+  value === "auto" || value === "verify" || value === "off"
+    ? Result.succeed(value)
+    : Result.fail(`${JSON.stringify(value)} is not a migrations mode; use auto, verify or off`)
 
 const concurrency = (value: number): Result.Result<number, string> =>
   Number.isInteger(value) && value >= 1 && value <= 10_000

@@ -470,6 +470,58 @@ export class WaitTimeout extends Schema.TaggedError<WaitTimeout>()("WaitTimeout"
 }
 
 /**
+ * No database URL was configured where one is needed.
+ *
+ * @category errors
+ * @since 0.1.0
+ */
+export class DatabaseUrlMissing extends Schema.TaggedError<DatabaseUrlMissing>()("DatabaseUrlMissing", {}) {
+  override get message() {
+    return "no database URL: set PGFLOWS_DATABASE_URL (or DATABASE_URL) to " +
+      "postgres://user:password@host:5432/database, or pass PgflowsConfig.layer({ databaseUrl })"
+  }
+}
+
+/**
+ * PostgreSQL could not be reached, or refused the connection. `reason` is the driver's, first;
+ * `target` is the server without the password (`postgresql://user@host:port/database`), `source`
+ * what set it (a variable, an option in code, or the application's own `PgClient`), and `hint` what
+ * to check.
+ *
+ * @category errors
+ * @since 0.1.0
+ */
+export class DatabaseUnavailable extends Schema.TaggedError<DatabaseUnavailable>()("DatabaseUnavailable", {
+  reason: Schema.String,
+  target: Schema.String,
+  source: Schema.String,
+  hint: Schema.String,
+  cause: Schema.Defect()
+}) {
+  override get message() {
+    return `${this.reason}: cannot connect to PostgreSQL at ${this.target} (set by ${this.source}); ${this.hint}`
+  }
+}
+
+/**
+ * The database schema lacks migrations that this version of pgflows needs, and the layers were told
+ * not to apply them (`PGFLOWS_MIGRATIONS=verify`).
+ *
+ * @category errors
+ * @since 0.1.0
+ */
+export class MigrationsMissing extends Schema.TaggedError<MigrationsMissing>()("MigrationsMissing", {
+  schema: Schema.String,
+  missing: Schema.Array(Schema.String)
+}) {
+  override get message() {
+    return `schema "${this.schema}" lacks migrations ${this.missing.join(", ")}; apply them with a role allowed to ` +
+      `create tables: \`npx pgflows-migrate\` (with PGFLOWS_DATABASE_URL and PGFLOWS_SCHEMA set), or ` +
+      `PgMigrations.run in your deploy step, or start once with PGFLOWS_MIGRATIONS=auto`
+  }
+}
+
+/**
  * The database (or another backend) failed. `retryable` tells whether trying again may help.
  *
  * @category errors
@@ -493,12 +545,24 @@ export class StoreError extends Schema.TaggedError<StoreError>()("StoreError", {
   }
 
   override get message() {
-    const cause = this.cause as { message?: unknown } | undefined
-    return `${this.operation} failed: ${typeof cause?.message === "string" ? cause.message : String(this.cause)}`
+    return `${this.operation} failed: ${deepestMessage(this.cause)}`
   }
 }
 
 // internal
+
+/** The innermost message of a chain of causes (`reason`, `cause`): the database's own words. */
+const deepestMessage = (cause: unknown): string => {
+  let found: string | undefined
+  let current: unknown = cause
+  for (let depth = 0; depth < 6 && typeof current === "object" && current !== null; depth++) {
+    const message = (current as { message?: unknown }).message
+    if (typeof message === "string" && message.length > 0) found = message
+    const next = current as { reason?: unknown; cause?: unknown }
+    current = next.reason ?? next.cause
+  }
+  return found ?? String(cause)
+}
 
 const toJson = (value: unknown): unknown => {
   if (typeof value !== "object" || value === null) return JSON.parse(JSON.stringify(value ?? null))

@@ -174,12 +174,37 @@ export * as MetricsPlugin from "./MetricsPlugin.ts"
 export * as PgCronScheduler from "./PgCronScheduler.ts"
 
 /**
+ * The application's PostgreSQL pool, from pgflows' configuration: `PgDatabase.layer` provides
+ * `PgClient` and `SqlClient` on the URL of `PGFLOWS_DATABASE_URL` (or `DATABASE_URL`, or
+ * `PgflowsConfig.layer({ databaseUrl })`), in any form `DatabaseUrl` accepts (`postgres://`,
+ * `postgresql://`, driver forms such as `postgresql+psycopg://`, a socket directory in `?host=`).
+ *
+ * It connects once when it is built, so a wrong URL fails at startup with an error that says what
+ * to do: `DatabaseUrlMissing` when no URL is set, `DatabaseUnavailable` with the driver's reason
+ * first, the server (without the password), the variable that set it and a hint.
+ *
+ * @example
+ * ```ts
+ * const Live = Pgflows.layerPg({ workflows: [processOrder] }).pipe(Layer.provideMerge(PgDatabase.layer()))
+ * ```
+ *
+ * @since 0.1.0
+ */
+export * as PgDatabase from "./PgDatabase.ts"
+
+/**
  * The database schema of pgflows on PostgreSQL, as numbered migrations applied by Effect's SQL
  * migrator (`effect/sql/Migrator`, the machinery behind `PgMigrator`) into the configured schema.
  *
  * `run` takes a transaction-scoped advisory lock first, so two processes that start together apply
  * each migration once, and it is idempotent: a restart applies nothing. `PgStore.layer` and
- * `PgWorkQueue.layer` run it when they are built; `layer` runs it alone, for a deploy step of its own.
+ * `PgWorkQueue.layer` call `prepare` when they are built, which does what `PgflowsConfig.migrations`
+ * says (`auto`: `run`; `verify`: `verify`; `off`: nothing); `layer` runs them alone, and the
+ * `pgflows-migrate` command (`bin/migrate.ts`) is the same for a deploy pipeline.
+ *
+ * Privileges: `run` needs CREATE on the database (for `CREATE SCHEMA IF NOT EXISTS`) or on an
+ * existing schema; `verify` and the engine itself need only USAGE on the schema, SELECT, INSERT,
+ * UPDATE and DELETE on its tables, USAGE on its sequence and EXECUTE on its functions.
  *
  * Migrations, one concern each:
  *
@@ -283,8 +308,11 @@ export * as Pgflows from "./Pgflows.ts"
  * visibility timeouts and polls last, whether OpenTelemetry is on, and how many runs a worker runs at
  * once.
  *
- * `PgflowsConfig.fromEnv` reads it with Effect's `Config` (so any `ConfigProvider` works) from these
- * variables, each optional:
+ * Where it comes from: the layers a user builds (`Pgflows.layerPg`, `Pgflows.layerMemory`,
+ * `PgDatabase.layer`, the stores, schedulers and step workers) use the configuration provided to
+ * them (`PgflowsConfig.layer({ ... })` in code, or `PgflowsConfig.layerFromEnv`), and when none was
+ * provided they read the environment (`PgflowsConfig.current`). `PgflowsConfig.fromEnv` reads it
+ * with Effect's `Config` (so any `ConfigProvider` works) from these variables, each optional:
  *
  * | variable | default | meaning |
  * |---|---|---|
@@ -304,6 +332,7 @@ export * as Pgflows from "./Pgflows.ts"
  * | `PGFLOWS_MAX_RECOVERIES` | `10` | lost leases a run survives before it is failed (crash loops) |
  * | `PGFLOWS_MAX_DELIVERIES` | `10` | deliveries of a push-mode step call no step worker registers before it is failed |
  * | `PGFLOWS_UNCLAIMED_WARNING` | `1 minute` | how long a due run may wait for a worker that registers its workflow before workers warn |
+ * | `PGFLOWS_MIGRATIONS` | `auto` | at startup: `auto` applies missing migrations, `verify` only checks that none is missing, `off` does neither |
  *
  * Durations use Effect's form (`500 millis`, `30 seconds`, `2 minutes`) or a bare number of
  * milliseconds. An empty variable counts as unset. Names that reach SQL text are checked here, once

@@ -33,7 +33,7 @@ const configLayer = (config?: PgflowsConfig.Options) =>
 
 export const memory: Backend<never> = {
   name: "memory",
-  layer: (config) => MemoryStore.layer.pipe(Layer.provideMerge(configLayer(config))),
+  layer: (config) => MemoryStore.layer.pipe(Layer.orDie, Layer.provideMerge(configLayer(config))),
   queueLayer: MemoryWorkQueue.layer,
   advance: (duration) => TestClock.adjust(duration),
   settle: (fiber) =>

@@ -374,9 +374,12 @@ export const primitivesSuite = <R>(backend: Backend<R>, it: Tester<R>) => {
       assert.isAtMost(parked.wakeAt!.getTime() - parked.createdAt.getTime(), 3_600_000 + 1000, "woken at the deadline")
       yield* backend.advance("61 minutes")
       yield* client.processOnce
+      // `result`'s rule: the workflow's own errors as they are, what pgflows decided inside RunFailed.
       const error = yield* Effect.flip(client.result(id))
-      assert.instanceOf(error, PgflowsError.WorkflowTimeout)
-      assert.strictEqual((error as PgflowsError.WorkflowTimeout).workflow, "patient")
+      assert.instanceOf(error, PgflowsError.RunFailed)
+      const timeout = (error as PgflowsError.RunFailed).error
+      assert.instanceOf(timeout, PgflowsError.WorkflowTimeout)
+      assert.strictEqual((timeout as PgflowsError.WorkflowTimeout).workflow, "patient")
     })))
 
   it.effect("deadlines: a child inherits what is left of its parent's deadline", () =>
@@ -401,11 +404,11 @@ export const primitivesSuite = <R>(backend: Backend<R>, it: Tester<R>) => {
       yield* backend.advance("121 minutes")
       yield* client.processOnce
       yield* client.processOnce
-      assert.instanceOf(yield* Effect.flip(client.result(`${id}:1`)), PgflowsError.WorkflowTimeout)
+      const childError = yield* Effect.flip(client.result(`${id}:1`))
+      assert.instanceOf(childError, PgflowsError.RunFailed)
+      assert.instanceOf((childError as PgflowsError.RunFailed).error, PgflowsError.WorkflowTimeout)
       const parentError = yield* Effect.flip(client.result(id))
-      assert.isTrue(
-        parentError instanceof PgflowsError.WorkflowTimeout || parentError instanceof PgflowsError.RunFailed
-      )
+      assert.instanceOf(parentError, PgflowsError.RunFailed)
     })))
 
   it.effect("deadlines: a step timeout interrupts the attempt and counts as a failed attempt", () =>
