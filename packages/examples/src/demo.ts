@@ -5,14 +5,23 @@
  * temporary directory. A worker (in this process) then runs a batch of order workflows (see
  * `Order.ts`): one meets a transient payment failure that its retry fixes, one ends failed in the
  * dead-letter archive, express ones sleep a few seconds without holding the worker. A progress line
- * follows the batch; at the end a table shows each run, and everything is shut down.
+ * follows the batch; a table shows each run.
+ *
+ * Then the headline, crash recovery: two worker processes (`demoWorker.ts`) share the queue; the one
+ * running a parcel's slow step is killed with SIGKILL, the other takes the run over once its lease
+ * ends, and the table of effects shows that the step completed before the crash was not run again.
+ * Everything is shut down at the end (no process and no server left behind).
  */
 import { NodeRuntime } from "@effect/platform-node"
 import { PgClient } from "@effect/sql-pg"
 import { EmbeddedServer } from "@pgflows/testing"
-import { Console, Effect, Fiber, Layer, Option, type Redacted } from "effect"
+import { Console, Effect, Fiber, Layer, Option, Redacted } from "effect"
+import * as ChildProcess from "node:child_process"
+import * as Crypto from "node:crypto"
+import * as Path from "node:path"
 import { DatabaseUrl, Pgflows, PgflowsConfig, type Run } from "pgflows"
 import { OrderInput, processOrder } from "./Order.ts"
+import { createEffects, sendParcel } from "./Parcel.ts"
 
 const say = (line: string) => Console.log(`[demo] ${line}`)
 
@@ -101,12 +110,89 @@ const program = Effect.gen(function*() {
   yield* say(`dead-letter archive of queue ${archived.queue}: ${archived.archived} message(s)`)
 })
 
+/** A worker process of the crash part, stopped (SIGKILL) when the scope closes if still alive. */
+const spawnWorker = (name: string, url: Redacted.Redacted<string>) =>
+  Effect.acquireRelease(
+    Effect.callback<ChildProcess.ChildProcess>((resume) => {
+      const child = ChildProcess.spawn(process.execPath, [Path.join(import.meta.dirname, "demoWorker.ts")], {
+        env: {
+          ...process.env,
+          PGFLOWS_DATABASE_URL: Redacted.value(url),
+          PGFLOWS_LEASE: "2 seconds",
+          PGFLOWS_POLL_INTERVAL: "200 millis",
+          WORKER_NAME: name
+        },
+        stdio: ["ignore", "pipe", "inherit"]
+      })
+      child.stdout!.on("data", (chunk: Buffer) => {
+        if (chunk.toString().includes(`${name} ready`)) resume(Effect.succeed(child))
+      })
+      child.on("exit", (code) => resume(Effect.die(new Error(`worker ${name} exited early (${code})`))))
+    }),
+    (child) =>
+      Effect.promise(() =>
+        new Promise<void>((resolve) => {
+          if (child.exitCode !== null || child.signalCode !== null) return resolve()
+          child.on("exit", () => resolve())
+          child.kill("SIGKILL")
+        })
+      )
+  )
+
+/**
+ * The headline: a worker killed with SIGKILL in the middle of a step loses its run to another
+ * worker, which goes on from the journal: the step completed before the crash does not run again.
+ */
+const crash = (url: Redacted.Redacted<string>) =>
+  Effect.gen(function*() {
+    const client = yield* Pgflows.Pgflows
+    const sql = yield* PgClient.PgClient
+    yield* createEffects
+    yield* say("")
+    yield* say("crash recovery: two worker processes share the queue; one is killed in the middle of a step")
+    const first = yield* spawnWorker("worker-A", url)
+    // A new parcel each time, so a second `npm start` on the same database shows its own crash.
+    const parcelId = `PARCEL-${Crypto.randomBytes(3).toString("hex")}`
+    const id = yield* client.start(sendParcel, { parcelId }, { id: parcelId })
+    const ranOn = Effect.map(
+      sql<{ worker: string }>`SELECT worker FROM demo_effects WHERE parcel = ${parcelId} AND step = 'ship_parcel'`,
+      (rows) => rows[0]?.worker
+    )
+    let victim: string | undefined = undefined
+    while (victim === undefined) {
+      victim = yield* ranOn
+      if (victim === undefined) yield* Effect.sleep("20 millis")
+    }
+    const second = yield* spawnWorker("worker-B", url)
+    yield* say(`${victim} is in ship_parcel: killing it with SIGKILL (no chance to clean up)`)
+    yield* Effect.sync(() => first.kill("SIGKILL"))
+    yield* say("worker-B takes the run over once worker-A's lease (2 seconds) has expired...")
+    yield* client.result(id, { timeout: "60 seconds" })
+    const info = yield* client.status(id)
+    yield* say(`${parcelId} ${info.status} after ${info.executions} executions (${info.recoveries} recovery)`)
+    const effects = yield* sql<{ step: string; workers: string; n: number }>`
+      SELECT step, string_agg(worker, ', ' ORDER BY at) AS workers, count(*)::int AS n
+      FROM demo_effects WHERE parcel = ${parcelId} GROUP BY step ORDER BY min(at)`
+    yield* say(`${pad("step", 16)} ${pad("attempts", 9)} ran on`)
+    for (const step of info.steps) {
+      const row = effects.find((effect) => effect.step === step.name)
+      yield* say(`${pad(step.name, 16)} ${pad(String(step.attempts), 9)} ${row?.workers ?? ""}`)
+    }
+    yield* say("reserve_parcel completed before the crash and did not run again; ship_parcel ran again on worker-B")
+    yield* Effect.sync(() => second.kill("SIGTERM"))
+  }).pipe(Effect.scoped)
+
 const main = Effect.gen(function*() {
   const url = yield* database
   const Database = PgClient.layer({ url: url as Redacted.Redacted<string> })
   yield* program.pipe(
     Effect.provide(Pgflows.layerPg({ workflows: [processOrder] }).pipe(Layer.provideMerge(Database))),
     Effect.provide(PgflowsConfig.layer({ parkThreshold: "1 second", pollInterval: "250 millis" }))
+  )
+  // The crash part runs no worker here: the two worker processes do.
+  yield* crash(url as Redacted.Redacted<string>).pipe(
+    Effect.provide(Pgflows.layerPg({ workflows: [sendParcel] }).pipe(Layer.provideMerge(Database))),
+    Effect.provide(PgflowsConfig.layerFromEnv)
   )
   yield* say("done, shutting down")
 }).pipe(Effect.scoped)

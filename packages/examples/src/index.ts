@@ -14,3 +14,13 @@
  * @since 0.1.0
  */
 export * as Order from "./Order.ts"
+
+/**
+ * The workflow of the demo's crash: three steps that each record, in the table `demo_effects`, that
+ * they ran and on which worker, so the demo can show that a step completed before a worker was
+ * killed is never run again. `ship_parcel` takes a while (`PARCEL_SHIP_MILLIS`, 1500 ms by default):
+ * long enough to kill its worker in the middle of it.
+ *
+ * @since 0.1.0
+ */
+export * as Parcel from "./Parcel.ts"

@@ -54,6 +54,12 @@ const assertOrders = (output: string) => {
   assert.strictEqual(rows.get("ORD-1005")?.steps, "charge_payment(1) reserve_stock(1) sleep(1) ship(1)")
   assert.match(output, /progress: 8\/8 ended \| completed 7, failed 1/)
   assert.match(output, /dead-letter archive of queue pgflows_workflows: 1 message\(s\)/)
+  // The crash: worker-A killed in ship_parcel; worker-B goes on; reserve_parcel ran once.
+  assert.match(output, /worker-A is in ship_parcel: killing it with SIGKILL/)
+  assert.match(output, /PARCEL-[0-9a-f]+ completed after 2 executions \(1 recovery\)/)
+  assert.match(output, /reserve_parcel\s+1\s+worker-A\n/)
+  assert.match(output, /ship_parcel\s+2\s+worker-A, worker-B\n/)
+  assert.match(output, /send_notice\s+1\s+worker-B\n/)
 }
 
 describe("npm start", () => {
