@@ -211,6 +211,11 @@ export class RunExecution implements Execution {
     })
   }
 
+  /** Interrupts the workflow's body after a decision made outside its fibers (see `hold`). */
+  private readonly abort: Effect.Effect<void> = Effect.suspend(() =>
+    this.body === undefined ? Effect.void : Fiber.interrupt(this.body)
+  )
+
   private readonly now = Effect.map(Clock.currentTimeMillis, (local) => local + this.offset)
 
   /** Ends the calling fiber of the workflow: the decision recorded before it is what counts. */
@@ -335,8 +340,8 @@ export class RunExecution implements Execution {
         Effect.sleep(holdLimit),
         Effect.suspend(() => {
           this.flushTimer = false
-          // In the background: a failure must stop the workflow's fibers from here.
-          return Effect.flatMap(this.flushHeld, (ok) => ok ? Effect.void : this.interrupt(stopReasonOf(this.decision)))
+          // In the background: a failure (already decided by `commit`) must stop the workflow's fibers.
+          return Effect.flatMap(this.flushHeld, (ok) => ok ? Effect.void : this.abort)
         })
       )))
     })
@@ -500,48 +505,39 @@ export class RunExecution implements Execution {
     key: string,
     transactional: boolean
   ): Effect.Effect<unknown, unknown, any> {
-    return Effect.flatMap(
-      this.encode(spec.input, input, `input of step "${spec.name}" (key ${key})`),
-      (encoded) =>
-        this.operation(key, spec.name, hash(encoded), {
-          replay: (entry) => {
-            if (entry.status === "completed") {
-              const decoded = codec(spec.output).decode(entry.output)
-              return Result.isSuccess(decoded)
-                ? Effect.succeed(decoded.success)
-                : this.failRun(
-                  new DecodeError({ subject: `output of step "${spec.name}" (key ${key})`, issues: decoded.failure })
-                )
+    const subject = `input of step "${spec.name}" (key ${key})`
+    return Effect.flatMap(this.encode(spec.input, input, subject), (encoded) => {
+      const inputHash = hash(encoded)
+      return this.operation(key, spec.name, inputHash, {
+        replay: (entry) => {
+          if (entry.status === "completed") {
+            const decoded = codec(spec.output).decode(entry.output)
+            return Result.isSuccess(decoded)
+              ? Effect.succeed(decoded.success)
+              : this.failRun(
+                new DecodeError({ subject: `output of step "${spec.name}" (key ${key})`, issues: decoded.failure })
+              )
+          }
+          if (entry.status === "failed") return this.replayFailure(spec, key, entry.error)
+          return undefined
+        },
+        // An attempt was running when the last worker stopped, or a retry was parked: go on from it.
+        execute: (entry) =>
+          Effect.gen({ self: this }, function*() {
+            if (entry === undefined) {
+              return yield* this.execute(spec, input, key, inputHash, 0, 0, undefined, transactional)
             }
-            if (entry.status === "failed") return this.replayFailure(spec, key, entry.error)
-            return undefined
-          },
-          // An attempt was running when the last worker stopped, or a retry was parked: go on from it.
-          execute: (entry) =>
-            Effect.gen({ self: this }, function*() {
-              if (entry === undefined) {
-                return yield* this.execute(spec, input, key, hash(encoded), 0, 0, undefined, transactional)
-              }
-              const failures = entry.status === "retrying" ? entry.attempts : entry.attempts - 1
-              const lastError = entry.status !== "retrying" ? undefined : yield* Effect.exit(
-                this.replayFailure(spec, key, entry.error)
-              ).pipe(
-                Effect.map((exit) => Exit.isFailure(exit) ? Cause.findErrorOption(exit.cause) : undefined),
-                Effect.map((option) => option?._tag === "Some" ? option.value : undefined)
-              )
-              return yield* this.execute(
-                spec,
-                input,
-                key,
-                hash(encoded),
-                entry.attempts,
-                failures,
-                lastError,
-                transactional
-              )
-            })
-        })
-    )
+            const failures = entry.status === "retrying" ? entry.attempts : entry.attempts - 1
+            const lastError = entry.status !== "retrying" ? undefined : yield* Effect.exit(
+              this.replayFailure(spec, key, entry.error)
+            ).pipe(
+              Effect.map((exit) => Exit.isFailure(exit) ? Cause.findErrorOption(exit.cause) : undefined),
+              Effect.map((option) => option?._tag === "Some" ? option.value : undefined)
+            )
+            return yield* this.execute(spec, input, key, inputHash, entry.attempts, failures, lastError, transactional)
+          })
+      })
+    })
   }
 
   private execute(
@@ -1167,7 +1163,7 @@ export class RunExecution implements Execution {
   private end(transition: TransitionKind): Effect.Effect<Outcome> {
     // The held checkpoints commit with the transition; a flush under way commits first.
     const write = this.writes.withPermit(Effect.suspend(() => {
-      const held = transition.kind === "release" && this.held.length === 0 ? [] : this.held.splice(0)
+      const held = this.held.splice(0)
       return this.env.store.transition({
         ...transition,
         runId: this.runId,
@@ -1221,10 +1217,6 @@ type TransitionKind =
   | { readonly kind: "fail"; readonly error: unknown }
   | { readonly kind: "suspend"; readonly wakeInMillis: number | null; readonly observedEvents: number }
   | { readonly kind: "release" }
-
-/** The stop a decision made in the background stands for (a failure stops the fibers too). */
-const stopReasonOf = (decision: Decision | undefined): StopReason =>
-  decision?._tag === "Stop" ? decision.reason : "store-unavailable"
 
 const outcomeLabel = (outcome: Outcome): string =>
   outcome._tag === "Stopped"

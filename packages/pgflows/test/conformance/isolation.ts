@@ -53,6 +53,33 @@ export const isolationSuite = <R>(backend: Backend<R>, it: Tester<R>) => {
       { lease: "1 second" }
     ))
 
+  it.effect("a held checkpoint the database refuses, written in the background, fails its run with UnstorableValue", () =>
+    within(Effect.gen(function*() {
+      const calls = counter()
+      const step = (name: string, pause: Duration.Input) =>
+        Step.make(name, {
+          input: Num,
+          output: Num,
+          run: (i) => Effect.as(Effect.andThen(calls.hit(name), Effect.sleep(pause)), { n: i.n + 1 })
+        })
+      const [a, b, c] = [step("a", "10 millis"), step("b", "100 millis"), step("c", 0)]
+      const wf = Workflow.make("held_refused", {
+        input: Num,
+        output: Num,
+        run: (input) => Effect.flatMap(Workflow.all([a(input), b(input)]), ([x]) => c(x))
+      })
+      const client = yield* engine([wf]).pipe(
+        withFaults({ checkpoint: (cp) => cp.name === "a" && cp.status === "completed", rejected: true })
+      )
+      const id = yield* client.start(wf, { n: 0 })
+      yield* backend.settle(yield* Effect.forkChild(client.processOnce))
+      assert.strictEqual(calls.get("c"), 0)
+      const error = yield* Effect.flip(client.result(id))
+      assert.instanceOf(error, PgflowsError.RunFailed)
+      assert.instanceOf(error.error, PgflowsError.UnstorableValue)
+      assert.match((error.error as PgflowsError.UnstorableValue).subject, /output of step "a"/)
+    })))
+
   it.effect("interrupting a program that runs a worker lets the run in flight finish within the grace", () =>
     within(
       Effect.gen(function*() {
