@@ -75,6 +75,18 @@ const eventually = <A, E, R>(check: Effect.Effect<A | undefined, E, R>, seconds:
     return yield* Effect.die(new Error(`timed out after ${seconds}s waiting for ${what}`))
   })
 
+/** Waits until a step has recorded its side effect at least once (see `crashWorkflows.ts`). */
+const stepStarted = (step: string, what: string) =>
+  Effect.flatMap(SqlClient.SqlClient, (sql) =>
+    eventually(
+      Effect.map(
+        sql<{ n: number }>`SELECT count(*)::int AS n FROM effects WHERE step = ${step}`,
+        (rows) => rows[0]!.n > 0 ? true : undefined
+      ),
+      30,
+      what
+    ))
+
 /** Each test's own schema, queue and channel, handed to the workers through the environment. */
 const settings = (url: Redacted.Redacted<string>, extra: Record<string, string> = {}) => {
   const suffix = Crypto.randomBytes(4).toString("hex")
@@ -127,15 +139,7 @@ layer(TestDatabase.layer, { excludeTestServices: true })("crashes and concurrenc
         const victim = yield* spawnWorker("victim", env)
         const flows = yield* client(env)
         const id = yield* flows.start(crashChain, { label: "order-1" })
-        const sql = yield* SqlClient.SqlClient
-        yield* eventually(
-          Effect.map(
-            sql<{ n: number }>`SELECT count(*)::int AS n FROM effects WHERE step = 'slow'`,
-            (rows) => rows[0]!.n > 0 ? true : undefined
-          ),
-          30,
-          "the victim to start the slow step"
-        )
+        yield* stepStarted("slow", "the victim to start the slow step")
         // Long enough for the engine to record that an attempt of the slow step is under way.
         yield* Effect.sleep("600 millis")
         victim.child.kill("SIGKILL")
@@ -250,15 +254,7 @@ layer(TestDatabase.layer, { excludeTestServices: true })("crashes and concurrenc
         const victim = yield* spawnWorker("victim", env)
         const flows = yield* client(env)
         const id = yield* flows.start(lingering, { label: "deploy-1" })
-        const sql = yield* SqlClient.SqlClient
-        yield* eventually(
-          Effect.map(
-            sql<{ n: number }>`SELECT count(*)::int AS n FROM effects WHERE step = 'linger-start'`,
-            (rows) => rows[0]!.n > 0 ? true : undefined
-          ),
-          30,
-          "the step to start"
-        )
+        yield* stepStarted("linger-start", "the step to start")
         yield* stopGracefully(victim)
         assert.match(victim.output(), /stopping, 1 runs in flight/)
         assert.match(victim.output(), /stopped, 0 runs handed back/)
@@ -283,15 +279,7 @@ layer(TestDatabase.layer, { excludeTestServices: true })("crashes and concurrenc
         const victim = yield* spawnWorker("victim", env)
         const flows = yield* client(env)
         const id = yield* flows.start(lingering, { label: "deploy-2" })
-        const sql = yield* SqlClient.SqlClient
-        yield* eventually(
-          Effect.map(
-            sql<{ n: number }>`SELECT count(*)::int AS n FROM effects WHERE step = 'linger-start'`,
-            (rows) => rows[0]!.n > 0 ? true : undefined
-          ),
-          30,
-          "the step to start"
-        )
+        yield* stepStarted("linger-start", "the step to start")
         const stoppedAt = Date.now()
         yield* stopGracefully(victim)
         assert.match(victim.output(), /stopped, 1 runs handed back/)

@@ -322,6 +322,27 @@ export class RunExecution implements Execution {
     )
   }
 
+  /** Writes the journal entry of a durable operation that is not a step (one attempt, no error). */
+  private note(
+    key: string,
+    name: string,
+    inputHash: string,
+    status: "waiting" | "completed",
+    output: unknown,
+    wakeInMillis?: number
+  ): Effect.Effect<void> {
+    return this.write({
+      key,
+      name,
+      inputHash,
+      status,
+      output,
+      error: null,
+      attempts: 1,
+      ...(wakeInMillis === undefined ? {} : { wakeInMillis })
+    })
+  }
+
   /**
    * Holds back the checkpoint of a completed step instead of committing it at once: it is written
    * before the next durable operation starts (a step attempt, a sleep, a signal wait, ...), or with
@@ -664,16 +685,7 @@ export class RunExecution implements Execution {
     const inputHash = hash({ millis })
     const threshold = Duration.toMillis(this.env.config.parkThreshold)
     const mark = (status: "waiting" | "completed", wakeInMillis?: number) =>
-      this.write({
-        key,
-        name: sleepName,
-        inputHash,
-        status,
-        output: null,
-        error: null,
-        attempts: 1,
-        ...(wakeInMillis === undefined ? {} : { wakeInMillis })
-      })
+      this.note(key, sleepName, inputHash, status, null, wakeInMillis)
     return this.operation(key, sleepName, inputHash, {
       replay: (entry) => entry.status === "completed" ? Effect.void : undefined,
       execute: (entry) =>
@@ -711,15 +723,7 @@ export class RunExecution implements Execution {
         Effect.gen({ self: this }, function*() {
           const value = yield* compute
           const output = yield* this.encode(schema, value, `${name} (key ${key})`)
-          yield* this.write({
-            key,
-            name,
-            inputHash: hash({ record: name }),
-            status: "completed",
-            output,
-            error: null,
-            attempts: 1
-          })
+          yield* this.note(key, name, hash({ record: name }), "completed", output)
           return value
         })
     })
@@ -762,28 +766,11 @@ export class RunExecution implements Execution {
             const now = yield* this.now
             const deadline = entry?.wakeAt ?? (timeoutMillis === null ? null : now + timeoutMillis)
             if (deadline !== null && deadline <= now) {
-              yield* this.write({
-                key,
-                name,
-                inputHash,
-                status: "completed",
-                output: { timedOut: true },
-                error: null,
-                attempts: 1
-              })
+              yield* this.note(key, name, inputHash, "completed", { timedOut: true })
               return undefined
             }
             if (entry === undefined) {
-              yield* this.write({
-                key,
-                name,
-                inputHash,
-                status: "waiting",
-                output: null,
-                error: null,
-                attempts: 1,
-                ...(timeoutMillis === null ? {} : { wakeInMillis: timeoutMillis })
-              })
+              yield* this.note(key, name, inputHash, "waiting", null, timeoutMillis ?? undefined)
             }
             return yield* this.park(deadline === null ? null : deadline - now)
           })
@@ -852,15 +839,7 @@ export class RunExecution implements Execution {
                 new ChildIdConflict({ childId, workflow: spec.name, existingWorkflow: existing.workflow })
               )
             }
-            yield* this.write({
-              key,
-              name,
-              inputHash,
-              status: "completed",
-              output: { child: childId },
-              error: null,
-              attempts: 1
-            })
+            yield* this.note(key, name, inputHash, "completed", { child: childId })
             return childId
           })
       })
@@ -896,19 +875,11 @@ export class RunExecution implements Execution {
               : child.status === "failed"
               ? { status: "failed", error: child.error }
               : { status: "cancelled" }
-            yield* this.write({ key, name, inputHash, status: "completed", output: outcome, error: null, attempts: 1 })
+            yield* this.note(key, name, inputHash, "completed", outcome)
             return outcome
           }
           if (entry === undefined) {
-            yield* this.write({
-              key,
-              name,
-              inputHash,
-              status: "waiting",
-              output: { child: childId },
-              error: null,
-              attempts: 1
-            })
+            yield* this.note(key, name, inputHash, "waiting", { child: childId })
           }
           // The child's end wakes this run (its `events` move), so it can wait without a deadline.
           return yield* this.park(null)

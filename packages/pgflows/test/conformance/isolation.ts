@@ -14,6 +14,27 @@ const Num = Schema.Struct({ n: Schema.Number })
 
 class Boom extends Schema.TaggedError<Boom>()("Boom", { attempt: Schema.Number }) {}
 
+/**
+ * Steps a and b run concurrently; a ends while b still runs, so its checkpoint is held and then
+ * written by the background flush (the write the faults target); c follows both.
+ */
+const heldInBackground = (name: string) => {
+  const calls = counter()
+  const step = (stepName: string, pause: Duration.Input) =>
+    Step.make(stepName, {
+      input: Num,
+      output: Num,
+      run: (i) => Effect.as(Effect.andThen(calls.hit(stepName), Effect.sleep(pause)), { n: i.n + 1 })
+    })
+  const [a, b, c] = [step("a", "10 millis"), step("b", "100 millis"), step("c", 0)]
+  const wf = Workflow.make(name, {
+    input: Num,
+    output: Num,
+    run: (input) => Effect.flatMap(Workflow.all([a(input), b(input)]), ([x]) => c(x))
+  })
+  return { calls, wf }
+}
+
 export const isolationSuite = <R>(backend: Backend<R>, it: Tester<R>) => {
   const within = <A, E, Rx>(body: Effect.Effect<A, E, Rx>, config: PgflowsConfig.Options = {}) =>
     body.pipe(Effect.provide(backend.layer(config)))
@@ -21,20 +42,7 @@ export const isolationSuite = <R>(backend: Backend<R>, it: Tester<R>) => {
   it.effect("a failed write of held checkpoints stops the execution before its next durable operation", () =>
     within(
       Effect.gen(function*() {
-        const calls = counter()
-        const step = (name: string, pause: Duration.Input) =>
-          Step.make(name, {
-            input: Num,
-            output: Num,
-            run: (i) => Effect.as(Effect.andThen(calls.hit(name), Effect.sleep(pause)), { n: i.n + 1 })
-          })
-        const [a, b, c] = [step("a", "10 millis"), step("b", "100 millis"), step("c", 0)]
-        // a ends while b runs: its checkpoint is held, then written by the timer, and that write fails.
-        const wf = Workflow.make("held_write", {
-          input: Num,
-          output: Num,
-          run: (input) => Effect.flatMap(Workflow.all([a(input), b(input)]), ([x]) => c(x))
-        })
+        const { calls, wf } = heldInBackground("held_write")
         const faults = { checkpoint: (cp: Store.Checkpoint) => cp.name === "a" && cp.status === "completed" }
         const client = yield* engine([wf]).pipe(withFaults(faults))
         const id = yield* client.start(wf, { n: 0 })
@@ -55,19 +63,7 @@ export const isolationSuite = <R>(backend: Backend<R>, it: Tester<R>) => {
 
   it.effect("a held checkpoint the database refuses, written in the background, fails its run with UnstorableValue", () =>
     within(Effect.gen(function*() {
-      const calls = counter()
-      const step = (name: string, pause: Duration.Input) =>
-        Step.make(name, {
-          input: Num,
-          output: Num,
-          run: (i) => Effect.as(Effect.andThen(calls.hit(name), Effect.sleep(pause)), { n: i.n + 1 })
-        })
-      const [a, b, c] = [step("a", "10 millis"), step("b", "100 millis"), step("c", 0)]
-      const wf = Workflow.make("held_refused", {
-        input: Num,
-        output: Num,
-        run: (input) => Effect.flatMap(Workflow.all([a(input), b(input)]), ([x]) => c(x))
-      })
+      const { calls, wf } = heldInBackground("held_refused")
       const client = yield* engine([wf]).pipe(
         withFaults({ checkpoint: (cp) => cp.name === "a" && cp.status === "completed", rejected: true })
       )
