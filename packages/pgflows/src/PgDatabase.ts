@@ -21,6 +21,7 @@ import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
 import * as SqlClient from "effect/sql/SqlClient"
 import * as DatabaseUrl from "./DatabaseUrl.ts"
+import { errorCode, innermostMessage } from "./internal/causes.ts"
 import * as PgflowsConfig from "./PgflowsConfig.ts"
 import { DatabaseUnavailable, DatabaseUrlMissing } from "./PgflowsError.ts"
 
@@ -108,28 +109,9 @@ const connection = (url: DatabaseUrl.DatabaseUrl): Partial<PgClient.PgPoolConfig
 
 const connectionCodes = new Set(["ECONNREFUSED", "ENOTFOUND", "EAI_AGAIN", "ETIMEDOUT", "ECONNRESET", "EHOSTUNREACH"])
 
-/** The first error code (a SQLSTATE or a Node system error) in a chain of causes. */
-const errorCode = (cause: unknown): string | undefined => {
-  let current: unknown = cause
-  for (let depth = 0; depth < 6 && typeof current === "object" && current !== null; depth++) {
-    const code = (current as { code?: unknown }).code
-    if (typeof code === "string" && code.length > 0) return code
-    const next = current as { reason?: unknown; cause?: unknown }
-    current = next.reason ?? next.cause
-  }
-  return undefined
-}
-
-/** The deepest message of a chain of causes: the driver's or the system's own words. */
+/** The driver's (or the system's) reason, with its code when the words do not say it. */
 const driverReason = (cause: unknown): string => {
-  let reason = "the connection failed"
-  let current: unknown = cause
-  for (let depth = 0; depth < 6 && typeof current === "object" && current !== null; depth++) {
-    const message = (current as { message?: unknown }).message
-    if (typeof message === "string" && message.length > 0) reason = message
-    const next = current as { reason?: unknown; cause?: unknown }
-    current = next.reason ?? next.cause
-  }
+  const reason = innermostMessage(cause) ?? "the connection failed"
   const code = errorCode(cause)
   return code === undefined || reason.includes(code) ? reason : `${reason} (${code})`
 }

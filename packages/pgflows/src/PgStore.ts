@@ -41,6 +41,7 @@ import * as Redacted from "effect/Redacted"
 import * as SqlClient from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
 import * as Batcher from "./internal/batcher.ts"
+import { sqlState } from "./internal/causes.ts"
 import * as Params from "./internal/pgParams.ts"
 import * as Statements from "./internal/pgStatements.ts"
 import * as PgDatabase from "./PgDatabase.ts"
@@ -631,18 +632,6 @@ const decodeCursor = (cursor: string): { micros: string; id: string } | undefine
 const retryableCause = (cause: unknown): boolean => {
   const reason = (cause as { reason?: { isRetryable?: boolean } } | undefined)?.reason
   return reason?.isRetryable ?? false
-}
-
-/** PostgreSQL's SQLSTATE in an error's chain of causes, if the database answered with one. */
-const sqlState = (cause: unknown): string | undefined => {
-  let current: unknown = cause
-  for (let depth = 0; depth < 5 && typeof current === "object" && current !== null; depth++) {
-    const code = (current as { code?: unknown }).code
-    if (typeof code === "string" && /^[0-9A-Z]{5}$/.test(code)) return code
-    const next = current as { reason?: unknown; cause?: unknown }
-    current = next.reason ?? next.cause
-  }
-  return undefined
 }
 
 /**

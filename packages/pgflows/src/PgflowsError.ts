@@ -7,6 +7,7 @@
  */
 import * as Schema from "effect/Schema"
 import * as SchemaTransformation from "effect/SchemaTransformation"
+import { innermostMessage } from "./internal/causes.ts"
 
 /**
  * One problem found while decoding or validating a value: where, and what.
@@ -545,24 +546,11 @@ export class StoreError extends Schema.TaggedError<StoreError>()("StoreError", {
   }
 
   override get message() {
-    return `${this.operation} failed: ${deepestMessage(this.cause)}`
+    return `${this.operation} failed: ${innermostMessage(this.cause) ?? String(this.cause)}`
   }
 }
 
 // internal
-
-/** The innermost message of a chain of causes (`reason`, `cause`): the database's own words. */
-const deepestMessage = (cause: unknown): string => {
-  let found: string | undefined
-  let current: unknown = cause
-  for (let depth = 0; depth < 6 && typeof current === "object" && current !== null; depth++) {
-    const message = (current as { message?: unknown }).message
-    if (typeof message === "string" && message.length > 0) found = message
-    const next = current as { reason?: unknown; cause?: unknown }
-    current = next.reason ?? next.cause
-  }
-  return found ?? String(cause)
-}
 
 const toJson = (value: unknown): unknown => {
   if (typeof value !== "object" || value === null) return JSON.parse(JSON.stringify(value ?? null))
