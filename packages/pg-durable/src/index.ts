@@ -257,6 +257,29 @@ export * as SqlExporter from "./SqlExporter.ts"
 export * as StepBinding from "./StepBinding.ts"
 
 /**
+ * Runs one call of a step outside a workflow, as push mode needs it: the step's attempts as its
+ * retry `Schedule` says, each bounded by its `timeout`, with the plugins' step hooks around each
+ * attempt, and the outcome as JSON (the output encoded with the step's output Schema, or the error
+ * encoded with its error Schema). `StepWorker` (worker binding) and `@pgflows/server`'s step
+ * endpoint (HTTP binding) both run steps through it, so a step behaves the same whichever way
+ * pg_durable calls it.
+ *
+ * **Gotchas**
+ *
+ * - The input must already be decoded with the step's input Schema (`JsonCodec.codec(step.input)`):
+ *   what to do with an input that does not decode is the caller's business (the worker records a
+ *   `DecodeError`, the endpoint answers 422).
+ * - A step without a retry schedule runs once. A schedule that never stops keeps retrying: bound it
+ *   (`Schedule.upTo({ times })`), or give the call a `deadline`.
+ * - `defects: "hide"` (the HTTP endpoint's) keeps what the step did not choose to expose out of the
+ *   outcome: a defect, or an error its error Schema does not describe, becomes a generic message,
+ *   and the full cause goes to the log instead.
+ *
+ * @since 0.1.0
+ */
+export * as StepExecutor from "./StepExecutor.ts"
+
+/**
  * Runs the steps that pg_durable graphs call through the worker binding (`StepBinding.worker`).
  *
  * It reads step calls from the step queue (`PgflowsConfig.stepQueue`, on the `WorkQueue` service),
