@@ -112,6 +112,8 @@ export interface ServerOptions<S extends ReadonlyArray<Step.Any>> extends Option
   readonly host?: string | undefined
   /** Default 8080; 0 picks a free port (see `HttpServer.HttpServer`'s `address`). */
   readonly port?: number | undefined
+  /** Logs a line per request (default true). */
+  readonly logRequests?: boolean | undefined
 }
 
 /**
@@ -221,7 +223,10 @@ export const layerServer = <const S extends ReadonlyArray<Step.Any> = readonly [
   ServerConfig.ServerConfigError | Migrator.MigrationError | SqlError | HttpServerError.ServeError,
   Requirements | StepWorker.Requirements<S[number]>
 > =>
-  HttpRouter.serve(Layer.mergeAll(layer(options), notFound), { disableListenLog: true }).pipe(
+  HttpRouter.serve(Layer.mergeAll(layer(options), notFound), {
+    disableListenLog: true,
+    disableLogger: options.logRequests === false
+  }).pipe(
     Layer.provideMerge(NodeHttpServer.layer(Http.createServer, {
       host: options.host ?? ServerConfig.defaults.host,
       port: options.port ?? ServerConfig.defaults.port
