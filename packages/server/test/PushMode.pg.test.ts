@@ -5,7 +5,7 @@
 // StepWorker. Every scenario runs with both bindings.
 import { assert, describe, layer } from "@effect/vitest"
 import { Graph, type PgDurableClient } from "@pgflows/pg-durable"
-import { Effect } from "effect"
+import { Effect, Redacted } from "effect"
 import { SqlClient } from "effect/sql"
 import { PgflowsConfig } from "pgflows"
 import {
@@ -24,6 +24,7 @@ import {
   parse,
   price,
   receipt,
+  stepSecret,
   stock,
   tick,
   unique
@@ -31,7 +32,11 @@ import {
 import * as Harness from "./fixtures/harness.ts"
 
 /** Starts the graph with the binding's client, and plays pg_durable until the instance ends. */
-const runGraph = (binding: "worker" | "http", graph: Graph.Any, options?: PgDurableClient.StartOptions) =>
+const runGraph = (
+  binding: "worker" | "http" | "http-variable",
+  graph: Graph.Any,
+  options?: PgDurableClient.StartOptions
+) =>
   Effect.gen(function*() {
     const durable = yield* client(binding)
     const id = yield* durable.start(graph as any, options)
@@ -199,4 +204,21 @@ layer(environment(), { excludeTestServices: true, timeout: "2 minutes" })("push 
         }))
     })
   }
+
+  it.effect("http binding: the secret from a pg_durable variable, set before the start", () =>
+    Effect.gen(function*() {
+      const durable = yield* client("http-variable")
+      const key = unique()
+      const graph = Graph.step(tick, { input: Graph.value(key) })
+      // Without the variable, pg_durable sends "{step_secret}" as it is: refused, the graph fails.
+      const refused = yield* Harness.execute(yield* durable.start(graph))
+      assert.strictEqual(refused.status, "failed")
+      assert.include(refused.error, "(HTTP 401)")
+      assert.strictEqual(callsOf(`tick:${key}`), 0)
+      yield* durable.setvar("step_secret", Redacted.value(stepSecret))
+      const accepted = yield* Harness.execute(yield* durable.start(graph))
+      assert.strictEqual(accepted.status, "completed", accepted.error)
+      assert.strictEqual(callsOf(`tick:${key}`), 1)
+      yield* SqlClient.SqlClient.pipe(Effect.flatMap((sql) => sql`DELETE FROM df.vars WHERE name = 'step_secret'`))
+    }))
 })

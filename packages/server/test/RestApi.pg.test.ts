@@ -267,6 +267,34 @@ layer(Env, { excludeTestServices: true, timeout: "2 minutes" })("the REST API", 
         assert.strictEqual((yield* http("GET", "/health")).status, 200)
       }))
 
+    it.effect("bad requests to the REST API: a clear 4xx each, nothing started", () =>
+      Effect.gen(function*() {
+        const base = yield* BaseUrl
+        const send = (body: string, contentType: string) =>
+          Effect.promise(async () => {
+            const response = await fetch(`${base}/runs`, {
+              method: "POST",
+              headers: { authorization: `Bearer ${adminToken}`, "content-type": contentType },
+              body
+            })
+            return { status: response.status, body: await response.json() as any }
+          })
+        const before = (yield* http("GET", "/runs?limit=1000", { token: readToken })).body.runs.length
+        const notJson = yield* send("{\"workflow\": \"hello\",", "application/json")
+        assert.deepStrictEqual([notJson.status, notJson.body._tag], [400, "BadRequest"])
+        const form = yield* send("workflow=hello", "application/x-www-form-urlencoded")
+        assert.deepStrictEqual([form.status, form.body._tag], [415, "UnsupportedMediaType"])
+        const noWorkflow = yield* send("{\"input\": 1}", "application/json")
+        assert.deepStrictEqual([noWorkflow.status, noWorkflow.body._tag], [400, "BadRequest"])
+        assert.include(noWorkflow.body.message, "workflow")
+        const negative = yield* send("{\"workflow\": \"hello\", \"delayMillis\": -1}", "application/json")
+        assert.strictEqual(negative.status, 400)
+        const wrongMethod = yield* http("DELETE", "/runs", { token: adminToken })
+        assert.deepStrictEqual([wrongMethod.status, wrongMethod.body._tag], [404, "RouteNotFound"])
+        const after = (yield* http("GET", "/runs?limit=1000", { token: readToken })).body.runs.length
+        assert.strictEqual(after, before)
+      }))
+
     it.effect("a body is not read before the token is checked", () =>
       Effect.gen(function*() {
         const big = yield* http("POST", "/runs", { body: { workflow: "x".repeat(3 * 1024 * 1024) } })

@@ -6,7 +6,7 @@ import { Effect, Redacted } from "effect"
 import { SqlClient } from "effect/sql"
 import * as Crypto from "node:crypto"
 import { PgflowsConfig } from "pgflows"
-import { BaseUrl, callsOf, environment, stepSecret, unique } from "./fixtures/env.ts"
+import { BaseUrl, callsOf, environment, events, stepSecret, unique } from "./fixtures/env.ts"
 
 interface Answer {
   readonly status: number
@@ -147,6 +147,25 @@ VALUES ($1, 's1:1', 'tick', $2, 'running', 'crashed', now() - interval '1 second
       const again = yield* call("always_busy", key, instance)
       assert.deepStrictEqual([again.status, again.body], [500, answer.body])
       assert.strictEqual(callsOf(`busy:${key}`), 4, "the recorded failure, no new attempts")
+    }))
+
+  it.effect("each attempt runs under the step's timeout, and the plugins' step hooks see every attempt", () =>
+    Effect.gen(function*() {
+      const instance = unique()
+      const key = unique()
+      const answer = yield* call("slow", key, instance)
+      assert.strictEqual(answer.status, 500)
+      assert.deepStrictEqual([answer.body.attempts, answer.body.error._tag], [2, "StepTimeoutError"])
+      assert.strictEqual(callsOf(`slow:${key}`), 2)
+      assert.deepStrictEqual(events.get(instance), [
+        "before slow s1:1 #1",
+        "error slow #1 final=false",
+        "before slow s1:1 #2",
+        "error slow #2 final=true"
+      ])
+      const ok = unique()
+      assert.strictEqual((yield* call("tick", unique(), ok)).status, 200)
+      assert.deepStrictEqual(events.get(ok), ["before tick s1:1 #1", "after tick #1"])
     }))
 
   it.effect("500 for a defect, with a generic message: the defect's text and stack stay in the log", () =>
