@@ -1,6 +1,6 @@
 /**
- * Compiles the packages that users install (`@pgflows/testing`, `pgflows`, `@pgflows/pg-durable`)
- * into their `dist/`: ESM JavaScript, `.d.ts` files and source maps (with the TypeScript inlined,
+ * Compiles the packages that users install (`@pgflows/testing`, `pgflows`, `@pgflows/pg-durable`,
+ * `@pgflows/server`) into their `dist/`: ESM JavaScript, `.d.ts` files and source maps (with the TypeScript inlined,
  * since `src/` is not published), by `tsc -p packages/<name>/tsconfig.build.json`.
  *
  * The workspace itself never needs `dist/`: it runs and type-checks the sources through the
@@ -13,7 +13,7 @@
  * them in the `.d.ts` files, which an application's `tsc` would then reject (it has no
  * `allowImportingTsExtensions`): this script rewrites those to `.js` too.
  *
- * Usage: `node scripts/build.ts` builds all three; `node scripts/build.ts pg-durable` builds
+ * Usage: `node scripts/build.ts` builds all four; `node scripts/build.ts pg-durable` builds
  * pg-durable and what it depends on.
  */
 import * as ChildProcess from "node:child_process"
@@ -23,9 +23,14 @@ import * as Path from "node:path"
 const root = Path.resolve(import.meta.dirname, "..")
 
 /** The published packages, each after the packages whose declarations it imports. */
-const order = ["testing", "pgflows", "pg-durable"] as const
+const order = ["testing", "pgflows", "pg-durable", "server"] as const
 type Name = typeof order[number]
-const needs: Record<Name, ReadonlyArray<Name>> = { testing: [], pgflows: [], "pg-durable": ["pgflows"] }
+const needs: Record<Name, ReadonlyArray<Name>> = {
+  testing: [],
+  pgflows: [],
+  "pg-durable": ["pgflows"],
+  server: ["pgflows", "pg-durable"]
+}
 
 const isName = (name: string): name is Name => (order as ReadonlyArray<string>).includes(name)
 

@@ -5,7 +5,7 @@
  *
  * The checks, in order (a check whose prerequisite failed fails too, saying which):
  *
- * - `pack`: `npm pack` of pgflows, @pgflows/pg-durable and @pgflows/testing (their `prepack` builds
+ * - `pack`: `npm pack` of pgflows, @pgflows/pg-durable, @pgflows/server and @pgflows/testing (their `prepack` builds
  *   `dist/`); each tarball holds `dist/` (JavaScript, `.d.ts`, source maps), `README.md`, `LICENSE`
  *   and `package.json`, and nothing else (no `test/`, no `tsconfig.json`).
  * - `install`: a project in the temporary directory; the `package.json` snippet of
@@ -26,6 +26,8 @@
  * - `worker-sigterm`: a worker process (`client.runWorker()` under `NodeRuntime.runMain`) gets
  *   SIGTERM in the middle of a step; it must exit with status 0 within `shutdownGrace` plus a
  *   margin, and the run in flight must end `completed`.
+ * - `server`: `@pgflows/server` serves on a free loopback port (`scripts/consumer/app/src/server.ts`):
+ *   `/health`, the OpenAPI document, and a request without a token refused.
  * - `vitest`: the testing README's test, run by vitest in the project with its global setup.
  *
  * Usage: `npm run test:consumer` (`.ci/run` runs it after `npm test`; `npm test` does not). It
@@ -44,7 +46,12 @@ import * as Path from "node:path"
 const root = Path.resolve(import.meta.dirname, "..")
 const appTemplate = Path.join(import.meta.dirname, "consumer/app")
 const reportPath = Path.join(root, ".tmp/consumer-report.json")
-const published = { pgflows: "pgflows", "@pgflows/pg-durable": "pg-durable", "@pgflows/testing": "testing" } as const
+const published = {
+  pgflows: "pgflows",
+  "@pgflows/pg-durable": "pg-durable",
+  "@pgflows/server": "server",
+  "@pgflows/testing": "testing"
+} as const
 type Published = keyof typeof published
 
 // ---------------------------------------------------------------------------------------------
@@ -487,6 +494,20 @@ const checks: ReadonlyArray<Check> = [
         throw new Failure(`${problems.join("; ")} (${summary})`, `${worker.output()}\n--- status\n${status.output}`)
       }
       return summary
+    }
+  },
+  {
+    name: "server",
+    needs: ["database"],
+    run: async () => {
+      const ran = await succeed("server", node, ["build/src/server.js"], {
+        cwd: project,
+        env: consumerEnv({ DATABASE_URL: database!.url }),
+        timeoutMs: 90_000
+      })
+      const line = /server: ok .*/.exec(ran.output)
+      if (line === null) throw new Failure("build/src/server.js did not say `server: ok`", ran.output)
+      return line[0]
     }
   },
   {

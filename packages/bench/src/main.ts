@@ -6,8 +6,9 @@
  * concurrent callers, each doing `start` then `result`, with the worker in this process (the way
  * peers are measured), (d) the batch path: the same 2,000 workflows started with `startBatch` and
  * drained by the worker at concurrency 64, (e) time for a second worker to finish a run whose
- * worker was SIGKILLed. (c) and (d) report CPU per workflow of this process and of PostgreSQL,
- * write transactions per workflow and WAL bytes per workflow.
+ * worker was SIGKILLed, (f) @pgflows/server over loopback HTTP (`http.ts`): the step endpoint and
+ * `start`, requests/s and p50/p99. (c) and (d) report CPU per workflow of this process and of
+ * PostgreSQL, write transactions per workflow and WAL bytes per workflow.
  *
  * Uses `DATABASE_URL` when set, else an embedded PostgreSQL 18 with its default (durable) settings.
  * Progress goes to stderr; the JSON line to stdout.
@@ -22,6 +23,7 @@ import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import { Pgflows, PgflowsConfig } from "pgflows"
+import * as Http from "./http.ts"
 import { recoverable, threeSteps, workflows } from "./workflows.ts"
 
 const progress = (line: string) => Effect.sync(() => process.stderr.write(`[bench] ${line}\n`))
@@ -33,7 +35,9 @@ const throughputRuns = arg("runs", 2000)
 const latencyRuns = arg("latency-runs", 300)
 const insertSeconds = arg("insert-seconds", 3)
 const concurrency = arg("concurrency", 64)
-/** `--only=latency` (or `inserts`, `per-call`, `throughput`, `recovery`) skips the other measurements. */
+const httpRequests = arg("http-requests", 2000)
+const httpCallers = arg("http-callers", 32)
+/** `--only=latency` (or `inserts`, `per-call`, `throughput`, `recovery`, `http`) skips the other measurements. */
 const only = process.argv.find((a) => a.startsWith("--only="))?.split("=")[1]
 
 const percentile = (sorted: ReadonlyArray<number>, p: number) =>
@@ -259,6 +263,10 @@ const main = Effect.gen(function*() {
     yield* Fiber.interrupt(worker)
     yield* progress("recovery after SIGKILL")
     const recovered = skip("recovery") ? null : yield* recovery(url)
+    yield* progress(`HTTP, ${httpRequests} requests of each kind by ${httpCallers} callers over loopback`)
+    const http = skip("http")
+      ? null
+      : yield* Http.measure({ requests: httpRequests, callers: httpCallers, workflow: threeSteps.name })
     return {
       server,
       cpus: Os.cpus().length,
@@ -266,7 +274,8 @@ const main = Effect.gen(function*() {
       sequentialLatencyMs: sequential,
       perCall: { runs: throughputRuns, callers: concurrency, ...calls },
       throughput: { runs: throughputRuns, concurrency, ...flow },
-      recoveryAfterKillMs: recovered
+      recoveryAfterKillMs: recovered,
+      http
     }
   }).pipe(
     Effect.provide(Pgflows.layerPg({ workflows }).pipe(Layer.provideMerge(Database))),

@@ -21,6 +21,7 @@
  * @since 0.1.0
  */
 import * as Effect from "effect/Effect"
+import * as Redacted from "effect/Redacted"
 import * as Result from "effect/Result"
 import type * as Schema from "effect/Schema"
 import * as PgflowsConfig from "pgflows/PgflowsConfig"
@@ -349,23 +350,54 @@ const resolveBinding = (
   if (!Number.isInteger(binding.timeoutSeconds) || binding.timeoutSeconds < 1) {
     return fail(`the HTTP binding's timeout of ${binding.timeoutSeconds} seconds must be a whole number from 1`)
   }
+  const headerProblem = (value: string) =>
+    /[${}]/.test(value) || Quote.controlCharacter(value) !== undefined || Quote.textProblem(value) !== undefined
+  const headerName = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/
+  const reserved = new Set(["content-type", "x-pgflows-instance-id", "x-pgflows-result-key"])
+  if (!headerName.test(binding.secretHeader) || reserved.has(binding.secretHeader.toLowerCase())) {
+    return fail(`the secret header ${JSON.stringify(binding.secretHeader)} is not a valid header name of its own`)
+  }
+  reserved.add(binding.secretHeader.toLowerCase())
   for (const [name, value] of Object.entries(binding.headers)) {
-    if (
-      !/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(name) || /[${}]/.test(value) ||
-      Quote.controlCharacter(value) !== undefined ||
-      Quote.textProblem(value) !== undefined
-    ) {
+    if (!headerName.test(name) || headerProblem(value)) {
       return fail(
         `header ${JSON.stringify(name)} must be a valid header name with a value without $, {, } or control characters`
       )
     }
+    if (reserved.has(name.toLowerCase())) {
+      return fail(`header ${JSON.stringify(name)} is one the binding sends itself; it cannot be replaced`)
+    }
+  }
+  const secret = binding.secret
+  if (secret === undefined) {
+    return fail(
+      "the HTTP binding has no secret: the step endpoint (@pgflows/server) refuses calls without it; pass " +
+        "StepBinding.http(baseUrl, { secret: Redacted.make(...) }) or { secret: StepBinding.variable(name) }"
+    )
+  }
+  let secretValue: string
+  if (Redacted.isRedacted(secret)) {
+    secretValue = Redacted.value(secret)
+    if (secretValue === "" || headerProblem(secretValue) || /[^\x21-\x7e]/.test(secretValue)) {
+      return fail(
+        "the secret must be printable ASCII without spaces, $, { or } (pg_durable rewrites $name and {name} in headers)"
+      )
+    }
+  } else {
+    if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(secret.name) || secret.name.startsWith("sys_")) {
+      return fail(
+        `the secret's variable ${JSON.stringify(secret.name)} must be an identifier that does not start with sys_`
+      )
+    }
+    secretValue = `{${secret.name}}`
   }
   return Result.succeed({
     _tag: "http",
     schema,
     baseUrl: binding.baseUrl,
     timeoutSeconds: binding.timeoutSeconds,
-    headers: Object.entries(binding.headers)
+    headers: Object.entries(binding.headers),
+    secret: [binding.secretHeader, secretValue]
   })
 }
 

@@ -16,10 +16,18 @@
  *      until the `StepWorker` wrote the result, marks it read and returns the output's JSON text;
  *      RAISES when the step failed (so the pg_durable node fails) or after `wait_seconds`;
  *    - `pgd_http_output(response, step) → text`: the body of a `df.http` response as JSON text;
- *      RAISES on a non-2xx answer or a body that is not JSON.
+ *      RAISES on a non-2xx answer or a body that is not JSON (graphs compiled before migration 3).
+ * 3. `http_calls`, the HTTP binding's calls (`StepBinding.http`):
+ *    - `pgd_http_call(instance_id, step_key, step) → result_key`: the key (`<step key>:<iteration>`)
+ *      of the call of that step the graph has not read yet, or a new one (next iteration);
+ *    - `pgd_http_output(response, step, instance_id, result_key) → text`: the body of a 2xx
+ *      `df.http` response as JSON text, and the call marked read; RAISES on any other answer with
+ *      the `message` of the JSON error the endpoint sent (the body in DETAIL), or on a body that is
+ *      not JSON.
  *
- * The first two are `SECURITY DEFINER` (they write pgflows' tables) and not executable by PUBLIC:
- * grant them to the roles that start pg_durable instances with `grant`.
+ * `pgd_enqueue_step`, `pgd_step_result`, `pgd_http_call` and the 4-argument `pgd_http_output` are
+ * `SECURITY DEFINER` (they write pgflows' tables) and not executable by PUBLIC: grant them to the
+ * roles that start pg_durable instances with `grant`.
  *
  * @since 0.1.0
  */
@@ -160,6 +168,84 @@ END
 $fn$`,
       `REVOKE ALL ON FUNCTION ${s}.pgd_enqueue_step(text, text, text, text, text, jsonb) FROM PUBLIC`,
       `REVOKE ALL ON FUNCTION ${s}.pgd_step_result(text, integer) FROM PUBLIC`
+    ]],
+    [3, "http_calls", [
+      `CREATE TABLE ${s}.http_calls (
+  instance_id text NOT NULL,
+  result_key text NOT NULL,
+  step_key text NOT NULL,
+  iteration integer NOT NULL,
+  step text NOT NULL,
+  consumed_at timestamptz,
+  created_at timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (instance_id, result_key),
+  CONSTRAINT http_calls_execution UNIQUE (instance_id, step_key, iteration)
+)`,
+      `-- pgd_http_call looks for the unread call of a step of an instance.
+CREATE INDEX http_calls_unread ON ${s}.http_calls (instance_id, step_key) WHERE consumed_at IS NULL`,
+      `CREATE INDEX http_calls_created ON ${s}.http_calls (created_at)`,
+      `CREATE FUNCTION ${s}.pgd_http_call(p_instance_id text, p_step_key text, p_step text) RETURNS text
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$
+DECLARE
+  v_key text;
+  v_iteration integer;
+BEGIN
+  IF p_instance_id IS NULL OR p_instance_id = '' OR p_step_key IS NULL OR p_step_key = '' OR p_step IS NULL THEN
+    RAISE EXCEPTION 'pgflows.pgd_http_call: the instance id, step key and step are required';
+  END IF;
+  PERFORM pg_advisory_xact_lock(hashtext('pgflows.pgd_http:' || p_instance_id || ':' || p_step_key));
+  SELECT result_key INTO v_key FROM ${s}.http_calls
+  WHERE instance_id = p_instance_id AND step_key = p_step_key AND consumed_at IS NULL
+  ORDER BY iteration DESC LIMIT 1;
+  IF v_key IS NOT NULL THEN
+    RETURN v_key;
+  END IF;
+  SELECT coalesce(max(iteration), 0) + 1 INTO v_iteration FROM ${s}.http_calls
+  WHERE instance_id = p_instance_id AND step_key = p_step_key;
+  v_key := p_step_key || ':' || v_iteration;
+  INSERT INTO ${s}.http_calls (instance_id, result_key, step_key, iteration, step)
+  VALUES (p_instance_id, v_key, p_step_key, v_iteration, p_step);
+  RETURN v_key;
+END
+$fn$`,
+      `CREATE FUNCTION ${s}.pgd_http_output(p_response jsonb, p_step text, p_instance_id text, p_result_key text)
+RETURNS text
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$
+DECLARE
+  v_body text;
+  v_error jsonb;
+  v_output text;
+BEGIN
+  IF p_response IS NULL OR jsonb_typeof(p_response) <> 'object' THEN
+    RAISE EXCEPTION 'pgflows: step "%": the HTTP response is not an object', p_step;
+  END IF;
+  v_body := p_response->>'body';
+  IF p_response->>'encoding' = 'base64' THEN
+    v_body := convert_from(decode(v_body, 'base64'), 'UTF8');
+  END IF;
+  IF (p_response->>'ok') IS DISTINCT FROM 'true' THEN
+    -- The endpoint's typed error, when the body is one; else the start of the body.
+    IF pg_input_is_valid(coalesce(v_body, ''), 'jsonb') AND jsonb_typeof(v_body::jsonb) = 'object' THEN
+      v_error := v_body::jsonb;
+    END IF;
+    RAISE EXCEPTION 'pgflows: step "%" failed (HTTP %): %', p_step, p_response->>'status',
+      coalesce(v_error->>'message', left(coalesce(v_body, ''), 500))
+      USING DETAIL = left(coalesce(v_body, ''), 4000), HINT = 'step call ' || p_instance_id || ' ' || p_result_key;
+  END IF;
+  IF NOT pg_input_is_valid(coalesce(v_body, ''), 'jsonb') THEN
+    RAISE EXCEPTION 'pgflows: step "%" answered a body that is not JSON: %', p_step, left(v_body, 200);
+  END IF;
+  v_output := (v_body::jsonb)::text;
+  UPDATE ${s}.http_calls SET consumed_at = coalesce(consumed_at, now())
+  WHERE instance_id = p_instance_id AND result_key = p_result_key;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'pgflows: step "%": unknown call % of instance %', p_step, p_result_key, p_instance_id;
+  END IF;
+  RETURN v_output;
+END
+$fn$`,
+      `REVOKE ALL ON FUNCTION ${s}.pgd_http_call(text, text, text) FROM PUBLIC`,
+      `REVOKE ALL ON FUNCTION ${s}.pgd_http_output(jsonb, text, text, text) FROM PUBLIC`
     ]]
   ]
 }
@@ -230,6 +316,7 @@ export const grant = (role: string): Effect.Effect<void, SqlError, SqlClient.Sql
     yield* sql.unsafe(`GRANT USAGE ON SCHEMA ${s} TO ${quoted}`)
     yield* sql.unsafe(
       `GRANT EXECUTE ON FUNCTION ${s}.pgd_enqueue_step(text, text, text, text, text, jsonb), ` +
-        `${s}.pgd_step_result(text, integer), ${s}.pgd_http_output(jsonb, text) TO ${quoted}`
+        `${s}.pgd_step_result(text, integer), ${s}.pgd_http_output(jsonb, text), ${s}.pgd_http_call(text, text, text), ` +
+        `${s}.pgd_http_output(jsonb, text, text, text) TO ${quoted}`
     )
   })

@@ -21,13 +21,10 @@
  * @since 0.1.0
  */
 import * as PgClient from "@effect/sql-pg/PgClient"
-import * as Cause from "effect/Cause"
-import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
@@ -40,11 +37,12 @@ import type { SqlError } from "effect/sql/SqlError"
 import * as Identifier from "pgflows/Identifier"
 import { codec, formatIssues } from "pgflows/JsonCodec"
 import * as PgflowsConfig from "pgflows/PgflowsConfig"
-import { StepDefect, StepTimeoutError, StoreError } from "pgflows/PgflowsError"
-import * as Plugin from "pgflows/Plugin"
+import { StoreError } from "pgflows/PgflowsError"
+import type * as Plugin from "pgflows/Plugin"
 import type * as Step from "pgflows/Step"
 import * as WorkQueue from "pgflows/WorkQueue"
 import * as PgDurableMigrations from "./PgDurableMigrations.ts"
+import * as StepExecutor from "./StepExecutor.ts"
 
 /**
  * What happened to one step call.
@@ -129,8 +127,6 @@ export const make = <const S extends ReadonlyArray<Step.Any>>(
     const queues = yield* WorkQueue.WorkQueue
     const config = yield* PgflowsConfig.PgflowsConfig
     const pg = yield* Effect.serviceOption(PgClient.PgClient)
-    const services = yield* Effect.context<never>()
-    const plugins = Plugin.runner([...(options.plugins ?? []), ...(yield* Plugin.Plugins)], options.pluginTimeout)
     const registry = new Map<string, Step.Any>()
     for (const step of options.steps) {
       const existing = registry.get(step.name)
@@ -173,60 +169,10 @@ RETURNING step, input, attempts, instance_id, step_key, iteration`,
           [call, JSON.stringify(outcome.error)]
         )).pipe(Effect.asVoid, Effect.mapError(storeError("StepWorker.finish")))
 
-    /**
-     * Runs the step's attempts as its retry `Schedule` says, each bounded by its `timeout`, with the
-     * plugins' step hooks around each attempt.
-     */
-    const attempts = (
-      step: Step.Any,
-      input: unknown,
-      where: { readonly runId: string; readonly key: string }
-    ): Effect.Effect<unknown, unknown, any> =>
-      Effect.gen(function*() {
-        const once = step.timeout === undefined
-          ? step.run(input)
-          : Effect.timeoutOrElse(step.run(input), {
-            duration: step.timeout,
-            orElse: () =>
-              Effect.fail(new StepTimeoutError({ step: step.name, timeoutMillis: Duration.toMillis(step.timeout!) }))
-          })
-        const decide = step.retry === undefined
-          ? undefined
-          : yield* Schedule.toStep(step.retry as Schedule.Schedule<unknown, unknown>)
-        for (let attempt = 1;; attempt++) {
-          const event: Plugin.StepEvent = { ...where, workflow: "pg_durable", step: step.name, attempt, input }
-          const startedAt = yield* Clock.currentTimeMillis
-          if (plugins !== undefined) yield* plugins.fire("beforeStep", event)
-          const exit = yield* Effect.exit(plugins === undefined ? once : plugins.aroundStep(event, once))
-          const durationMillis = (yield* Clock.currentTimeMillis) - startedAt
-          if (Exit.isSuccess(exit)) {
-            if (plugins !== undefined) {
-              yield* plugins.fire("afterStep", { ...event, output: exit.value, durationMillis })
-            }
-            return exit.value
-          }
-          if (Cause.hasInterruptsOnly(exit.cause)) return yield* exit
-          const failure = Cause.findErrorOption(exit.cause)
-          const decision = Option.isNone(failure) || decide === undefined
-            ? undefined
-            : yield* Effect.exit(decide(yield* Clock.currentTimeMillis, failure.value))
-          if (plugins !== undefined) {
-            yield* plugins.fire("onStepError", {
-              ...event,
-              error: Option.isSome(failure)
-                ? failure.value
-                : new StepDefect({ step: step.name, key: where.key, defect: Cause.pretty(exit.cause) }),
-              durationMillis,
-              final: decision === undefined || Exit.isFailure(decision)
-            })
-          }
-          if (decision === undefined || Exit.isFailure(decision)) return yield* exit
-          yield* Effect.sleep(decision.value[1])
-        }
-      })
+    const executor = yield* StepExecutor.make({ plugins: options.plugins, pluginTimeout: options.pluginTimeout })
 
-    const execute = (step: Step.Any, input: unknown, where: { readonly runId: string; readonly key: string }) =>
-      Effect.suspend(() => {
+    const execute = (step: Step.Any, input: unknown, where: StepExecutor.Where) =>
+      Effect.suspend((): Effect.Effect<{ readonly output: unknown } | { readonly error: unknown }> => {
         const decoded = codec(step.input).decode(input)
         if (Result.isFailure(decoded)) {
           return Effect.succeed({
@@ -236,33 +182,9 @@ RETURNING step, input, attempts, instance_id, step_key, iteration`,
             }
           })
         }
-        const retried = attempts(step, decoded.success, where)
-        return Effect.exit(Effect.provideContext(retried, services as Context.Context<any>)).pipe(
-          Effect.flatMap((exit): Effect.Effect<{ readonly output: unknown } | { readonly error: unknown }> => {
-            if (Exit.isSuccess(exit)) {
-              const encoded = codec(step.output).encode(exit.value)
-              return Effect.succeed(
-                Result.isSuccess(encoded)
-                  ? { output: encoded.success }
-                  : {
-                    error: {
-                      _tag: "EncodeError",
-                      message: `the output of step "${step.name}" does not match its Schema: ${
-                        formatIssues(encoded.failure)
-                      }`
-                    }
-                  }
-              )
-            }
-            if (Cause.hasInterruptsOnly(exit.cause)) return Effect.failCause(exit.cause as Cause.Cause<never>)
-            const failure = Cause.findErrorOption(exit.cause)
-            if (Option.isNone(failure)) {
-              return Effect.succeed({
-                error: { _tag: "StepDefect", message: `step "${step.name}" died: ${Cause.pretty(exit.cause)}` }
-              })
-            }
-            return Effect.succeed({ error: encodeError(step, failure.value) })
-          })
+        return Effect.map(
+          executor.execute(step, decoded.success, where),
+          (outcome) => outcome._tag === "Completed" ? { output: outcome.output } : { error: outcome.error }
         )
       })
 
@@ -377,27 +299,3 @@ RETURNING step, input, attempts, instance_id, step_key, iteration`,
 
     return StepWorker.of({ processOnce, run, steps: registry })
   })
-
-// internal
-
-const encodeError = (step: Step.Any, error: unknown): unknown => {
-  if (error instanceof StepTimeoutError) {
-    return { _tag: error._tag, step: error.step, timeoutMillis: error.timeoutMillis, message: error.message }
-  }
-  const encoded = codec(step.error).encode(error)
-  const fields = Result.isSuccess(encoded) ? encoded.success : undefined
-  const message = (error as { message?: unknown } | undefined)?.message
-  const text = typeof message === "string" && message !== "" ? message : describe(error, fields)
-  if (typeof fields === "object" && fields !== null && !Array.isArray(fields)) return { ...fields, message: text }
-  return fields === undefined ? { message: text } : { error: fields, message: text }
-}
-
-/** A message for an error that has none: its tag and its encoded fields. */
-const describe = (error: unknown, fields: unknown): string => {
-  const tag = (error as { _tag?: unknown } | undefined)?._tag
-  const rest = typeof fields === "object" && fields !== null && !Array.isArray(fields)
-    ? Object.fromEntries(Object.entries(fields).filter(([key]) => key !== "_tag"))
-    : fields
-  const json = rest === undefined ? "" : JSON.stringify(rest)
-  return typeof tag === "string" ? `${tag}${json === "" || json === "{}" ? "" : ` ${json}`}` : json || String(error)
-}

@@ -172,10 +172,18 @@ export * as PgDurableError from "./PgDurableError.ts"
  *      until the `StepWorker` wrote the result, marks it read and returns the output's JSON text;
  *      RAISES when the step failed (so the pg_durable node fails) or after `wait_seconds`;
  *    - `pgd_http_output(response, step) → text`: the body of a `df.http` response as JSON text;
- *      RAISES on a non-2xx answer or a body that is not JSON.
+ *      RAISES on a non-2xx answer or a body that is not JSON (graphs compiled before migration 3).
+ * 3. `http_calls`, the HTTP binding's calls (`StepBinding.http`):
+ *    - `pgd_http_call(instance_id, step_key, step) → result_key`: the key (`<step key>:<iteration>`)
+ *      of the call of that step the graph has not read yet, or a new one (next iteration);
+ *    - `pgd_http_output(response, step, instance_id, result_key) → text`: the body of a 2xx
+ *      `df.http` response as JSON text, and the call marked read; RAISES on any other answer with
+ *      the `message` of the JSON error the endpoint sent (the body in DETAIL), or on a body that is
+ *      not JSON.
  *
- * The first two are `SECURITY DEFINER` (they write pgflows' tables) and not executable by PUBLIC:
- * grant them to the roles that start pg_durable instances with `grant`.
+ * `pgd_enqueue_step`, `pgd_step_result`, `pgd_http_call` and the 4-argument `pgd_http_output` are
+ * `SECURITY DEFINER` (they write pgflows' tables) and not executable by PUBLIC: grant them to the
+ * roles that start pg_durable instances with `grant`.
  *
  * @since 0.1.0
  */
@@ -221,7 +229,8 @@ export * as PgDurableScheduler from "./PgDurableScheduler.ts"
  * own statement (pg_durable's worker waits only 5 seconds for the starting transaction to commit).
  *
  * Bindings: `StepBinding.worker()` (default; a `StepWorker` runs the steps) or
- * `StepBinding.http(baseUrl)` (pg_durable POSTs to `<baseUrl>/steps/<name>`). Both need
+ * `StepBinding.http(baseUrl, { secret })` (pg_durable POSTs to `<baseUrl>/steps/<name>`; a `Redacted`
+ * secret is written into the script, a `StepBinding.variable` secret is not). Both need
  * `PgDurableMigrations` applied in the pg_durable database.
  *
  * @since 0.1.0
@@ -241,13 +250,19 @@ export * as SqlExporter from "./SqlExporter.ts"
  *   instance id, the step's key in the graph and an iteration number, so loops get a fresh call per
  *   iteration and a re-run of the enqueue node (pg_durable runs activities at least once) finds the
  *   call it made.
- * - `http`: a SQL node builds the input's JSON, `df.http` POSTs it to `<baseUrl>/steps/<name>` with
- *   `Content-Type: application/json`, `X-Pgflows-Instance-Id` (the compiled SQL sets it from
- *   `{sys_instance_id}`: pg_durable sends no such header itself) and `X-Pgflows-Step-Key`, and
- *   `<schema>.pgd_http_output(response, step)` returns the body, raising on any non-2xx answer. The
- *   endpoint's contract: answer 2xx with the step's encoded output as JSON, 5xx when the step failed
- *   (pg_durable fails the node on 5xx, and completes it on 4xx, which the output node then fails).
- *   Released pg_durable builds only reach Azure service domains (never localhost).
+ * - `http`: three nodes per call. A SQL node asks `<schema>.pgd_http_call(instance, key, step)` for
+ *   the call's result key (`<step key>:<iteration>`: the unread call of that step of the instance, or
+ *   a new one, so each iteration of a loop gets a key of its own and a node pg_durable runs again
+ *   finds the key it had) and builds the input's JSON; `df.http` POSTs the input to
+ *   `<baseUrl>/steps/<name>` with `Content-Type: application/json`, `X-Pgflows-Instance-Id` (from
+ *   `{sys_instance_id}`: pg_durable sends no such header itself), `X-Pgflows-Result-Key` and the
+ *   shared secret (`X-Pgflows-Step-Secret` by default); then
+ *   `<schema>.pgd_http_output(response, step, instance, key)` returns the body as JSON text, marks
+ *   the call read, and RAISES on any non-2xx answer with the message the endpoint sent, so the
+ *   pg_durable node fails instead of reading an error as output. The endpoint (`@pgflows/server`)
+ *   answers 2xx with the step's encoded output, and records the outcome per (instance, result key):
+ *   a repeated request gets the recorded answer and never runs a completed step again.
+ *   Released pg_durable builds only reach Azure service domains (never localhost or a bare IP).
  *
  * Both bindings use SQL functions of `PgDurableMigrations`, which must be applied in the database
  * where pg_durable runs.
@@ -255,6 +270,29 @@ export * as SqlExporter from "./SqlExporter.ts"
  * @since 0.1.0
  */
 export * as StepBinding from "./StepBinding.ts"
+
+/**
+ * Runs one call of a step outside a workflow, as push mode needs it: the step's attempts as its
+ * retry `Schedule` says, each bounded by its `timeout`, with the plugins' step hooks around each
+ * attempt, and the outcome as JSON (the output encoded with the step's output Schema, or the error
+ * encoded with its error Schema). `StepWorker` (worker binding) and `@pgflows/server`'s step
+ * endpoint (HTTP binding) both run steps through it, so a step behaves the same whichever way
+ * pg_durable calls it.
+ *
+ * **Gotchas**
+ *
+ * - The input must already be decoded with the step's input Schema (`JsonCodec.codec(step.input)`):
+ *   what to do with an input that does not decode is the caller's business (the worker records a
+ *   `DecodeError`, the endpoint answers 422).
+ * - A step without a retry schedule runs once. A schedule that never stops keeps retrying: bound it
+ *   (`Schedule.upTo({ times })`), or give the call a `deadline`.
+ * - `defects: "hide"` (the HTTP endpoint's) keeps what the step did not choose to expose out of the
+ *   outcome: a defect, or an error its error Schema does not describe, becomes a generic message,
+ *   and the full cause goes to the log instead.
+ *
+ * @since 0.1.0
+ */
+export * as StepExecutor from "./StepExecutor.ts"
 
 /**
  * Runs the steps that pg_durable graphs call through the worker binding (`StepBinding.worker`).

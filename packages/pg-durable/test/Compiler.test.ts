@@ -241,18 +241,24 @@ describe("Compiler: rendering of each node kind", () => {
       assert.strictEqual(compiled.captures[1]!.schema, chargePayment.output as unknown)
     }))
 
-  it.effect("step, HTTP binding: body node, df.http with the instance id header, output node", () =>
+  it.effect("step, HTTP binding: a result key per call, df.http with the instance id, key and secret, output node", () =>
     Effect.gen(function*() {
       const graph = Graph.step(double, { capture: "d", input: Graph.value(21) })
       const { functions } = yield* render(graph, {
-        binding: StepBinding.http("https://steps.azurewebsites.net/pgflows/", { timeout: "1 minute" })
+        binding: StepBinding.http("https://steps.azurewebsites.net/pgflows/", {
+          timeout: "1 minute",
+          secret: StepBinding.variable("step_secret")
+        })
       })
       assert.strictEqual(
         functions,
-        "df.seq(df.seq(df.as(df.sql('SELECT (''21''::jsonb)::text AS body'), '__pgf__body_s1'), " +
-          "df.as(df.http('https://steps.azurewebsites.net/pgflows/steps/double', 'POST', '$__pgf__body_s1', " +
-          "'{\"Content-Type\":\"application/json\",\"X-Pgflows-Instance-Id\":\"{sys_instance_id}\",\"X-Pgflows-Step-Key\":\"s1\"}'::jsonb, 60), " +
-          "'__pgf__http_s1')), df.as(df.sql('SELECT \"pgflows\".pgd_http_output(($__pgf__http_s1), ''double'') AS output'), '__pgf_d'))"
+        "df.seq(df.seq(df.as(df.sql('SELECT \"pgflows\".pgd_http_call(''{sys_instance_id}'', ''s1'', ''double'') AS key, " +
+          "(''21''::jsonb)::text AS body'), '__pgf__body_s1'), " +
+          "df.as(df.http('https://steps.azurewebsites.net/pgflows/steps/double', 'POST', '$__pgf__body_s1.body', " +
+          "'{\"Content-Type\":\"application/json\",\"X-Pgflows-Instance-Id\":\"{sys_instance_id}\"," +
+          "\"X-Pgflows-Result-Key\":\"$__pgf__body_s1.key\",\"X-Pgflows-Step-Secret\":\"{step_secret}\"}'::jsonb, 60), " +
+          "'__pgf__http_s1')), df.as(df.sql('SELECT \"pgflows\".pgd_http_output(($__pgf__http_s1), ''double'', " +
+          "''{sys_instance_id}'', ($__pgf__body_s1.key)) AS output'), '__pgf_d'))"
       )
     }))
 

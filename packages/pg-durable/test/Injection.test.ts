@@ -4,11 +4,13 @@
 // hostile value as data after pg_durable's textual substitution.
 import { assert, describe, it } from "@effect/vitest"
 import { Compiler, Graph, GraphWorkflow, PgDurableError, SqlExporter, StepBinding } from "@pgflows/pg-durable"
-import { Effect, Result, Schema } from "effect"
+import { Effect, Redacted, Result, Schema } from "effect"
 import * as fc from "fast-check"
 import * as PgQuery from "libpg-query"
 import { PgflowsConfig, Step } from "pgflows"
 import { double, steps } from "./fixtures/steps.ts"
+
+const secret = Redacted.make("step-secret")
 
 const compile = (graph: Graph.Any, options?: Compiler.Options) =>
   Compiler.compileNode(graph.node, { steps, ...options, conflicts: graph.conflicts, schemas: graph.schemas })
@@ -400,8 +402,11 @@ describe("names in exported scripts (issue 11, item 2)", () => {
     Effect.gen(function*() {
       for (
         const binding of [
-          StepBinding.http("https://steps.azurewebsites.net/a\u0007b"),
-          StepBinding.http("https://steps.azurewebsites.net", { headers: { Authorization: "Bearer t\r\nX-Admin: 1" } })
+          StepBinding.http("https://steps.azurewebsites.net/a\u0007b", { secret }),
+          StepBinding.http("https://steps.azurewebsites.net", {
+            headers: { Authorization: "Bearer t\r\nX-Admin: 1" },
+            secret
+          })
         ]
       ) {
         const error = yield* Effect.flip(compile(Graph.step(double, { input: Graph.value(1) }), { binding }))

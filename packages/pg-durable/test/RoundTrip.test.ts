@@ -2,14 +2,17 @@
 // parameters) parses with PostgreSQL's parser back into the same graph, for both step bindings.
 import { assert, describe, it } from "@effect/vitest"
 import { Compiler, Decompiler, Graph, StepBinding } from "@pgflows/pg-durable"
-import { Effect, Result } from "effect"
+import { Effect, Redacted, Result } from "effect"
 import * as fc from "fast-check"
 import { PgflowsConfig } from "pgflows"
 import { graph, randomSteps } from "./fixtures/arbitrary.ts"
 
 const bindings: ReadonlyArray<StepBinding.StepBinding> = [
   StepBinding.worker(),
-  StepBinding.http("https://steps.azurewebsites.net/api", { headers: { Authorization: "Bearer t" } })
+  StepBinding.http("https://steps.azurewebsites.net/api", {
+    headers: { Authorization: "Bearer t" },
+    secret: Redacted.make("step-secret")
+  })
 ]
 
 describe("round trip over random graphs", () => {

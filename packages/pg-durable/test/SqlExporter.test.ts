@@ -113,7 +113,9 @@ layer(Database, { excludeTestServices: true })("SqlExporter", (it) => {
 
     it.effect("the HTTP binding is described in the header and compiled into df.http calls", () =>
       Effect.gen(function*() {
-        const sql = yield* (yield* exporter(StepBinding.http("https://app.azurewebsites.net/pgflows")))
+        const sql = yield* (yield* exporter(
+          StepBinding.http("https://app.azurewebsites.net/pgflows", { secret: StepBinding.variable("step_secret") })
+        ))
           .exportWorkflow("process_order")
         assert.include(
           sql,

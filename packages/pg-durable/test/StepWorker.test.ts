@@ -77,11 +77,16 @@ layer(TestDatabase.layer, { excludeTestServices: true })("push mode on PostgreSQ
         const sql = yield* SqlClient.SqlClient
         const { schema } = yield* PgflowsConfig.PgflowsConfig
         const applied = yield* PgDurableMigrations.run
-        assert.deepStrictEqual(applied.map(([id, name]) => [id, name]), [[1, "step_results"], [2, "push_functions"]])
+        assert.deepStrictEqual(applied.map(([id, name]) => [id, name]), [
+          [1, "step_results"],
+          [2, "push_functions"],
+          [3, "http_calls"]
+        ])
         assert.deepStrictEqual(yield* PgDurableMigrations.run, [], "a second run applies nothing")
         const tables = yield* sql<{ table_name: string }>`
           SELECT table_name FROM information_schema.tables WHERE table_schema = ${schema} ORDER BY table_name`
         assert.includeMembers(tables.map((row) => row.table_name), [
+          "http_calls",
           "migrations",
           "pg_durable_migrations",
           "queue_messages",
@@ -93,7 +98,7 @@ layer(TestDatabase.layer, { excludeTestServices: true })("push mode on PostgreSQ
     it.effect("two processes migrating at once apply each migration once", () =>
       Effect.gen(function*() {
         const [a, b] = yield* Effect.all([PgDurableMigrations.run, PgDurableMigrations.run], { concurrency: 2 })
-        assert.strictEqual(a.length + b.length, 2)
+        assert.strictEqual(a.length + b.length, 3)
       }).pipe(Effect.provide(setup())))
   })
 

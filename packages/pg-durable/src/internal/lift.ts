@@ -87,7 +87,11 @@ export const liftRawText = (text: string): Model.Text =>
       : refPart(m[1]!, m[3], m[4] !== undefined, m[2] !== undefined))
 
 /** Parses SQL the compiler wrote, references replaced by bind parameters `$1`, `$2`, ... */
-const parseGenerated = (text: string): { readonly expression: Ast; readonly refs: ReadonlyArray<string> } => {
+const parseGenerated = (text: string): {
+  readonly expression: Ast
+  readonly refs: ReadonlyArray<string>
+  readonly columns: ReadonlyArray<{ readonly name: string | undefined; readonly value: Ast }>
+} => {
   const refs: Array<string> = []
   const sql = text.replace(/\$(__pgf_[A-Za-z0-9_]*)/g, (_, name: string) => {
     refs.push(name)
@@ -98,8 +102,17 @@ const parseGenerated = (text: string): { readonly expression: Ast; readonly refs
     throw new NotAGraph(`a node's SQL does not parse: ${JSON.stringify(text)}`)
   }
   const targets = (parsed.statements[0] as Ast).SelectStmt?.targetList as ReadonlyArray<Ast> | undefined
-  if (targets?.length !== 1) throw new NotAGraph(`unexpected node SQL ${JSON.stringify(text)}`)
-  return { expression: targets[0]!.ResTarget.val, refs }
+  if (targets === undefined || targets.length === 0 || targets.length > 2) {
+    throw new NotAGraph(`unexpected node SQL ${JSON.stringify(text)}`)
+  }
+  return {
+    expression: targets[0]!.ResTarget.val,
+    refs,
+    columns: targets.map((target) => ({
+      name: target.ResTarget.name as string | undefined,
+      value: target.ResTarget.val
+    }))
+  }
 }
 
 const constant = (ast: Ast | undefined): unknown => {
@@ -280,8 +293,15 @@ const workerStep = (enqueue: Dsl & { kind: "sql" }, result: Dsl | undefined, key
 }
 
 const httpStep = (body: Dsl & { kind: "sql" }, request: Dsl | undefined, output: Dsl | undefined, key: string) => {
-  const { expression, refs } = parseGenerated(body.query)
-  if (expression.TypeCast === undefined || typeName(expression.TypeCast) !== "text") {
+  const { columns, refs } = parseGenerated(body.query)
+  const allocation = columns[0]?.value.FuncCall as Ast | undefined
+  const input = columns[1]?.value.TypeCast as Ast | undefined
+  if (
+    columns.length !== 2 || columns[0]!.name !== "key" || columns[1]!.name !== "body" ||
+    allocation === undefined || funcName(allocation) !== "pgd_http_call" || allocation.args?.length !== 3 ||
+    constant(allocation.args[0]) !== "{sys_instance_id}" || constant(allocation.args[1]) !== key ||
+    input === undefined || typeName(input) !== "text"
+  ) {
     throw new NotAGraph(`the body node of step call ${key} is not one this compiler writes`)
   }
   if (request?.kind !== "http" || request.name !== httpName(key)) {
@@ -289,13 +309,23 @@ const httpStep = (body: Dsl & { kind: "sql" }, request: Dsl | undefined, output:
   }
   const match = /\/steps\/([^/]+)$/.exec(request.url)
   if (match === null) throw new NotAGraph(`the request of step call ${key} does not go to a step endpoint`)
+  if (request.body !== `$${bodyName(key)}.body`) {
+    throw new NotAGraph(`the request of step call ${key} does not send its body node's input`)
+  }
   if (output?.kind !== "sql") throw new NotAGraph(`the request of step call ${key} is not followed by its output node`)
   const read = call(output.query, "pgd_http_output")
-  if (read.refs[0] !== httpName(key)) throw new NotAGraph(`the output node of step call ${key} reads another call`)
+  if (
+    read.refs[0] !== httpName(key) || read.refs[1] !== bodyName(key) || read.args.length !== 4 ||
+    constant(read.args[2]) !== "{sys_instance_id}"
+  ) {
+    throw new NotAGraph(`the output node of step call ${key} reads another call`)
+  }
   const step = decodeURIComponent(match[1]!)
-  if (textExpr(read.args[1]!) !== step) throw new NotAGraph(`step call ${key} names two different steps`)
+  if (textExpr(read.args[1]!) !== step || textExpr(allocation.args[2]!) !== step) {
+    throw new NotAGraph(`step call ${key} names two different steps`)
+  }
   return withCapture(
-    { _tag: "Step", step, input: liftExpr(expression.TypeCast.arg, refs) } as Model.StepNode,
+    { _tag: "Step", step, input: liftExpr(input.arg, refs) } as Model.StepNode,
     output.name
   )
 }

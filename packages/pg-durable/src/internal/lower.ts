@@ -45,6 +45,8 @@ export type Binding =
     readonly baseUrl: string
     readonly timeoutSeconds: number
     readonly headers: ReadonlyArray<readonly [string, string]>
+    /** The secret header and its value as pg_durable sends it (the secret, or `{variable}`). */
+    readonly secret: readonly [header: string, value: string]
   }
 
 export const instanceIdSql = "'{sys_instance_id}'"
@@ -150,16 +152,23 @@ export const lower = (
         }, capture)
       ]
       : [
-        { kind: "sql", query: `SELECT (${exprSql(node.input)})::text AS body`, name: bodyName(key) },
+        {
+          kind: "sql",
+          query: `SELECT ${s}.pgd_http_call(${instanceIdSql}, ${Quote.literal(key)}, ${
+            Quote.nodeText(node.step)
+          }) AS key, (${exprSql(node.input)})::text AS body`,
+          name: bodyName(key)
+        },
         {
           kind: "http",
           url: `${binding.baseUrl}/steps/${encodeURIComponent(node.step)}`,
           method: "POST",
-          body: `$${bodyName(key)}`,
+          body: `$${bodyName(key)}.body`,
           headers: JSON.stringify(Object.fromEntries([
             ["Content-Type", "application/json"],
             ["X-Pgflows-Instance-Id", instanceIdRaw],
-            ["X-Pgflows-Step-Key", key],
+            ["X-Pgflows-Result-Key", `$${bodyName(key)}.key`],
+            binding.secret,
             ...binding.headers
           ])),
           timeout: binding.timeoutSeconds,
@@ -167,7 +176,9 @@ export const lower = (
         },
         named({
           kind: "sql",
-          query: `SELECT ${s}.pgd_http_output(($${httpName(key)}), ${Quote.nodeText(node.step)}) AS output`
+          query: `SELECT ${s}.pgd_http_output(($${httpName(key)}), ${Quote.nodeText(node.step)}, ${instanceIdSql}, ($${
+            bodyName(key)
+          }.key)) AS output`
         }, capture)
       ]
     calls.push({ key, step: node.step, capture: node.capture, nodes })

@@ -2,16 +2,34 @@
 // (`pgflows/Step`), the vitest global setup by its package path, and no `internal/` module.
 import { Compiler, Graph } from "@pgflows/pg-durable"
 import * as GraphSpec from "@pgflows/pg-durable/GraphSpec"
+import { Auth, PgflowsServer } from "@pgflows/server"
+import * as PgflowsApi from "@pgflows/server/PgflowsApi"
 import { DatabaseServer, TestDatabase } from "@pgflows/testing"
 import { Console, Effect } from "effect"
 import { Pgflows, Workflow } from "pgflows"
 import * as PgStore from "pgflows/PgStore"
 import * as Step from "pgflows/Step"
 
-const sealed = ["pgflows/internal/engine", "@pgflows/pg-durable/internal/model", "@pgflows/testing/internal/admin"]
+const sealed = [
+  "pgflows/internal/engine",
+  "@pgflows/pg-durable/internal/model",
+  "@pgflows/server/internal/stepCalls",
+  "@pgflows/testing/internal/admin"
+]
 
 const main = Effect.gen(function*() {
-  const modules = { Pgflows, Workflow, PgStore, Step, GraphSpec, DatabaseServer, TestDatabase }
+  const modules = {
+    Pgflows,
+    Workflow,
+    PgStore,
+    Step,
+    GraphSpec,
+    DatabaseServer,
+    TestDatabase,
+    Auth,
+    PgflowsServer,
+    PgflowsApi
+  }
   for (const [name, module] of Object.entries(modules)) {
     if (Object.keys(module).length === 0) return yield* Effect.die(new Error(`${name} exports nothing`))
   }

@@ -1,0 +1,395 @@
+/**
+ * The server's contract, as an Effect `HttpApi`: the routes, what each one takes and answers, its
+ * errors with their status codes, and its middleware. `PgflowsServer` implements it; the OpenAPI
+ * document (`GET /openapi.json`) and a typed client (`HttpApiClient.make(PgflowsApi.Api)`) come from
+ * it.
+ *
+ * | route | scope | answers |
+ * | --- | --- | --- |
+ * | `POST /steps/:name` | step secret | 200 output, 404 `UnknownStep`, 422 `StepInputInvalid`, 500 `StepFailed`, 409 `ResultKeyConflict`, 503 `StepInProgress` |
+ * | `POST /runs` | admin | 201 `{ id, workflow }`, 404 `WorkflowNotFound`, 422 `InvalidInput`, 413 `PayloadTooLarge`, 409 `RunIdConflict` |
+ * | `GET /runs` | read | 200 a page of runs (`workflow`, `status`, `limit`, `cursor`) |
+ * | `GET /runs/:id` | read | 200 the run with its steps, 404 `RunNotFound` |
+ * | `POST /runs/:id/cancel` | admin | 200 `cancelled` or `already-terminal`, 404 |
+ * | `POST /runs/:id/retry`, `/resume` | admin | 202, 404, 409 `RunNotRestartable` |
+ * | `POST /runs/:id/signals/:name` | admin | 202, 404, 409 `RunEnded`, 413, 422 `UnstorableValue` |
+ * | `GET /runs/:id/events/:key` | read | 200 `{ value }`, 404 `EventNotFound` or `RunNotFound` |
+ * | `POST /pg-durable/instances/:id/signals/:name` | admin | 202, 404 `InstanceNotFound`, 409 `SignalNotDelivered` |
+ * | `GET /health` | none | 200 |
+ *
+ * Every route also answers 400 `BadRequest` (a body that is not JSON, a bad header, path or query
+ * parameter), 413 `RequestTooLarge`, 415 `UnsupportedMediaType`, and, where the database fails,
+ * 503 `ServiceUnavailable`; routes with a scope answer 401 `Unauthorized` and 403 `Forbidden`.
+ *
+ * **Gotchas**
+ *
+ * - The OpenAPI document names the step secret's default header, `X-Pgflows-Step-Secret`; a server
+ *   configured with another (`stepSecretHeader`) checks that one.
+ *
+ * @since 0.1.0
+ */
+import * as HttpApi from "effect/http-api/HttpApi"
+import * as HttpApiEndpoint from "effect/http-api/HttpApiEndpoint"
+import * as HttpApiGroup from "effect/http-api/HttpApiGroup"
+import * as HttpApiMiddleware from "effect/http-api/HttpApiMiddleware"
+import * as HttpApiSchema from "effect/http-api/HttpApiSchema"
+import * as HttpApiSecurity from "effect/http-api/HttpApiSecurity"
+import * as OpenApi from "effect/http-api/OpenApi"
+import * as Schema from "effect/Schema"
+import * as StoredText from "pgflows/StoredText"
+import {
+  BadRequest,
+  EventNotFound,
+  Forbidden,
+  InstanceNotFound,
+  InvalidInput,
+  PayloadTooLarge,
+  RequestTooLarge,
+  ResultKeyConflict,
+  RunEnded,
+  RunIdConflict,
+  RunNotFound,
+  RunNotRestartable,
+  ServiceUnavailable,
+  SignalNotDelivered,
+  StepFailed,
+  StepInProgress,
+  StepInputInvalid,
+  Unauthorized,
+  UnknownStep,
+  UnstorableValue,
+  UnsupportedMediaType,
+  WorkflowNotFound
+} from "./ServerError.ts"
+
+/**
+ * A name or id in a path, a header or a query: 1 to 1000 characters PostgreSQL can store.
+ *
+ * @category schemas
+ * @since 0.1.0
+ */
+export const Text = Schema.String.check(
+  Schema.isMinLength(1),
+  Schema.isMaxLength(1000),
+  Schema.makeFilter((text: string) => StoredText.problem(text) ?? true)
+)
+
+/**
+ * A run's state.
+ *
+ * @category schemas
+ * @since 0.1.0
+ */
+export const RunStatus = Schema.Literals(["pending", "running", "suspended", "completed", "failed", "cancelled"])
+
+/**
+ * @category schemas
+ * @since 0.1.0
+ */
+export const StartRequest = Schema.Struct({
+  workflow: Text,
+  /** The run's input, as JSON; decoded with the workflow's input Schema. */
+  input: Schema.optional(Schema.Json),
+  /** The run's id: starting again with the same id returns that run and starts nothing. */
+  id: Schema.optional(Text),
+  /** Start no earlier than this many milliseconds from now. */
+  delayMillis: Schema.optional(Schema.Int.check(Schema.isBetween({ minimum: 0, maximum: 31_536_000_000 })))
+})
+
+/**
+ * @category schemas
+ * @since 0.1.0
+ */
+export const Started = Schema.Struct({ id: Schema.String, workflow: Schema.String })
+
+/**
+ * A journal entry. Times are ISO 8601 strings; `output` and `error` are the stored JSON.
+ *
+ * @category schemas
+ * @since 0.1.0
+ */
+export const StepView = Schema.Struct({
+  key: Schema.String,
+  name: Schema.String,
+  status: Schema.String,
+  attempts: Schema.Number,
+  output: Schema.Unknown,
+  error: Schema.Unknown,
+  startedAt: Schema.NullOr(Schema.String),
+  completedAt: Schema.NullOr(Schema.String),
+  wakeAt: Schema.NullOr(Schema.String)
+})
+
+/**
+ * A run and its journal. `output` and `error` are JSON encoded with the workflow's Schemas (when
+ * this server registers the workflow; otherwise as stored), `null` until the run completed or
+ * failed.
+ *
+ * @category schemas
+ * @since 0.1.0
+ */
+export const RunView = Schema.Struct({
+  id: Schema.String,
+  workflow: Schema.String,
+  status: RunStatus,
+  input: Schema.Unknown,
+  output: Schema.Unknown,
+  error: Schema.Unknown,
+  executions: Schema.Number,
+  recoveries: Schema.Number,
+  parentId: Schema.NullOr(Schema.String),
+  createdAt: Schema.String,
+  updatedAt: Schema.String,
+  startedAt: Schema.NullOr(Schema.String),
+  completedAt: Schema.NullOr(Schema.String),
+  wakeAt: Schema.NullOr(Schema.String),
+  waitingFor: Schema.NullOr(Schema.String),
+  steps: Schema.Array(StepView)
+})
+
+/**
+ * @category schemas
+ * @since 0.1.0
+ */
+export const RunSummary = Schema.Struct({
+  id: Schema.String,
+  workflow: Schema.String,
+  status: RunStatus,
+  executions: Schema.Number,
+  createdAt: Schema.String,
+  updatedAt: Schema.String,
+  completedAt: Schema.NullOr(Schema.String)
+})
+
+/**
+ * One page of runs, newest first; pass `nextCursor` as `cursor` for the next one.
+ *
+ * @category schemas
+ * @since 0.1.0
+ */
+export const RunPage = Schema.Struct({
+  runs: Schema.Array(RunSummary),
+  nextCursor: Schema.NullOr(Schema.String)
+})
+
+/**
+ * @category schemas
+ * @since 0.1.0
+ */
+export const ListQuery = Schema.Struct({
+  workflow: Schema.optional(Text),
+  status: Schema.optional(RunStatus),
+  limit: Schema.optional(Schema.Int.check(Schema.isBetween({ minimum: 1, maximum: 1000 }))),
+  cursor: Schema.optional(Schema.String.check(Schema.isPattern(/^[A-Za-z0-9_-]{1,1000}$/)))
+})
+
+/**
+ * How long to wait for something to appear, in milliseconds (at most 30 seconds).
+ *
+ * @category schemas
+ * @since 0.1.0
+ */
+export const WaitQuery = Schema.Struct({
+  timeout: Schema.optional(Schema.Int.check(Schema.isBetween({ minimum: 0, maximum: 30_000 })))
+})
+
+/**
+ * The headers the compiled graph sends with a step call (pg_durable sends none by itself).
+ *
+ * @category schemas
+ * @since 0.1.0
+ */
+export const StepCallHeaders = Schema.Struct({
+  "x-pgflows-instance-id": Text,
+  "x-pgflows-result-key": Text
+})
+
+// Middleware
+
+/**
+ * Bounds the request body (`maxBodyBytes`) and turns what the HTTP layer refuses (a body that is not
+ * JSON, a bad parameter, a body too large, another content type) into the server's typed errors.
+ *
+ * @category middleware
+ * @since 0.1.0
+ */
+export class RequestGuard extends HttpApiMiddleware.Service<RequestGuard>()("@pgflows/server/RequestGuard", {
+  error: [BadRequest, RequestTooLarge, UnsupportedMediaType]
+}) {}
+
+/**
+ * A bearer token of scope `read` or `admin`.
+ *
+ * @category middleware
+ * @since 0.1.0
+ */
+export class ReadAccess extends HttpApiMiddleware.Service<ReadAccess>()("@pgflows/server/ReadAccess", {
+  security: { bearer: HttpApiSecurity.bearer },
+  error: [Unauthorized, Forbidden]
+}) {}
+
+/**
+ * A bearer token of scope `admin`.
+ *
+ * @category middleware
+ * @since 0.1.0
+ */
+export class AdminAccess extends HttpApiMiddleware.Service<AdminAccess>()("@pgflows/server/AdminAccess", {
+  security: { bearer: HttpApiSecurity.bearer },
+  error: [Unauthorized, Forbidden]
+}) {}
+
+/**
+ * The shared secret the compiled graph sends with each step call.
+ *
+ * @category middleware
+ * @since 0.1.0
+ */
+export class StepSecret extends HttpApiMiddleware.Service<StepSecret>()("@pgflows/server/StepSecret", {
+  security: { stepSecret: HttpApiSecurity.apiKey({ key: "X-Pgflows-Step-Secret", in: "header" }) },
+  error: Unauthorized
+}) {}
+
+// Groups
+
+/**
+ * `POST /steps/:name`: pg_durable's `df.http` calls a step.
+ *
+ * @category groups
+ * @since 0.1.0
+ */
+export class StepsGroup extends HttpApiGroup.make("steps")
+  .add(
+    HttpApiEndpoint.post("call", "/steps/:name", {
+      params: { name: Text },
+      headers: StepCallHeaders,
+      payload: Schema.Json,
+      success: Schema.Unknown,
+      error: [UnknownStep, StepInputInvalid, StepFailed, ResultKeyConflict, StepInProgress, ServiceUnavailable]
+    }).annotateMerge(OpenApi.annotations({
+      summary: "Run a step for pg_durable",
+      description: "Called by compiled graphs (StepBinding.http). Idempotent per (instance id, result key): a " +
+        "repeated call gets the recorded answer and never runs a completed step again. Any answer but 2xx fails " +
+        "the graph's node."
+    }))
+  )
+  .middleware(RequestGuard)
+  .middleware(StepSecret)
+  .annotateMerge(OpenApi.annotations({ title: "steps", description: "The push-mode step endpoint" }))
+{}
+
+/**
+ * The read side of the workflow REST API.
+ *
+ * @category groups
+ * @since 0.1.0
+ */
+export class RunsReadGroup extends HttpApiGroup.make("runsRead")
+  .add(
+    HttpApiEndpoint.get("list", "/runs", {
+      query: ListQuery,
+      success: RunPage,
+      error: ServiceUnavailable
+    }).annotateMerge(OpenApi.annotations({ summary: "List runs, newest first" })),
+    HttpApiEndpoint.get("status", "/runs/:id", {
+      params: { id: Text },
+      success: RunView,
+      error: [RunNotFound, ServiceUnavailable]
+    }).annotateMerge(OpenApi.annotations({ summary: "A run's status, output or error, and steps" })),
+    HttpApiEndpoint.get("event", "/runs/:id/events/:key", {
+      params: { id: Text, key: Text },
+      query: WaitQuery,
+      success: Schema.Struct({ runId: Schema.String, key: Schema.String, value: Schema.Unknown }),
+      error: [EventNotFound, RunNotFound, ServiceUnavailable]
+    }).annotateMerge(OpenApi.annotations({ summary: "The latest value a run published under a key" }))
+  )
+  .middleware(RequestGuard)
+  .middleware(ReadAccess)
+  .annotateMerge(OpenApi.annotations({ title: "runs (read)", description: "Runs and their journals" }))
+{}
+
+/**
+ * The side of the workflow REST API that changes something.
+ *
+ * @category groups
+ * @since 0.1.0
+ */
+export class RunsAdminGroup extends HttpApiGroup.make("runsAdmin")
+  .add(
+    HttpApiEndpoint.post("start", "/runs", {
+      payload: StartRequest,
+      success: Started.pipe(HttpApiSchema.status(201)),
+      error: [WorkflowNotFound, InvalidInput, PayloadTooLarge, RunIdConflict, ServiceUnavailable]
+    }).annotateMerge(OpenApi.annotations({ summary: "Start a run (idempotent by id)" })),
+    HttpApiEndpoint.post("cancel", "/runs/:id/cancel", {
+      params: { id: Text },
+      success: Schema.Struct({ runId: Schema.String, outcome: Schema.Literals(["cancelled", "already-terminal"]) }),
+      error: [RunNotFound, ServiceUnavailable]
+    }).annotateMerge(OpenApi.annotations({ summary: "Cancel a run unless it already ended" })),
+    HttpApiEndpoint.post("retry", "/runs/:id/retry", {
+      params: { id: Text },
+      success: Schema.Struct({ runId: Schema.String }).pipe(HttpApiSchema.status(202)),
+      error: [RunNotFound, RunNotRestartable, ServiceUnavailable]
+    }).annotateMerge(OpenApi.annotations({ summary: "Restart a failed run from the step that failed" })),
+    HttpApiEndpoint.post("resume", "/runs/:id/resume", {
+      params: { id: Text },
+      success: Schema.Struct({ runId: Schema.String }).pipe(HttpApiSchema.status(202)),
+      error: [RunNotFound, RunNotRestartable, ServiceUnavailable]
+    }).annotateMerge(OpenApi.annotations({ summary: "Resume a cancelled run from its journal" })),
+    HttpApiEndpoint.post("signal", "/runs/:id/signals/:name", {
+      params: { id: Text, name: Text },
+      payload: Schema.Json,
+      success: Schema.Struct({ runId: Schema.String, signal: Schema.String }).pipe(HttpApiSchema.status(202)),
+      error: [RunNotFound, RunEnded, PayloadTooLarge, UnstorableValue, ServiceUnavailable]
+    }).annotateMerge(OpenApi.annotations({ summary: "Send a signal to a run (Workflow.waitForSignal)" })),
+    HttpApiEndpoint.post("signalInstance", "/pg-durable/instances/:id/signals/:name", {
+      params: { id: Text, name: Text },
+      query: WaitQuery,
+      payload: Schema.Json,
+      success: Schema.Struct({ instanceId: Schema.String, signal: Schema.String, attempts: Schema.Number }).pipe(
+        HttpApiSchema.status(202)
+      ),
+      error: [InstanceNotFound, SignalNotDelivered, ServiceUnavailable]
+    }).annotateMerge(OpenApi.annotations({
+      summary: "Send a signal to a pg_durable instance",
+      description: "pg_durable drops a signal sent before its wait: the server sends it again until a wait takes it " +
+        "or `timeout` milliseconds pass (default 30 000)."
+    }))
+  )
+  .middleware(RequestGuard)
+  .middleware(AdminAccess)
+  .annotateMerge(OpenApi.annotations({ title: "runs (admin)", description: "Start and steer runs" }))
+{}
+
+/**
+ * `GET /health`, without authentication.
+ *
+ * @category groups
+ * @since 0.1.0
+ */
+export class SystemGroup extends HttpApiGroup.make("system")
+  .add(
+    HttpApiEndpoint.get("health", "/health", {
+      success: Schema.Struct({ status: Schema.Literal("ok") })
+    })
+  )
+  .middleware(RequestGuard)
+{}
+
+/**
+ * The whole API.
+ *
+ * @category api
+ * @since 0.1.0
+ */
+export class Api extends HttpApi.make("pgflows")
+  .add(StepsGroup)
+  .add(RunsReadGroup)
+  .add(RunsAdminGroup)
+  .add(SystemGroup)
+  .annotateMerge(OpenApi.annotations({
+    title: "pgflows",
+    version: "0.1.0",
+    description: "The pgflows workflow REST API and the push-mode step endpoint for pg_durable"
+  }))
+{}
