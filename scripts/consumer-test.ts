@@ -254,11 +254,19 @@ const checks: ReadonlyArray<Check> = [
     run: async () => {
       Fs.mkdirSync(tarballDir, { recursive: true })
       const workspaces = Object.values(published).flatMap((dir) => ["--workspace", `packages/${dir}`])
-      await succeed("npm pack", npm, ["pack", ...workspaces, "--pack-destination", tarballDir], {
-        cwd: root,
-        env: process.env,
-        timeoutMs: 180_000
-      })
+      try {
+        await succeed("npm pack", npm, ["pack", ...workspaces, "--pack-destination", tarballDir], {
+          cwd: root,
+          env: process.env,
+          timeoutMs: 180_000
+        })
+      } finally {
+        // The builds leave dist/ behind (a package's build builds what it depends on, after their own
+        // pack): the workspace runs its sources, and a stale dist/ would shadow them for other tools.
+        for (const dir of Object.values(published)) {
+          Fs.rmSync(Path.join(root, "packages", dir, "dist"), { recursive: true, force: true })
+        }
+      }
       const sizes: Array<string> = []
       for (const file of Fs.readdirSync(tarballDir).filter((file) => file.endsWith(".tgz"))) {
         const listing = await succeed("list", "tar", ["-tzf", Path.join(tarballDir, file)], {

@@ -33,7 +33,7 @@
  */
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import * as Migrator from "effect/sql/Migrator"
+import type * as Migrator from "effect/sql/Migrator"
 import * as SqlClient from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
 import * as Identifier from "pgflows/Identifier"
@@ -259,6 +259,14 @@ $fn$`,
 export const table = (schema: Identifier.Identifier): string => `${schema}.pg_durable_migrations`
 
 /**
+ * The push-mode migrations, as a set `PgMigrations` applies after pgflows' own.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export const set: PgMigrations.MigrationSet = { name: "pg_durable", table, migrations }
+
+/**
  * Applies pgflows' migrations, then the pending push-mode migrations, under an advisory lock.
  * Returns the push-mode migrations it applied.
  *
@@ -269,26 +277,15 @@ export const run: Effect.Effect<
   ReadonlyArray<readonly [id: number, name: string]>,
   Migrator.MigrationError | SqlError,
   SqlClient.SqlClient
-> = Effect.gen(function*() {
-  yield* PgMigrations.run
-  const sql = yield* SqlClient.SqlClient
-  const { schema } = yield* PgflowsConfig.PgflowsConfig
-  const loader = Effect.succeed(
-    migrations(schema).map(([id, name, statements]) =>
-      [
-        id,
-        name,
-        Effect.succeed(Effect.forEach(statements, (statement) => sql.unsafe(statement), { discard: true }))
-      ] as const
-    )
-  )
-  return yield* sql.withTransaction(
-    Effect.gen(function*() {
-      yield* sql`SELECT pg_advisory_xact_lock(hashtext(${`pgflows.pg_durable.migrate:${schema}`}))`
-      return yield* Migrator.make({})({ loader, table: table(schema) })
-    })
-  )
-}).pipe(Effect.withSpan("PgDurableMigrations.run"))
+> = PgMigrations.apply(set)
+
+/**
+ * What a layer does at startup, as `PgflowsConfig.migrations` says (`auto`, `verify`, `off`).
+ *
+ * @category running
+ * @since 0.1.0
+ */
+export const prepare = PgMigrations.prepareSet(set)
 
 /**
  * Runs the migrations when built, and provides nothing.
@@ -296,9 +293,11 @@ export const run: Effect.Effect<
  * @category layers
  * @since 0.1.0
  */
-export const layer: Layer.Layer<never, Migrator.MigrationError | SqlError, SqlClient.SqlClient> = Layer.effectDiscard(
-  run
-)
+export const layer: Layer.Layer<
+  never,
+  Migrator.MigrationError | SqlError | PgflowsConfig.PgflowsConfigError,
+  SqlClient.SqlClient
+> = Layer.effectDiscard(run).pipe(Layer.provide(PgflowsConfig.layerDefault))
 
 /**
  * Lets a role call the push-mode functions (the role pg_durable runs SQL nodes as: the one that

@@ -102,7 +102,7 @@ export const graph = (options: GraphOptions): Graph.Graph<unknown, {}, {}> => {
  */
 export const layer: Layer.Layer<
   Scheduler.Scheduler,
-  StoreError,
+  StoreError | PgflowsConfig.PgflowsConfigError,
   SqlClient.SqlClient | PgDurableClient.PgDurableClient
 > = Layer.effect(
   Scheduler.Scheduler,
@@ -110,14 +110,14 @@ export const layer: Layer.Layer<
     const sql = yield* SqlClient.SqlClient
     const client = yield* PgDurableClient.PgDurableClient
     const config = yield* PgflowsConfig.PgflowsConfig
-    yield* PgMigrations.run.pipe(Effect.mapError(storeError("migrations")))
+    yield* PgMigrations.prepare.pipe(Effect.mapError(storeError("migrations")))
     yield* sql`INSERT INTO ${sql(`${config.schema}.settings`)} (queue, notify_channel)
       VALUES (${config.queue}, ${config.notifyChannel}) ON CONFLICT (singleton) DO NOTHING`.pipe(
       Effect.mapError(storeError("settings"))
     )
     return make(sql, client, config)
   })
-)
+).pipe(Layer.provide(PgflowsConfig.layerDefault))
 
 // internal
 

@@ -208,7 +208,8 @@ export const make = (options: Options): Effect.Effect<SqlExporter["Service"]> =>
  * @category layers
  * @since 0.1.0
  */
-export const layer = (options: Options): Layer.Layer<SqlExporter> => Layer.effect(SqlExporter, make(options))
+export const layer = (options: Options): Layer.Layer<SqlExporter, PgflowsConfig.PgflowsConfigError> =>
+  Layer.effect(SqlExporter, make(options)).pipe(Layer.provide(PgflowsConfig.layerDefault))
 
 /**
  * The name of the start function of a workflow (unquoted): `pgd_start_<name>` when the name is a

@@ -37,7 +37,7 @@ import type { SqlError } from "effect/sql/SqlError"
 import * as Identifier from "pgflows/Identifier"
 import { codec, formatIssues } from "pgflows/JsonCodec"
 import * as PgflowsConfig from "pgflows/PgflowsConfig"
-import { StoreError } from "pgflows/PgflowsError"
+import { type MigrationsMissing, StoreError } from "pgflows/PgflowsError"
 import type * as Plugin from "pgflows/Plugin"
 import type * as Step from "pgflows/Step"
 import * as WorkQueue from "pgflows/WorkQueue"
@@ -104,9 +104,9 @@ export const layer = <const S extends ReadonlyArray<Step.Any>>(
   options: Options<S>
 ): Layer.Layer<
   StepWorker,
-  Migrator.MigrationError | SqlError,
+  Migrator.MigrationError | MigrationsMissing | SqlError | PgflowsConfig.PgflowsConfigError,
   WorkQueue.WorkQueue | SqlClient.SqlClient | Requirements<S[number]>
-> => Layer.effect(StepWorker, make(options))
+> => Layer.effect(StepWorker, make(options)).pipe(Layer.provide(PgflowsConfig.layerDefault))
 
 /**
  * The worker, built in the current context (see `layer`).
@@ -118,11 +118,11 @@ export const make = <const S extends ReadonlyArray<Step.Any>>(
   options: Options<S>
 ): Effect.Effect<
   StepWorker["Service"],
-  Migrator.MigrationError | SqlError,
+  Migrator.MigrationError | MigrationsMissing | SqlError,
   WorkQueue.WorkQueue | SqlClient.SqlClient | Requirements<S[number]>
 > =>
   Effect.gen(function*() {
-    yield* PgDurableMigrations.run
+    yield* PgDurableMigrations.prepare
     const sql = yield* SqlClient.SqlClient
     const queues = yield* WorkQueue.WorkQueue
     const config = yield* PgflowsConfig.PgflowsConfig

@@ -216,8 +216,114 @@ CREATE INDEX schedules_due ON ${s}.schedules (next_tick) WHERE scheduler = 'buil
 }
 
 /**
- * Applies the pending migrations of the configured schema (creating the schema when needed), under
- * an advisory lock. Returns the migrations it applied.
+ * A set of numbered migrations with a table of its own: pgflows' (`core`), and those packages built
+ * on it add (`@pgflows/pg-durable`, `@pgflows/server`), applied after pgflows' own.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface MigrationSet {
+  /** Names the set in the advisory lock and in messages. */
+  readonly name: string
+  /** The table that records the set's applied migrations, in the schema. */
+  readonly table: (schema: Identifier.Identifier) => string
+  readonly migrations: (
+    schema: Identifier.Identifier
+  ) => ReadonlyArray<readonly [id: number, name: string, statements: ReadonlyArray<string>]>
+}
+
+/**
+ * pgflows' own migrations.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export const core: MigrationSet = { name: "pgflows", table: (schema) => `${schema}.migrations`, migrations }
+
+/**
+ * Applies the pending migrations of a set to the configured schema (pgflows' own first, creating
+ * the schema when needed), under an advisory lock per set. Returns the migrations of `set` it
+ * applied.
+ *
+ * @category running
+ * @since 0.1.0
+ */
+export const apply = (set: MigrationSet): Effect.Effect<
+  ReadonlyArray<readonly [id: number, name: string]>,
+  Migrator.MigrationError | SqlError,
+  SqlClient.SqlClient
+> =>
+  Effect.gen(function*() {
+    if (set !== core) yield* apply(core)
+    const sql = yield* SqlClient.SqlClient
+    const { schema } = yield* PgflowsConfig.PgflowsConfig
+    const loader = Effect.succeed(
+      [...set.migrations(schema)].sort((a, b) => a[0] - b[0]).map(([id, name, statements]) =>
+        // The migrator loads each migration (like a dynamic import) and then runs what it loaded.
+        [
+          id,
+          name,
+          Effect.succeed(Effect.forEach(statements, (statement) => sql.unsafe(statement), { discard: true }))
+        ] as const
+      )
+    )
+    const lock = set === core ? `pgflows.migrate:${schema}` : `pgflows.${set.name}.migrate:${schema}`
+    return yield* sql.withTransaction(
+      Effect.gen(function*() {
+        yield* sql`SELECT pg_advisory_xact_lock(hashtext(${lock}))`
+        if (set === core) yield* sql.unsafe(`CREATE SCHEMA IF NOT EXISTS ${Identifier.quote(schema)}`)
+        return yield* Migrator.make({})({ loader, table: set.table(schema) })
+      })
+    )
+  }).pipe(Effect.withSpan("PgMigrations.apply", { attributes: { "pgflows.migrations": set.name } }))
+
+/**
+ * Checks, without writing anything, that every migration of a set (and of pgflows' own) is applied
+ * to the configured schema; fails with the missing ones.
+ *
+ * @category running
+ * @since 0.1.0
+ */
+export const check = (set: MigrationSet): Effect.Effect<void, MigrationsMissing | SqlError, SqlClient.SqlClient> =>
+  Effect.gen(function*() {
+    if (set !== core) yield* check(core)
+    const sql = yield* SqlClient.SqlClient
+    const { schema } = yield* PgflowsConfig.PgflowsConfig
+    const wanted = [...set.migrations(schema)].sort((a, b) => a[0] - b[0])
+    const [table] = yield* sql<{ exists: boolean }>`SELECT to_regclass(${set.table(schema)}) IS NOT NULL AS exists`
+    const applied = table?.exists === true
+      ? new Set(
+        (yield* sql<{ id: number }>`SELECT migration_id AS id FROM ${sql(set.table(schema))}`).map((row) => row.id)
+      )
+      : new Set<number>()
+    const missing = wanted.filter(([id]) => !applied.has(id)).map(([id, name]) =>
+      set === core ? `${id} (${name})` : `${set.name} ${id} (${name})`
+    )
+    if (missing.length > 0) return yield* new MigrationsMissing({ schema, missing })
+  }).pipe(Effect.withSpan("PgMigrations.check", { attributes: { "pgflows.migrations": set.name } }))
+
+/**
+ * What the layers do at startup for a set, as `PgflowsConfig.migrations` says: apply (`auto`),
+ * check (`verify`) or nothing (`off`).
+ *
+ * @category running
+ * @since 0.1.0
+ */
+export const prepareSet = (
+  set: MigrationSet
+): Effect.Effect<void, Migrator.MigrationError | MigrationsMissing | SqlError, SqlClient.SqlClient> =>
+  Effect.flatMap(
+    PgflowsConfig.PgflowsConfig,
+    (config): Effect.Effect<void, Migrator.MigrationError | MigrationsMissing | SqlError, SqlClient.SqlClient> =>
+      config.migrations === "auto"
+        ? Effect.asVoid(apply(set))
+        : config.migrations === "verify"
+        ? check(set)
+        : Effect.void
+  )
+
+/**
+ * Applies pgflows' pending migrations (`apply(core)`). Returns the migrations it applied.
  *
  * @category running
  * @since 0.1.0
@@ -226,54 +332,18 @@ export const run: Effect.Effect<
   ReadonlyArray<readonly [id: number, name: string]>,
   Migrator.MigrationError | SqlError,
   SqlClient.SqlClient
-> = Effect.gen(function*() {
-  const sql = yield* SqlClient.SqlClient
-  const { schema } = yield* PgflowsConfig.PgflowsConfig
-  const loader = Effect.succeed(
-    [...migrations(schema)].sort((a, b) => a[0] - b[0]).map(([id, name, statements]) =>
-      // The migrator loads each migration (like a dynamic import) and then runs what it loaded.
-      [
-        id,
-        name,
-        Effect.succeed(Effect.forEach(statements, (statement) => sql.unsafe(statement), { discard: true }))
-      ] as const
-    )
-  )
-  return yield* sql.withTransaction(
-    Effect.gen(function*() {
-      yield* sql`SELECT pg_advisory_xact_lock(hashtext(${`pgflows.migrate:${schema}`}))`
-      yield* sql.unsafe(`CREATE SCHEMA IF NOT EXISTS ${Identifier.quote(schema)}`)
-      return yield* Migrator.make({})({ loader, table: `${schema}.migrations` })
-    })
-  )
-}).pipe(Effect.withSpan("PgMigrations.run"))
+> = apply(core)
 
 /**
- * Checks that every migration of this version is applied to the configured schema, without writing
- * anything; fails with the missing ones.
+ * Checks pgflows' own migrations (`check(core)`).
  *
  * @category running
  * @since 0.1.0
  */
-export const verify: Effect.Effect<void, MigrationsMissing | SqlError, SqlClient.SqlClient> = Effect.gen(function*() {
-  const sql = yield* SqlClient.SqlClient
-  const { schema } = yield* PgflowsConfig.PgflowsConfig
-  const wanted = [...migrations(schema)].sort((a, b) => a[0] - b[0])
-  const [table] = yield* sql<{ exists: boolean }>`SELECT to_regclass(${`${
-    Identifier.quote(schema)
-  }.migrations`}) IS NOT NULL AS exists`
-  const applied = table?.exists === true
-    ? new Set(
-      (yield* sql<{ id: number }>`SELECT migration_id AS id FROM ${sql(`${schema}.migrations`)}`).map((row) => row.id)
-    )
-    : new Set<number>()
-  const missing = wanted.filter(([id]) => !applied.has(id)).map(([id, name]) => `${id} (${name})`)
-  if (missing.length > 0) return yield* new MigrationsMissing({ schema, missing })
-}).pipe(Effect.withSpan("PgMigrations.verify"))
+export const verify: Effect.Effect<void, MigrationsMissing | SqlError, SqlClient.SqlClient> = check(core)
 
 /**
- * What the layers do at startup, as `PgflowsConfig.migrations` says: apply (`auto`), check (`verify`)
- * or nothing (`off`).
+ * `prepareSet(core)`: what `PgStore` and `PgWorkQueue` do at startup.
  *
  * @category running
  * @since 0.1.0
@@ -282,11 +352,7 @@ export const prepare: Effect.Effect<
   void,
   Migrator.MigrationError | MigrationsMissing | SqlError,
   SqlClient.SqlClient
-> = Effect.flatMap(
-  PgflowsConfig.PgflowsConfig,
-  (config): Effect.Effect<void, Migrator.MigrationError | MigrationsMissing | SqlError, SqlClient.SqlClient> =>
-    config.migrations === "auto" ? Effect.asVoid(run) : config.migrations === "verify" ? verify : Effect.void
-)
+> = prepareSet(core)
 
 /**
  * Runs the migrations when built, and provides nothing.

@@ -56,6 +56,8 @@ import type { unhandled } from "effect/Types"
 import * as Http from "node:http"
 import { formatIssues, toIssues } from "pgflows/JsonCodec"
 import * as Pgflows from "pgflows/Pgflows"
+import * as PgflowsConfig from "pgflows/PgflowsConfig"
+import type { MigrationsMissing } from "pgflows/PgflowsError"
 import type * as Plugin from "pgflows/Plugin"
 import type * as Step from "pgflows/Step"
 import * as Auth from "./Auth.ts"
@@ -143,12 +145,16 @@ export const layer = <const S extends ReadonlyArray<Step.Any> = readonly []>(
   options: Options<S>
 ): Layer.Layer<
   never,
-  ServerConfig.ServerConfigError | Migrator.MigrationError | SqlError,
+  | ServerConfig.ServerConfigError
+  | Migrator.MigrationError
+  | MigrationsMissing
+  | SqlError
+  | PgflowsConfig.PgflowsConfigError,
   HttpRouter.HttpRouter | Requirements | StepWorker.Requirements<S[number]> | HttpServices
 > =>
   Layer.unwrap(Effect.gen(function*() {
     const settings = yield* check(options)
-    yield* ServerMigrations.run
+    yield* ServerMigrations.prepare
     const executor = yield* StepExecutor.make({
       plugins: options.plugins,
       pluginTimeout: options.pluginTimeout,
@@ -208,7 +214,7 @@ export const layer = <const S extends ReadonlyArray<Step.Any> = readonly []>(
         stepSecret(settings.stepSecret, settings.stepSecretHeader)
       ])
     )
-  }))
+  })).pipe(Layer.provide(PgflowsConfig.layerDefault))
 
 /**
  * The routes as a server of their own, on Node's `http`; unknown routes answer a JSON 404.

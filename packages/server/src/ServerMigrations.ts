@@ -12,10 +12,10 @@
  *
  * @since 0.1.0
  */
-import * as Effect from "effect/Effect"
+import type * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import * as Migrator from "effect/sql/Migrator"
-import * as SqlClient from "effect/sql/SqlClient"
+import type * as Migrator from "effect/sql/Migrator"
+import type * as SqlClient from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
 import * as Identifier from "pgflows/Identifier"
 import * as PgflowsConfig from "pgflows/PgflowsConfig"
@@ -64,8 +64,16 @@ export const migrations = (
 export const table = (schema: Identifier.Identifier): string => `${schema}.server_migrations`
 
 /**
- * Applies pgflows' migrations, then the server's pending ones, under an advisory lock. Returns the
- * server's migrations it applied.
+ * The server's migrations, as a set `PgMigrations` applies after pgflows' own.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export const set: PgMigrations.MigrationSet = { name: "server", table, migrations }
+
+/**
+ * Applies pgflows' migrations, then the pending server's migrations, under an advisory lock.
+ * Returns the server's migrations it applied.
  *
  * @category running
  * @since 0.1.0
@@ -74,26 +82,15 @@ export const run: Effect.Effect<
   ReadonlyArray<readonly [id: number, name: string]>,
   Migrator.MigrationError | SqlError,
   SqlClient.SqlClient
-> = Effect.gen(function*() {
-  yield* PgMigrations.run
-  const sql = yield* SqlClient.SqlClient
-  const { schema } = yield* PgflowsConfig.PgflowsConfig
-  const loader = Effect.succeed(
-    migrations(schema).map(([id, name, statements]) =>
-      [
-        id,
-        name,
-        Effect.succeed(Effect.forEach(statements, (statement) => sql.unsafe(statement), { discard: true }))
-      ] as const
-    )
-  )
-  return yield* sql.withTransaction(
-    Effect.gen(function*() {
-      yield* sql`SELECT pg_advisory_xact_lock(hashtext(${`pgflows.server.migrate:${schema}`}))`
-      return yield* Migrator.make({})({ loader, table: table(schema) })
-    })
-  )
-}).pipe(Effect.withSpan("ServerMigrations.run"))
+> = PgMigrations.apply(set)
+
+/**
+ * What a layer does at startup, as `PgflowsConfig.migrations` says (`auto`, `verify`, `off`).
+ *
+ * @category running
+ * @since 0.1.0
+ */
+export const prepare = PgMigrations.prepareSet(set)
 
 /**
  * Runs the migrations when built, and provides nothing.
@@ -101,6 +98,8 @@ export const run: Effect.Effect<
  * @category layers
  * @since 0.1.0
  */
-export const layer: Layer.Layer<never, Migrator.MigrationError | SqlError, SqlClient.SqlClient> = Layer.effectDiscard(
-  run
-)
+export const layer: Layer.Layer<
+  never,
+  Migrator.MigrationError | SqlError | PgflowsConfig.PgflowsConfigError,
+  SqlClient.SqlClient
+> = Layer.effectDiscard(run).pipe(Layer.provide(PgflowsConfig.layerDefault))

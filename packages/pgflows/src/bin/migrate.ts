@@ -2,7 +2,8 @@
 /**
  * `pgflows-migrate`: applies pgflows' migrations to the configured database and schema, for a deploy
  * step that runs with a role allowed to create tables, so that the application itself can run with
- * `PGFLOWS_MIGRATIONS=verify` (or `off`) and only USAGE and DML rights.
+ * `PGFLOWS_MIGRATIONS=verify` (or `off`) and only USAGE and DML rights. The migrations of the pgflows
+ * packages installed next to it (`@pgflows/pg-durable`, `@pgflows/server`) are applied too.
  *
  * Configured like the library: `PGFLOWS_DATABASE_URL` (or `DATABASE_URL`), `PGFLOWS_SCHEMA`, ...
  * `--verify` checks instead of applying (exit 1 when a migration is missing). Exit status 0 on
@@ -25,19 +26,46 @@ if (args.includes("--help") || unknown.length > 0) {
 }
 const verifyOnly = args.includes("--verify")
 
+/** The migration set a package installed next to pgflows exports, if it is installed. */
+const installed = async (specifier: string): Promise<PgMigrations.MigrationSet | undefined> => {
+  try {
+    const module = (await import(specifier)) as { readonly set?: PgMigrations.MigrationSet }
+    return module.set
+  } catch (error) {
+    if ((error as { code?: unknown }).code === "ERR_MODULE_NOT_FOUND") return undefined
+    throw error
+  }
+}
+const sets = [
+  PgMigrations.core,
+  ...(await Promise.all([
+    installed("@pgflows/pg-durable/PgDurableMigrations"),
+    installed("@pgflows/server/ServerMigrations")
+  ]))
+    .filter((set): set is PgMigrations.MigrationSet => set !== undefined)
+]
+
 const main = Effect.gen(function*() {
   const config = yield* PgflowsConfig.current
   const where = `schema "${config.schema}" at ${
     config.databaseUrl === undefined ? "?" : DatabaseUrl.describe(config.databaseUrl)
   }`
   if (verifyOnly) {
-    yield* PgMigrations.verify
-    return `pgflows-migrate: ${where} has every migration (${PgMigrations.migrations(config.schema).length})`
+    yield* Effect.forEach(sets, PgMigrations.check, { discard: true })
+    const count = sets.reduce((sum, set) => sum + set.migrations(config.schema).length, 0)
+    return `pgflows-migrate: ${where} has every migration (${count}, of ${sets.map((set) => set.name).join(", ")})`
   }
-  const applied = yield* PgMigrations.run
-  return applied.length === 0
-    ? `pgflows-migrate: ${where} is up to date`
-    : `pgflows-migrate: applied to ${where}: ${applied.map(([id, name]) => `${id} (${name})`).join(", ")}`
+  const lines: Array<string> = []
+  for (const set of sets) {
+    const applied = yield* PgMigrations.apply(set)
+    const label = set === PgMigrations.core ? "" : `${set.name} `
+    lines.push(
+      applied.length === 0
+        ? `pgflows-migrate: ${label}${where} is up to date`
+        : `pgflows-migrate: applied to ${where}: ${applied.map(([id, name]) => `${label}${id} (${name})`).join(", ")}`
+    )
+  }
+  return lines.join("\n")
 }).pipe(
   Effect.provide(PgDatabase.layer({ maxConnections: 1 })),
   Effect.provide(PgflowsConfig.layerDefault)
