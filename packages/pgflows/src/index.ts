@@ -113,7 +113,9 @@ export * as MemoryWorkQueue from "./MemoryWorkQueue.ts"
  *
  * @example
  * ```ts
- * const waiting = yield* Metric.value(Metric.withAttributes(Metrics.runsWithoutWorker, { workflow: "order" }))
+ * const waiting = yield* Metric.value(
+ *   Metric.withAttributes(Metrics.runsWithoutWorker, { workflow: "order", version: "0" })
+ * )
  * ```
  *
  * @since 0.1.0
@@ -192,6 +194,9 @@ export * as PgCronScheduler from "./PgCronScheduler.ts"
  * 6. `trace`: the span context that started a run;
  * 7. `workers`: the running workers and the workflows each serves, so that a run no worker can take
  *    is shown as waiting for one instead of being failed.
+ * 8. `versions`: the version a run started on, the run a fork came from, which journal entries
+ *    transaction steps wrote, and `enqueue_workflow` with a version (by default the newest a live
+ *    worker serves).
  *
  * @since 0.1.0
  */
@@ -380,6 +385,24 @@ export * as Plugin from "./Plugin.ts"
  * @since 0.1.0
  */
 export * as Run from "./Run.ts"
+
+/**
+ * A run's history as a JSON document: the run (workflow, version, input, state) and its whole
+ * journal, with the names and input hashes of its operations and the values they recorded. Export
+ * it with `client.exportHistory(runId)` (or `RunHistory.read`), keep it next to the code (a file
+ * under `test/`), and let `ReplayCheck.histories` replay it against the code of a deploy in CI.
+ *
+ * @example
+ * ```ts
+ * const history = yield* client.exportHistory(runId)
+ * Fs.writeFileSync("test/histories/order-1.json", RunHistory.toJson(history))
+ * // later, in a test:
+ * const recorded = yield* RunHistory.fromJson(Fs.readFileSync("test/histories/order-1.json", "utf8"))
+ * ```
+ *
+ * @since 0.1.0
+ */
+export * as RunHistory from "./RunHistory.ts"
 
 /**
  * Recurring runs of workflows: one service, three implementations.
