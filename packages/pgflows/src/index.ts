@@ -378,6 +378,34 @@ export * as PgflowsError from "./PgflowsError.ts"
 export * as Plugin from "./Plugin.ts"
 
 /**
+ * Replays recorded runs against the current code without executing anything, and says for each run
+ * whether it replays cleanly or where it diverges, so that a CI can check a deploy before it
+ * happens. Each run is replayed by the definition of the version it started on, through the same
+ * replay engine as a worker: every durable operation the code asks for is matched with the journal
+ * (name and input hash at its key) and answered with the recorded value; at the end of the journal
+ * the check stops, where a worker would go on. No step runs, nothing is written.
+ *
+ * The histories come from the database (`ReplayCheck.stored`, the runs in flight by default) or
+ * from exported documents (`ReplayCheck.histories`, see `RunHistory`).
+ *
+ * @example
+ * ```ts
+ * const recorded = yield* RunHistory.fromJson(Fs.readFileSync("test/histories/order-1.json", "utf8"))
+ * const report = yield* ReplayCheck.histories([order], [recorded])
+ * assert.isTrue(report.ok, ReplayCheck.format(report))
+ * ```
+ *
+ * **Gotchas**
+ *
+ * Code between durable operations runs as it would in a worker, in the context of the caller: a
+ * workflow body that reads a service outside its steps needs it provided. A race still undecided
+ * in the journal stops the check at the race.
+ *
+ * @since 0.1.0
+ */
+export * as ReplayCheck from "./ReplayCheck.ts"
+
+/**
  * Runs as the client sees them: ids, states, and what `status` and `list` return.
  *
  * Lifecycle: `pending -> running -> (suspended -> running)* -> completed | failed | cancelled`.
