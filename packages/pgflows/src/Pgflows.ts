@@ -902,10 +902,12 @@ const make = <const W extends ReadonlyArray<Workflow.Any>>(options: Options<W>) 
     /** Applies `act` to each selected run (a few at a time); what it could not do is skipped, with why. */
     const each = <E>(
       ids: ReadonlyArray<string>,
-      act: (id: string) => Effect.Effect<string | undefined, E>
+      act: (id: string, index: number) => Effect.Effect<string | undefined, E>
     ) =>
       Effect.map(
-        Effect.forEach(ids, (id) => Effect.map(act(id), (skipped) => ({ id, skipped })), { concurrency: 8 }),
+        Effect.forEach(ids, (id, index) => Effect.map(act(id, index), (skipped) => ({ id, skipped })), {
+          concurrency: 8
+        }),
         (outcomes) => ({
           done: outcomes.filter((o) => o.skipped === undefined).map((o) => o.id),
           skipped: outcomes.flatMap((o) => o.skipped === undefined ? [] : [{ runId: o.id, reason: o.skipped }])
@@ -949,17 +951,18 @@ const make = <const W extends ReadonlyArray<Workflow.Any>>(options: Options<W>) 
         })
       }
       const dryRun = forkOptions.dryRun === true
-      const forks: Array<ForkPlan | Forked> = []
+      // In the order of the selection, whatever order the forks finish in.
+      const forks: Array<ForkPlan | Forked | undefined> = found.ids.map(() => undefined)
       const attempt = (
         id: string
       ): Effect.Effect<ForkPlan | Forked, InvalidFork | RunNotFound | RunIdConflict | UnknownVersion | StoreError> =>
         dryRun ? forkPlan(id, forkOptions) : fork(id, { fromStep: forkOptions.fromStep, version: forkOptions.version })
-      const outcome = yield* each(found.ids, (id) =>
+      const outcome = yield* each(found.ids, (id, index) =>
         attempt(id)
           .pipe(
             Effect.map((forked) => {
-              forks.push(forked)
-              return dryRun ? "dry run" : undefined
+              forks[index] = forked
+              return undefined
             }),
             Effect.catchTags({
               InvalidFork: (error) => Effect.succeed(error.reason),
@@ -973,9 +976,9 @@ const make = <const W extends ReadonlyArray<Workflow.Any>>(options: Options<W>) 
         dryRun,
         matched: found.total,
         selected: found.ids,
-        done: outcome.done,
-        skipped: dryRun ? outcome.skipped.filter((s) => s.reason !== "dry run") : outcome.skipped,
-        forks
+        done: dryRun ? [] : outcome.done,
+        skipped: outcome.skipped,
+        forks: forks.filter((fork) => fork !== undefined)
       } satisfies BulkForkResult
     })
 

@@ -132,6 +132,7 @@ export const bulkSuite = <R>(backend: Backend<R>, it: Tester<R>) => {
         { fromStep: "ship", version: 2 }
       )
       assert.deepStrictEqual([forked.matched, forked.done], [2, [ones[1], ones[2]]])
+      assert.deepStrictEqual(forked.forks.map((f) => f.runId), forked.selected, "in the order of the selection")
       yield* client.processOnce
       for (const fork of forked.forks) {
         assert.isTrue("id" in fork)
