@@ -130,6 +130,32 @@ export const forkSuite = <R>(backend: Backend<R>, it: Tester<R>) => {
       assert.deepStrictEqual([fromBook.fromKey, fromBook.kept], ["2", ["1"]])
     })))
 
+  it.effect("a fork past a child workflow replays the original's child instead of starting another", () =>
+    within(Effect.gen(function*() {
+      const calls = counter()
+      const kid = Workflow.make("kid", {
+        input: Num,
+        output: Num,
+        run: (i) => Effect.as(calls.hit("kid"), { n: i.n * 2 })
+      })
+      const after = Step.make("after", { input: Num, output: Num, run: (i) => Effect.as(calls.hit("after"), i) })
+      const parent = Workflow.make("parent", {
+        input: Num,
+        output: Num,
+        run: (input) => Effect.flatMap(Workflow.child(kid, input), after)
+      })
+      const client = yield* engine([parent, kid])
+      const id = yield* client.start(parent, { n: 4 })
+      for (let i = 0; i < 3; i++) yield* client.processOnce
+      assert.deepStrictEqual(yield* client.result(id), { n: 8 })
+      const forked = yield* client.fork(id, { fromStep: "after" })
+      assert.deepStrictEqual(forked.kept, ["1", "2"])
+      yield* client.processOnce
+      assert.deepStrictEqual(yield* client.result(forked.id), { n: 8 })
+      assert.deepStrictEqual([calls.get("kid"), calls.get("after")], [1, 2], "the child ran once")
+      assert.strictEqual((yield* client.list({ workflow: "kid" })).runs.length, 1)
+    })))
+
   it.effect("forks of an unknown run, step or version are typed errors, and nothing is written", () =>
     within(Effect.gen(function*() {
       const calls = counter()
