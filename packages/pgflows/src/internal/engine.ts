@@ -940,7 +940,12 @@ export class RunExecution implements Execution {
       const name = "pgflows.child"
       const subject = `input of child workflow "${spec.name}" (key ${key})`
       const encodedInput = yield* this.encode(spec.input, input, subject)
-      const childId = id ?? `${this.runId}:${key}`
+      // A child started earlier keeps the id it was started with: a fork replays its original's child.
+      const recorded = this.journal.get(key)
+      const started = recorded?.name === "pgflows.child"
+        ? (recorded.output as { child?: unknown } | null)?.child
+        : undefined
+      const childId = id ?? (typeof started === "string" ? started : `${this.runId}:${key}`)
       yield* this.storableName(childId, `id of child workflow "${spec.name}" (key ${key})`)
       const inputHash = hash({ workflow: spec.name, input: encodedInput, id: childId })
       return yield* this.operation(key, name, inputHash, {
