@@ -50,7 +50,7 @@ const deploy = <const W extends ReadonlyArray<Workflow.Any>>(workflows: W) =>
 
 const program = Effect.gen(function*() {
   const old = yield* deploy([v1])
-  yield* old.startBatch(v1, [{ id: "A-1", country: "IS" }, { id: "A-2", country: "IS" }])
+  yield* old.startBatch(v1, [{ id: "A-1", country: "IS" }, { id: "A-2", country: "IS" }], { ids: ["A-1", "A-2"] })
   yield* old.processOnce // both fail with NoRoute: dead letters
   const late = yield* old.start(v1, { id: "A-3", country: "FR" }) // started just before the deploy
 
