@@ -133,6 +133,45 @@ layer(TestDatabase.layer, { excludeTestServices: true })("README examples", (it)
     { timeout: 60_000 }
   )
 
+  it.effect(
+    "the README's \"Changing workflows\" shows patching.ts and versioning.ts as they are, and they run",
+    () =>
+      Effect.sync(() => {
+        const readme = Fs.readFileSync(Path.join(root, "README.md"), "utf8")
+        const section = /## Changing workflows\n([\s\S]*?)\n## /.exec(readme)?.[1] ?? ""
+        const blocks = [...section.matchAll(/```ts\n([\s\S]*?)```/g)].map((match) => match[1])
+        const files = ["patching.ts", "versioning.ts"].map((name) => Path.join(root, "packages/examples/src", name))
+        assert.deepStrictEqual(
+          blocks,
+          files.map((file) => Fs.readFileSync(file, "utf8").split("\n").slice(1).join("\n"))
+        )
+        const run = (file: string) => {
+          const result = ChildProcess.spawnSync(process.execPath, [file], { encoding: "utf8", timeout: 60_000 })
+          assert.strictEqual(result.status, 0, result.stdout + result.stderr)
+          return result.stdout
+        }
+        const patching = run(files[0]!)
+        assert.match(
+          patching,
+          /^DIVERGES run notify-ORD-1 \(workflow "notify", suspended\) at key 1: recorded "charge"/m
+        )
+        assert.match(patching, /^patched: safe to deploy$/m)
+        assert.match(patching, /^notify-ORD-1: email ORD-1\nnotify-ORD-2: sms ORD-2\nnotify-ORD-3: sms ORD-3$/m)
+        assert.strictEqual(patching.match(/ran email for ORD-1/g)?.length, 1, "the email is replayed, not sent again")
+        assert.notMatch(patching, /ran email for ORD-2/)
+        const versioning = run(files[1]!)
+        assert.match(
+          versioning,
+          /in flight: \[\{"workflow":"order","version":1,"runs":1\},\{"workflow":"order","version":2,"runs":1\}\]/
+        )
+        assert.match(versioning, /dry run: 2 runs to fork; each keeps keys 1,2 and repeats 0 completed steps/)
+        assert.match(versioning, /A-1 by ferry \(v2\)\nA-2 by ferry \(v2\)\nA-3 by truck \(v1\)\nB-1 by ferry \(v2\)/)
+        assert.strictEqual(versioning.match(/reserved A-1/g)?.length, 1, "the fork replays reserve and pay")
+        assert.match(versioning, /in flight: \[\]$/m)
+      }),
+    { timeout: 60_000 }
+  )
+
   it.effect("quickstart.ts completes a run against a real PostgreSQL", () =>
     Effect.gen(function*() {
       const database = yield* TestDatabase.TestDatabase

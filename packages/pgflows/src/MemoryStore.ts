@@ -14,6 +14,7 @@ import * as Layer from "effect/Layer"
 import * as PubSub from "effect/PubSub"
 import * as Queue from "effect/Queue"
 import type { MemoryQueueState } from "./internal/memoryQueue.ts"
+import * as Versions from "./internal/versions.ts"
 import * as MemoryWorkQueue from "./MemoryWorkQueue.ts"
 import * as PgflowsConfig from "./PgflowsConfig.ts"
 import type { StoreError } from "./PgflowsError.ts"
@@ -56,6 +57,7 @@ const make = (
   const steps = new Map<string, Map<string, Store.StepRecord>>()
   const signals: Array<{ runId: string; name: string; payload: unknown; consumedKey: string | null }> = []
   const events = new Map<string, { value: unknown; updatedAt: number }>()
+  /** Live workers and the workflow keys (`internal/versions.ts`) they serve. */
   const workers = new Map<string, { readonly workflows: ReadonlyArray<string>; readonly expiresAt: number }>()
   const queue = config.queue
 
@@ -63,8 +65,24 @@ const make = (
     Effect.flatMap(Clock.currentTimeMillis, (now) => Effect.sync(() => f(now)))
   const notify = (notification: Store.Notification) => PubSub.publishUnsafe(notifications, notification)
   const snapshot = ({ input: _, ...run }: MutableRun): Store.RunRecord => ({ ...run })
-  const served = (workflow: string, now: number) =>
-    [...workers.values()].some((worker) => worker.expiresAt > now && worker.workflows.includes(workflow))
+  const served = (key: string, now: number) =>
+    [...workers.values()].some((worker) => worker.expiresAt > now && worker.workflows.includes(key))
+  /** The newest version of `workflow` a live worker serves, else 0. */
+  const newestServed = (workflow: string, now: number) => {
+    let newest = 0
+    for (const worker of workers.values()) {
+      if (worker.expiresAt <= now) continue
+      for (const key of worker.workflows) {
+        const served = Versions.parse(key)
+        if (served.workflow === workflow && served.version > newest) newest = served.version
+      }
+    }
+    return newest
+  }
+  const message = (run: { readonly id: string; readonly workflow: string; readonly version: number }) => ({
+    run: run.id,
+    workflow: Versions.key(run.workflow, run.version)
+  })
 
   const end = (run: MutableRun, msgId: number | null, now: number) => {
     if (msgId !== null) state.delete(msgId)
@@ -129,7 +147,7 @@ const make = (
     run.leaseExpiresAt = null
     run.events++
     run.updatedAt = now
-    run.msgId = state.send(queue, { run: run.id, workflow: run.workflow }, now, 0)
+    run.msgId = state.send(queue, message(run), now, 0)
   }
 
   const claimable = (run: MutableRun, now: number) =>
@@ -155,10 +173,12 @@ const make = (
           const delay = input.delayMillis ?? 0
           const claimed = input.claimFor
           const visibleIn = claimed !== undefined ? claimed.leaseMillis : delay
-          const msgId = state.send(queue, { run: input.id, workflow: input.workflow }, now, visibleIn)
+          const version = input.version ?? newestServed(input.workflow, now)
+          const msgId = state.send(queue, message({ ...input, version }), now, visibleIn)
           runs.set(input.id, {
             id: input.id,
             workflow: input.workflow,
+            version,
             status: claimed !== undefined ? "running" : "pending",
             input: input.input ?? null,
             output: null,
@@ -172,6 +192,7 @@ const make = (
             leaseExpiresAt: claimed !== undefined ? now + claimed.leaseMillis : null,
             wakeAt: delay > 0 && claimed === undefined ? now + delay : null,
             parentId: input.parentId ?? null,
+            forkedFrom: null,
             msgId,
             createdAt: now,
             updatedAt: now,
@@ -202,13 +223,14 @@ const make = (
 
     claim: (request) =>
       atNow((now) => {
-        // Only messages of the workflows this worker registers are read.
+        // Only messages of the workflow versions this worker registers are read.
+        const keys = new Set(request.workflows.map((served) => Versions.key(served.workflow, served.version)))
         const messages = state.read(
           queue,
           now,
           request.leaseMillis,
           request.limit,
-          (message) => request.workflows.includes((message as { workflow: string }).workflow)
+          (message) => keys.has((message as { workflow: string }).workflow)
         )
         const claimed: Array<Store.ClaimedRun> = []
         const claimedRuns = new Set<string>()
@@ -456,6 +478,7 @@ const make = (
         const order = [...runs.values()]
           .filter((run) =>
             (query.workflow === undefined || run.workflow === query.workflow) &&
+            (query.version === undefined || run.version === query.version) &&
             (query.status === undefined || run.status === query.status)
           )
           .sort((a, b) => b.createdAt - a.createdAt || (a.id < b.id ? 1 : a.id > b.id ? -1 : 0))
@@ -468,6 +491,7 @@ const make = (
           runs: page.map((run) => ({
             id: run.id,
             workflow: run.workflow,
+            version: run.version,
             status: run.status,
             executions: run.executions,
             createdAt: run.createdAt,
@@ -480,6 +504,74 @@ const make = (
         }
       }),
 
+    findRuns: (filter) =>
+      Effect.sync(() => {
+        const matching = [...runs.values()]
+          .filter((run) =>
+            run.workflow === filter.workflow &&
+            (filter.version === undefined || run.version === filter.version) &&
+            filter.statuses.includes(run.status) &&
+            (filter.createdAfter === undefined || run.createdAt >= filter.createdAfter) &&
+            (filter.createdBefore === undefined || run.createdAt < filter.createdBefore)
+          )
+          .sort((a, b) => a.createdAt - b.createdAt || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
+        return { total: matching.length, ids: matching.slice(0, filter.limit).map((run) => run.id) }
+      }),
+
+    forkRun: (request) =>
+      atNow((now): Store.ForkResult => {
+        const source = runs.get(request.sourceId)
+        if (source === undefined) return { _tag: "NotFound" }
+        const existing = runs.get(request.id)
+        if (existing !== undefined) {
+          return { _tag: "Exists", workflow: existing.workflow, forkedFrom: existing.forkedFrom }
+        }
+        const msgId = state.send(queue, message({ ...request, workflow: source.workflow }), now, 0)
+        runs.set(request.id, {
+          id: request.id,
+          workflow: source.workflow,
+          version: request.version,
+          status: "pending",
+          input: source.input,
+          output: null,
+          error: null,
+          executions: 0,
+          recoveries: 0,
+          events: 0,
+          deadlineAt: request.timeoutMillis === undefined ? null : now + request.timeoutMillis,
+          trace: null,
+          leaseOwner: null,
+          leaseExpiresAt: null,
+          wakeAt: null,
+          parentId: null,
+          forkedFrom: { runId: source.id, key: request.fromKey },
+          msgId,
+          createdAt: now,
+          updatedAt: now,
+          startedAt: null,
+          completedAt: null
+        })
+        const original = steps.get(source.id)
+        const copied = new Map<string, Store.StepRecord>()
+        for (const key of request.keys) {
+          const entry = original?.get(key)
+          if (entry !== undefined) copied.set(key, { ...entry, runId: request.id })
+        }
+        steps.set(request.id, copied)
+        notify({ _tag: "Runnable" })
+        return { _tag: "Created" }
+      }),
+
+    inFlight: Effect.sync(() => {
+      const counts = new Map<string, number>()
+      for (const message of state.messages.values()) {
+        if (message.queue !== queue) continue
+        const key = (message.message as { workflow: string }).workflow
+        counts.set(key, (counts.get(key) ?? 0) + 1)
+      }
+      return [...counts].sort(([a], [b]) => a < b ? -1 : 1).map(([key, runs]) => ({ ...Versions.parse(key), runs }))
+    }),
+
     nextWakeup: atNow((now) => {
       const next = state.nextVisible(queue, now)
       return next === undefined ? undefined : next - now
@@ -488,24 +580,24 @@ const make = (
     announceWorker: (announcement) =>
       atNow((now) => {
         workers.set(announcement.worker, {
-          workflows: announcement.workflows,
+          workflows: announcement.workflows.map((served) => Versions.key(served.workflow, served.version)),
           expiresAt: now + announcement.ttlMillis
         })
       }),
 
     retireWorker: (worker) => Effect.sync(() => void workers.delete(worker)),
 
-    hasWorkerFor: (workflow) => atNow((now) => served(workflow, now)),
+    hasWorkerFor: (workflow, version) => atNow((now) => served(Versions.key(workflow, version), now)),
 
     unclaimed: (olderThanMillis) =>
       atNow((now) => {
         const counts = new Map<string, number>()
         for (const message of state.messages.values()) {
-          const workflow = (message.message as { workflow: string }).workflow
-          if (message.queue !== queue || message.visibleAt > now - olderThanMillis || served(workflow, now)) continue
-          counts.set(workflow, (counts.get(workflow) ?? 0) + 1)
+          const key = (message.message as { workflow: string }).workflow
+          if (message.queue !== queue || message.visibleAt > now - olderThanMillis || served(key, now)) continue
+          counts.set(key, (counts.get(key) ?? 0) + 1)
         }
-        return [...counts].sort(([a], [b]) => a < b ? -1 : 1).map(([workflow, runs]) => ({ workflow, runs }))
+        return [...counts].sort(([a], [b]) => a < b ? -1 : 1).map(([key, runs]) => ({ ...Versions.parse(key), runs }))
       }),
 
     subscribe: Effect.gen(function*() {
@@ -528,7 +620,8 @@ const toEntry = (
   output: checkpoint.output ?? null,
   error: checkpoint.error ?? null,
   attempts: checkpoint.attempts,
-  wakeAt: checkpoint.wakeInMillis === undefined ? null : now + checkpoint.wakeInMillis
+  wakeAt: checkpoint.wakeInMillis === undefined ? null : now + checkpoint.wakeInMillis,
+  ...(checkpoint.transactional === true ? { transactional: true } : {})
 })
 
 const encodeCursor = (at: number, id: string) => Buffer.from(`${at}:${id}`).toString("base64url")

@@ -4,7 +4,9 @@
  *
  * @example
  * ```ts
- * const waiting = yield* Metric.value(Metric.withAttributes(Metrics.runsWithoutWorker, { workflow: "order" }))
+ * const waiting = yield* Metric.value(
+ *   Metric.withAttributes(Metrics.runsWithoutWorker, { workflow: "order", version: "0" })
+ * )
  * ```
  *
  * @since 0.1.0
@@ -13,12 +15,25 @@ import * as Metric from "effect/Metric"
 
 /**
  * Runs that are due but wait, longer than `PgflowsConfig.unclaimedWarning`, for a worker that
- * registers their workflow (attribute `workflow`). Set by running workers at every check; during a
- * rolling deploy that adds a workflow it rises until a new worker starts, and it should stay 0.
+ * registers their workflow version (attributes `workflow` and `version`, `"0"` for a definition
+ * without one). Set by running workers at every check; during a rolling deploy that adds a workflow
+ * or a version it rises until a new worker starts, and it should stay 0.
  *
  * @category metrics
  * @since 0.1.0
  */
 export const runsWithoutWorker = Metric.gauge("pgflows_runs_without_worker", {
   description: "Due runs that wait past PGFLOWS_UNCLAIMED_WARNING for a worker registering their workflow"
+})
+
+/**
+ * Runs that have not ended, per workflow version (attributes `workflow` and `version`). Set by
+ * running workers at the pace of `runsWithoutWorker`'s checks; when an old version reads 0, its
+ * runs are drained and the workers that register it can go.
+ *
+ * @category metrics
+ * @since 0.1.0
+ */
+export const runsInFlight = Metric.gauge("pgflows_runs_in_flight", {
+  description: "Runs that have not ended, per workflow version"
 })

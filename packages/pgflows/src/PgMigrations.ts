@@ -23,6 +23,9 @@
  * 6. `trace`: the span context that started a run;
  * 7. `workers`: the running workers and the workflows each serves, so that a run no worker can take
  *    is shown as waiting for one instead of being failed.
+ * 8. `versions`: the version a run started on, the run a fork came from, which journal entries
+ *    transaction steps wrote, and `enqueue_workflow` with a version (by default the newest a live
+ *    worker serves).
  *
  * @since 0.1.0
  */
@@ -32,6 +35,7 @@ import * as Migrator from "effect/sql/Migrator"
 import * as SqlClient from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
 import * as Identifier from "./Identifier.ts"
+import { newestServed, workflowKey } from "./internal/pgVersions.ts"
 import * as PgflowsConfig from "./PgflowsConfig.ts"
 import { MigrationsMissing } from "./PgflowsError.ts"
 
@@ -211,6 +215,53 @@ CREATE INDEX schedules_due ON ${s}.schedules (next_tick) WHERE scheduler = 'buil
   heartbeat_at timestamptz NOT NULL DEFAULT now(),
   expires_at timestamptz NOT NULL
 )`
+    ]],
+    [8, "versions", [
+      // Constant defaults: adding the columns rewrites no table, and every run recorded before is
+      // version 0, the version of a definition without one. No index: claims and completions update
+      // runs, and an index on these columns would stop those updates from being HOT.
+      `ALTER TABLE ${s}.runs ADD COLUMN version integer NOT NULL DEFAULT 0`,
+      `ALTER TABLE ${s}.runs ADD COLUMN forked_from text`,
+      `ALTER TABLE ${s}.runs ADD COLUMN forked_at text`,
+      `ALTER TABLE ${s}.steps ADD COLUMN transactional boolean NOT NULL DEFAULT false`,
+      // Queue messages and worker announcements name a workflow version by one text, its key: the
+      // name for version 0 (as before), else the name, chr(31) and the version.
+      `DROP FUNCTION ${s}.enqueue_workflow(text, jsonb, text)`,
+      `CREATE FUNCTION ${s}.enqueue_workflow(name text, input jsonb, id text DEFAULT NULL, version integer DEFAULT NULL)
+RETURNS text LANGUAGE plpgsql AS $fn$
+DECLARE
+  run_id text := coalesce(id, gen_random_uuid()::text);
+  run_version integer := version;
+  msg bigint;
+  cfg record;
+BEGIN
+  IF name IS NULL OR name = '' THEN
+    RAISE EXCEPTION 'enqueue_workflow: the workflow name is missing';
+  END IF;
+  IF run_version < 0 THEN
+    RAISE EXCEPTION 'enqueue_workflow: the version must not be negative';
+  END IF;
+  SELECT queue, notify_channel INTO cfg FROM ${s}.settings;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'enqueue_workflow: no settings row; start pgflows once against this database';
+  END IF;
+  IF run_version IS NULL THEN
+    run_version := ${newestServed(s, "cfg.queue", "name")};
+  END IF;
+  INSERT INTO ${s}.runs (id, workflow, version, status, input, msg_id)
+  VALUES (run_id, name, run_version, 'pending', coalesce(input, 'null'::jsonb), nextval('${schema}.queue_msg_id_seq'))
+  ON CONFLICT ON CONSTRAINT runs_pkey DO NOTHING
+  RETURNING msg_id INTO msg;
+  IF msg IS NOT NULL THEN
+    INSERT INTO ${s}.queue_messages (msg_id, queue, vt, message)
+    VALUES (msg, cfg.queue, now(), jsonb_build_object('run', run_id, 'workflow', ${
+        workflowKey("name", "run_version")
+      }));
+    PERFORM pg_notify(cfg.notify_channel, 'run');
+  END IF;
+  RETURN run_id;
+END
+$fn$`
     ]]
   ]
 }

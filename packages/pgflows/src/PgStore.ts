@@ -44,6 +44,7 @@ import * as Batcher from "./internal/batcher.ts"
 import { sqlState } from "./internal/causes.ts"
 import * as Params from "./internal/pgParams.ts"
 import * as Statements from "./internal/pgStatements.ts"
+import * as Versions from "./internal/versions.ts"
 import * as PgDatabase from "./PgDatabase.ts"
 import * as PgflowsConfig from "./PgflowsConfig.ts"
 import { type DatabaseUnavailable, MigrationsMissing, StoreError } from "./PgflowsError.ts"
@@ -109,7 +110,8 @@ export const layer: Layer.Layer<
         channel,
         Params.floats(planned.map((run) => run.deadlineAt ?? null)),
         Params.floats(planned.map((run) => run.timeoutMillis ?? null)),
-        Params.texts(planned.map((run) => run.trace === undefined ? null : JSON.stringify(run.trace)))
+        Params.texts(planned.map((run) => run.trace === undefined ? null : JSON.stringify(run.trace))),
+        Params.ints(planned.map((run) => run.version ?? null))
       ])
       return yield* Effect.forEach(rows, (row, index) => {
         if (row.workflow === null) {
@@ -122,7 +124,14 @@ export const layer: Layer.Layer<
         const run = planned[index]!
         const claimed = row.created && row.lease_owner !== null && row.status === "running"
           ? {
-            run: toRunRecord({ ...row, output: null, error: null, completed_at: null } as RunRow),
+            run: toRunRecord({
+              ...row,
+              output: null,
+              error: null,
+              completed_at: null,
+              forked_from: null,
+              forked_at: null
+            } as RunRow),
             input: { _tag: "Value", value: run.input ?? null },
             token: row.lease_owner,
             msgId: Number(row.msg_id),
@@ -145,7 +154,7 @@ export const layer: Layer.Layer<
         request.limit,
         request.leaseMillis,
         request.worker,
-        Params.texts(request.workflows),
+        Params.texts(request.workflows.map((served) => Versions.key(served.workflow, served.version))),
         limit
       ])
       const claimed: Array<Store.ClaimedRun> = []
@@ -188,8 +197,8 @@ export const layer: Layer.Layer<
           Params.floats(fixes.map((fix) => fix.at))
         ])
       }
-      // A run executed before has a journal; a first execution cannot.
-      const replayed = claimed.filter((c) => c.run.executions > 1).map((c) => c.run.id)
+      // A run executed before has a journal; a first execution cannot, unless it is a fork.
+      const replayed = claimed.filter((c) => c.run.executions > 1 || c.run.forkedFrom !== null).map((c) => c.run.id)
       if (replayed.length === 0) return claimed
       const steps = yield* sql.unsafe<StepRow>(statements.journal, [Params.texts(replayed), limit])
       const journals = new Map<string, Array<Store.StepRecord>>()
@@ -255,7 +264,8 @@ export const layer: Layer.Layer<
         query.status ?? null,
         cursor?.micros ?? null,
         cursor?.id ?? null,
-        query.limit + 1
+        query.limit + 1,
+        query.version ?? null
       ]).pipe(
         Effect.map((rows): Store.RunPage => {
           const page = rows.slice(0, query.limit)
@@ -264,6 +274,7 @@ export const layer: Layer.Layer<
             runs: page.map((row) => ({
               id: row.id,
               workflow: row.workflow,
+              version: row.version,
               status: row.status,
               executions: row.executions,
               createdAt: row.created_at.getTime(),
@@ -278,6 +289,59 @@ export const layer: Layer.Layer<
         Effect.mapError((cause) => storeError("listRuns", cause))
       )
     }
+
+    const findRuns = (filter: Store.RunFilter) =>
+      sql.unsafe<{ id: string; total: string | number }>(statements.findRuns, [
+        filter.workflow,
+        filter.version ?? null,
+        Params.texts(filter.statuses),
+        filter.createdAfter ?? null,
+        filter.createdBefore ?? null,
+        filter.limit
+      ]).pipe(
+        Effect.map((rows): Store.FoundRuns => ({
+          total: rows[0] === undefined ? 0 : Number(rows[0].total),
+          ids: rows.map((row) => row.id)
+        })),
+        Effect.mapError((cause) => storeError("findRuns", cause))
+      )
+
+    const forkRun = (request: Store.ForkRequest) =>
+      sql.unsafe<{
+        found: boolean
+        created: boolean
+        workflow: string | null
+        forked_from: string | null
+        forked_at: string | null
+      }>(statements.forkRun, [
+        request.sourceId,
+        request.id,
+        request.version,
+        Params.texts(request.keys),
+        request.fromKey,
+        request.timeoutMillis ?? null,
+        q,
+        channel
+      ]).pipe(
+        Effect.map((rows): Store.ForkResult => {
+          const row = rows[0]
+          if (row?.created === true) return { _tag: "Created" }
+          if (row?.workflow !== null && row?.workflow !== undefined) {
+            return {
+              _tag: "Exists",
+              workflow: row.workflow,
+              forkedFrom: row.forked_from === null ? null : { runId: row.forked_from, key: row.forked_at ?? "" }
+            }
+          }
+          return { _tag: "NotFound" }
+        }),
+        Effect.mapError((cause) => storeError("forkRun", cause))
+      )
+
+    const inFlight = sql.unsafe<{ key: string; runs: number }>(statements.inFlight, [q]).pipe(
+      Effect.map((rows) => rows.map((row): Store.InFlight => ({ ...Versions.parse(row.key), runs: row.runs }))),
+      Effect.mapError((cause) => storeError("inFlight", cause))
+    )
 
     const nextWakeup = sql.unsafe<{ ms: number | null }>(statements.nextWakeup, [q]).pipe(
       Effect.map((rows) => rows[0]?.ms ?? undefined),
@@ -392,7 +456,7 @@ export const layer: Layer.Layer<
       sql.unsafe(statements.announceWorker, [
         announcement.worker,
         q,
-        Params.texts(announcement.workflows),
+        Params.texts(announcement.workflows.map((served) => Versions.key(served.workflow, served.version))),
         announcement.ttlMillis
       ]).pipe(Effect.asVoid, Effect.mapError((cause) => storeError("announceWorker", cause)))
 
@@ -402,15 +466,15 @@ export const layer: Layer.Layer<
         Effect.mapError((cause) => storeError("retireWorker", cause))
       )
 
-    const hasWorkerFor = (workflow: string) =>
-      sql.unsafe<{ served: boolean }>(statements.hasWorkerFor, [q, workflow]).pipe(
+    const hasWorkerFor = (workflow: string, version: number) =>
+      sql.unsafe<{ served: boolean }>(statements.hasWorkerFor, [q, Versions.key(workflow, version)]).pipe(
         Effect.map((rows) => rows[0]?.served === true),
         Effect.mapError((cause) => storeError("hasWorkerFor", cause))
       )
 
     const unclaimed = (olderThanMillis: number) =>
-      sql.unsafe<{ workflow: string; runs: number }>(statements.unclaimed, [q, olderThanMillis]).pipe(
-        Effect.map((rows) => rows.map((row) => ({ workflow: row.workflow, runs: row.runs }))),
+      sql.unsafe<{ key: string; runs: number }>(statements.unclaimed, [q, olderThanMillis]).pipe(
+        Effect.map((rows) => rows.map((row) => ({ ...Versions.parse(row.key), runs: row.runs }))),
         Effect.mapError((cause) => storeError("unclaimed", cause))
       )
 
@@ -436,6 +500,9 @@ export const layer: Layer.Layer<
       getInput,
       getSteps,
       listRuns,
+      findRuns,
+      forkRun,
+      inFlight,
       nextWakeup: engine(nextWakeup),
       announceWorker: (announcement) => engine(announceWorker(announcement)),
       retireWorker: (worker) => engine(retireWorker(worker)),
@@ -487,6 +554,7 @@ type Write =
 interface RunRow {
   readonly id: string
   readonly workflow: string
+  readonly version: number
   readonly status: Status
   readonly output: unknown
   readonly error: unknown
@@ -499,6 +567,8 @@ interface RunRow {
   readonly lease_expires_at: Date | null
   readonly wake_at: Date | null
   readonly parent_id: string | null
+  readonly forked_from: string | null
+  readonly forked_at: string | null
   readonly msg_id: string | number | null
   readonly created_at: Date
   readonly updated_at: Date
@@ -507,7 +577,9 @@ interface RunRow {
   readonly value_bytes?: number | string | null
 }
 
-interface CreatedRow extends Omit<RunRow, "workflow" | "output" | "error" | "completed_at"> {
+interface CreatedRow
+  extends Omit<RunRow, "workflow" | "output" | "error" | "completed_at" | "forked_from" | "forked_at">
+{
   readonly created: boolean
   readonly workflow: string | null
   readonly now_ms: number | string
@@ -543,11 +615,13 @@ interface StepRow extends ValueColumns {
   readonly wake_at: Date | null
   readonly started_at: Date | null
   readonly completed_at: Date | null
+  readonly transactional: boolean
 }
 
 interface SummaryRow {
   readonly id: string
   readonly workflow: string
+  readonly version: number
   readonly status: Status
   readonly executions: number
   readonly created_at: Date
@@ -574,6 +648,7 @@ const withValues = (row: RunRow & ValueColumns): RunRow => {
 const toRunRecord = (row: RunRow): Store.RunRecord => ({
   id: row.id,
   workflow: row.workflow,
+  version: row.version,
   status: row.status,
   output: row.output ?? null,
   error: row.error ?? null,
@@ -587,6 +662,7 @@ const toRunRecord = (row: RunRow): Store.RunRecord => ({
   leaseExpiresAt: toMillis(row.lease_expires_at),
   wakeAt: toMillis(row.wake_at),
   parentId: row.parent_id,
+  forkedFrom: row.forked_from === null ? null : { runId: row.forked_from, key: row.forked_at ?? "" },
   msgId: row.msg_id === null ? null : Number(row.msg_id),
   createdAt: row.created_at.getTime(),
   updatedAt: row.updated_at.getTime(),
@@ -608,7 +684,8 @@ const toStepRecord = (row: StepRow): Store.StepRecord => {
     wakeAt: toMillis(row.wake_at),
     startedAt: toMillis(row.started_at),
     completedAt: toMillis(row.completed_at),
-    ...(tooLarge ? { tooLarge: Number(row.value_bytes) } : {})
+    ...(tooLarge ? { tooLarge: Number(row.value_bytes) } : {}),
+    ...(row.transactional ? { transactional: true } : {})
   }
 }
 

@@ -48,19 +48,25 @@ import * as Crypto from "node:crypto"
 import * as Os from "node:os"
 import type { EngineEnv } from "./internal/engine.ts"
 import { decodeFailure } from "./internal/failure.ts"
+import * as Fork from "./internal/fork.ts"
 import { storeProblem } from "./internal/json.ts"
+import * as Keys from "./internal/keys.ts"
 import * as Listener from "./internal/listener.ts"
 import * as Runner from "./internal/runner.ts"
 import type * as Slots from "./internal/slots.ts"
 import * as Telemetry from "./internal/telemetry.ts"
+import * as Versions from "./internal/versions.ts"
 import * as Worker from "./internal/worker.ts"
 import { codec } from "./JsonCodec.ts"
 import * as MemoryStore from "./MemoryStore.ts"
 import * as PgflowsConfig from "./PgflowsConfig.ts"
 import {
   type DatabaseUnavailable,
+  InvalidFilter,
+  InvalidFork,
   InvalidInput,
   type MigrationsMissing,
+  NoRunsMatched,
   PayloadTooLarge,
   RunCancelled,
   RunEnded,
@@ -69,14 +75,28 @@ import {
   RunNotFound,
   RunNotRestartable,
   type StoreError,
+  UnknownVersion,
   UnstorableValue,
   WaitTimeout
 } from "./PgflowsError.ts"
 import * as PgStore from "./PgStore.ts"
 import * as PgWorkQueue from "./PgWorkQueue.ts"
 import * as Plugin from "./Plugin.ts"
-import type { Page, RunId, RunInfo, Status, StepInfo, Summary } from "./Run.ts"
-import { isTerminal } from "./Run.ts"
+import type {
+  BulkForkResult,
+  BulkResult,
+  Forked,
+  ForkPlan,
+  Page,
+  RunId,
+  RunInfo,
+  Status,
+  StepInfo,
+  Summary
+} from "./Run.ts"
+import { isTerminal, statuses as allStatuses } from "./Run.ts"
+import * as RunHistory from "./RunHistory.ts"
+import type * as Step from "./Step.ts"
 import * as Store from "./Store.ts"
 import * as StoredText from "./StoredText.ts"
 import type * as Workflow from "./Workflow.ts"
@@ -91,6 +111,12 @@ export interface StartOptions {
   readonly id?: string | undefined
   /** Start no earlier than this from now. */
   readonly delay?: Duration.Input | undefined
+  /**
+   * The version to start. By default the newest version of the workflow that this client knows
+   * (the definitions given to `Pgflows.layer`, and the one passed); the input is checked with that
+   * version's Schema.
+   */
+  readonly version?: number | undefined
 }
 
 /**
@@ -100,6 +126,8 @@ export interface StartOptions {
 export interface BatchOptions {
   readonly ids?: ReadonlyArray<string> | undefined
   readonly delay?: Duration.Input | undefined
+  /** As `StartOptions.version`. */
+  readonly version?: number | undefined
 }
 
 /**
@@ -108,6 +136,8 @@ export interface BatchOptions {
  */
 export interface ListOptions {
   readonly workflow?: string | undefined
+  /** Only runs that started on this version (0: runs without one). */
+  readonly version?: number | undefined
   readonly status?: Status | undefined
   /** At most this many runs (default 50, at most 1000). */
   readonly limit?: number | undefined
@@ -124,6 +154,55 @@ export interface ListOptions {
 export type CancelOutcome = "cancelled" | "already-terminal"
 
 /**
+ * Where and how to fork a run (see `Pgflows.fork`).
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface ForkOptions {
+  /**
+   * The point the fork restarts at: a key of the run's journal (`"2"`, `"3.1/1"`), or the name of
+   * a step (or the step itself) that the run executed once. The fork reuses what the run recorded
+   * before this point and executes the rest again.
+   */
+  readonly fromStep: string | Step.Any
+  /** The fork's id (default: a new one). Forking again with the same id returns that fork. */
+  readonly id?: string | undefined
+  /**
+   * The version the fork runs on (default: the original's), for example the version that fixes
+   * what made the original fail. This client must know a definition of it.
+   */
+  readonly version?: number | undefined
+}
+
+/**
+ * Which runs a bulk operation acts on: runs of one workflow, optionally of one version, in some
+ * states, created in `[createdAfter, createdBefore)`; the oldest `limit` of them.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface BulkFilter {
+  readonly workflow: string
+  readonly version?: number | undefined
+  /** Default: every state the operation acts on (cancel: not ended; retry: failed; fork: any). */
+  readonly status?: Status | ReadonlyArray<Status> | undefined
+  readonly createdAfter?: Date | undefined
+  readonly createdBefore?: Date | undefined
+  /** At most this many runs, oldest first (default 100, at most 10,000). */
+  readonly limit?: number | undefined
+}
+
+/**
+ * @category models
+ * @since 0.1.0
+ */
+export interface BulkOptions {
+  /** Count and list what would be done, and write nothing. */
+  readonly dryRun?: boolean | undefined
+}
+
+/**
  * @category services
  * @since 0.1.0
  */
@@ -133,7 +212,7 @@ export class Pgflows extends Context.Service<Pgflows, {
     workflow: W,
     input: Workflow.Input<W>,
     options?: StartOptions
-  ) => Effect.Effect<RunId<W>, InvalidInput | PayloadTooLarge | RunIdConflict | StoreError>
+  ) => Effect.Effect<RunId<W>, InvalidInput | PayloadTooLarge | RunIdConflict | UnknownVersion | StoreError>
   /**
    * Starts many runs of one workflow in one statement. `ids`, when given, has one id per input;
    * `delay` applies to every run.
@@ -142,7 +221,10 @@ export class Pgflows extends Context.Service<Pgflows, {
     workflow: W,
     inputs: ReadonlyArray<Workflow.Input<W>>,
     options?: BatchOptions
-  ) => Effect.Effect<ReadonlyArray<RunId<W>>, InvalidInput | PayloadTooLarge | RunIdConflict | StoreError>
+  ) => Effect.Effect<
+    ReadonlyArray<RunId<W>>,
+    InvalidInput | PayloadTooLarge | RunIdConflict | UnknownVersion | StoreError
+  >
   /** The run's state, typed output or error, timestamps, and journal. */
   readonly status: <W>(
     id: RunId<W>
@@ -203,6 +285,43 @@ export class Pgflows extends Context.Service<Pgflows, {
    * are not repeated; a step that was interrupted runs again.
    */
   readonly resume: (id: string) => Effect.Effect<void, RunNotFound | RunNotRestartable | StoreError>
+  /**
+   * Starts a new run of the same workflow whose journal is the original's up to `fromStep`: what
+   * was recorded before that point is replayed, not executed again; the rest executes again (on
+   * `version`, the original's by default). The original is untouched; the fork's `forkedFrom` links
+   * to it. The result says which completed steps execute again, and which of them are not
+   * transaction steps (their side effects repeat).
+   */
+  readonly fork: (
+    id: string,
+    options: ForkOptions
+  ) => Effect.Effect<Forked, RunNotFound | InvalidFork | UnknownVersion | RunIdConflict | StoreError>
+  /** What `fork` would do, writing nothing. */
+  readonly planFork: (
+    id: string,
+    options: Omit<ForkOptions, "id">
+  ) => Effect.Effect<ForkPlan, RunNotFound | InvalidFork | UnknownVersion | StoreError>
+  /** Cancels the runs a filter selects that have not ended (see `cancel`). */
+  readonly cancelMany: (
+    filter: BulkFilter,
+    options?: BulkOptions
+  ) => Effect.Effect<BulkResult, InvalidFilter | NoRunsMatched | StoreError>
+  /** Retries the failed runs a filter selects (see `retry`). */
+  readonly retryMany: (
+    filter: BulkFilter,
+    options?: BulkOptions
+  ) => Effect.Effect<BulkResult, InvalidFilter | NoRunsMatched | StoreError>
+  /** Forks every run a filter selects from the same point (see `fork`). */
+  readonly forkMany: (
+    filter: BulkFilter,
+    options: Omit<ForkOptions, "id"> & BulkOptions
+  ) => Effect.Effect<BulkForkResult, InvalidFilter | NoRunsMatched | UnknownVersion | StoreError>
+  /** The run and its journal as a JSON-ready document (`RunHistory`), for `ReplayCheck`. */
+  readonly exportHistory: (
+    id: string
+  ) => Effect.Effect<RunHistory.History, RunNotFound | PayloadTooLarge | StoreError>
+  /** The runs that have not ended, by workflow and version (optionally of one workflow). */
+  readonly runsInFlight: (workflow?: string) => Effect.Effect<ReadonlyArray<Store.InFlight>, StoreError>
   /** Claims the runs that are due now (up to the worker concurrency), runs them, returns how many. */
   readonly processOnce: Effect.Effect<number, StoreError>
   /**
@@ -217,8 +336,10 @@ export class Pgflows extends Context.Service<Pgflows, {
   readonly listQueues: Effect.Effect<ReadonlyArray<WorkQueue.QueueInfo>, StoreError>
   readonly purgeQueue: (queue: string) => Effect.Effect<number, StoreError>
   readonly dropQueue: (queue: string) => Effect.Effect<boolean, StoreError>
-  /** The workflows this process executes. */
+  /** The workflows this process executes, by name: the newest version of each. */
   readonly workflows: ReadonlyMap<string, Workflow.Any>
+  /** Every definition this process executes, all versions. */
+  readonly definitions: ReadonlyArray<Workflow.Any>
 }>()("pgflows/Pgflows") {}
 
 /**
@@ -290,14 +411,25 @@ const make = <const W extends ReadonlyArray<Workflow.Any>>(options: Options<W>) 
     const config = yield* PgflowsConfig.PgflowsConfig
     // Steps' spans must nest in pgflows' spans, not in a span the layer happened to be built in.
     const services = Context.omit(Tracer.ParentSpan)(yield* Effect.context<never>()) as Context.Context<never>
+    /** The definitions, by workflow key: several versions of one workflow live side by side. */
     const registry = new Map<string, Workflow.Any>()
+    /** The newest version of each workflow, by name. */
+    const newest = new Map<string, Workflow.Any>()
     for (const workflow of options.workflows) {
-      const existing = registry.get(workflow.name)
+      const key = Versions.key(workflow.name, workflow.version)
+      const existing = registry.get(key)
       if (existing !== undefined && existing !== workflow) {
-        return yield* Effect.die(new Error(`two different workflows are named "${workflow.name}"`))
+        return yield* Effect.die(
+          new Error(`two different definitions of ${Versions.label(workflow.name, workflow.version)}`)
+        )
       }
-      registry.set(workflow.name, workflow)
+      registry.set(key, workflow)
+      if ((newest.get(workflow.name)?.version ?? -1) < workflow.version) newest.set(workflow.name, workflow)
     }
+    const definitions = [...new Set(registry.values())]
+    /** The versions of a workflow this client knows, in order. */
+    const versionsOf = (name: string) =>
+      definitions.filter((w) => w.name === name).map((w) => w.version).sort((a, b) => a - b)
     const env: EngineEnv = {
       store,
       config,
@@ -314,12 +446,32 @@ const make = <const W extends ReadonlyArray<Workflow.Any>>(options: Options<W>) 
     let localClaims = 0
     yield* Listener.listen({ store, runner, wakeups })
 
-    const known = [...registry.keys()]
+    const known = definitions.map((w): Store.WorkflowVersion => ({ workflow: w.name, version: w.version }))
     const claim = (limit: number) =>
       store.claim({ worker: workerId, workflows: known, limit, leaseMillis: Duration.toMillis(config.lease) })
 
-    const prepare = <Wf extends Workflow.Any>(workflow: Wf, input: unknown, startOptions: StartOptions | undefined) =>
+    /**
+     * The definition a start uses: the version asked for, else the newest this client knows (the
+     * registered definitions of the workflow's name, and the one passed).
+     */
+    const definitionFor = (workflow: Workflow.Any, version: number | undefined) => {
+      const candidates = [...definitions.filter((w) => w.name === workflow.name), workflow]
+      if (version === undefined) {
+        return Effect.succeed(candidates.reduce((best, w) => w.version > best.version ? w : best))
+      }
+      const found = candidates.find((w) => w.version === version)
+      return found !== undefined ? Effect.succeed(found) : Effect.fail(
+        new UnknownVersion({
+          workflow: workflow.name,
+          version,
+          known: [...new Set(candidates.map((w) => w.version))].sort((a, b) => a - b)
+        })
+      )
+    }
+
+    const prepare = <Wf extends Workflow.Any>(chosen: Wf, input: unknown, startOptions: StartOptions | undefined) =>
       Effect.gen(function*() {
+        const workflow = yield* definitionFor(chosen, startOptions?.version)
         const encoded = codec(workflow.input).encode(input)
         if (Result.isFailure(encoded)) {
           return yield* new InvalidInput({ workflow: workflow.name, issues: encoded.failure })
@@ -353,6 +505,7 @@ const make = <const W extends ReadonlyArray<Workflow.Any>>(options: Options<W>) 
         return {
           id: startOptions?.id ?? newRunId(yield* Clock.currentTimeMillis),
           workflow: workflow.name,
+          version: workflow.version,
           input: encoded.success,
           delayMillis: delay,
           ...(workflow.timeout === undefined ? {} : { timeoutMillis: Duration.toMillis(workflow.timeout) }),
@@ -369,14 +522,18 @@ const make = <const W extends ReadonlyArray<Workflow.Any>>(options: Options<W>) 
     const create = (workflow: Workflow.Any, runs: ReadonlyArray<Store.NewRun>) =>
       Effect.gen(function*() {
         const worker = local.current
-        const eligible = worker !== undefined && registry.get(workflow.name) === workflow
-          ? runs.filter((run) => (run.delayMillis ?? 0) <= 0).length
+        // This process's worker takes the runs at once when it registers their version.
+        const eligible = worker !== undefined
+          ? runs.filter((run) =>
+            (run.delayMillis ?? 0) <= 0 && registry.has(Versions.key(run.workflow, run.version ?? 0))
+          ).length
           : 0
         const reserved = eligible > 0 ? worker!.reserve(eligible) : 0
         const leaseMillis = Duration.toMillis(config.lease)
         let given = 0
         const planned = runs.map((run): Store.NewRun => {
           if (given >= reserved || (run.delayMillis ?? 0) > 0) return run
+          if (!registry.has(Versions.key(run.workflow, run.version ?? 0))) return run
           given++
           return { ...run, claimFor: { token: `${workerId}:local:${++localClaims}`, leaseMillis } }
         })
@@ -418,12 +575,15 @@ const make = <const W extends ReadonlyArray<Workflow.Any>>(options: Options<W>) 
         return yield* Effect.die(new Error(`startBatch: ${ids.length} ids for ${inputs.length} inputs`))
       }
       const runs = yield* Effect.forEach(inputs, (input, index) =>
-        prepare(workflow, input, { id: ids?.[index], delay: batchOptions?.delay }))
+        prepare(workflow, input, { id: ids?.[index], delay: batchOptions?.delay, version: batchOptions?.version }))
       return (yield* create(workflow, runs)) as ReadonlyArray<RunId<Wf>>
     })
 
-    const decodeOutput = (workflow: string, output: unknown): unknown => {
-      const definition = registry.get(workflow)
+    const definitionOf = (workflow: string, version: number) =>
+      registry.get(Versions.key(workflow, version))
+
+    const decodeOutput = (workflow: string, version: number, output: unknown): unknown => {
+      const definition = definitionOf(workflow, version)
       if (definition === undefined) {
         return output
       }
@@ -431,8 +591,8 @@ const make = <const W extends ReadonlyArray<Workflow.Any>>(options: Options<W>) 
       return Result.isSuccess(decoded) ? decoded.success : output
     }
 
-    const decodeError = (workflow: string, stored: unknown) =>
-      decodeFailure(stored, "workflow", registry.get(workflow)?.error)
+    const decodeError = (workflow: string, version: number, stored: unknown) =>
+      decodeFailure(stored, "workflow", definitionOf(workflow, version)?.error)
 
     const toStepInfo = (step: Store.StepRecord): StepInfo => ({
       key: step.key,
@@ -441,22 +601,24 @@ const make = <const W extends ReadonlyArray<Workflow.Any>>(options: Options<W>) 
       attempts: step.attempts,
       output: step.output,
       error: step.error,
+      transactional: step.transactional === true,
       startedAt: toDate(step.startedAt),
       completedAt: toDate(step.completedAt),
       wakeAt: toDate(step.wakeAt)
     })
 
-    /** Why a run that is due does not start, when no live worker registers its workflow. */
+    /** Why a run that is due does not start, when no live worker registers its workflow version. */
     const waitingFor = (run: Store.RunRecord, now: number) =>
       run.status !== "pending" || (run.wakeAt !== null && run.wakeAt > now)
         ? Effect.succeed(undefined)
         : Effect.map(
-          Effect.orElseSucceed(store.hasWorkerFor(run.workflow), () =>
+          Effect.orElseSucceed(store.hasWorkerFor(run.workflow, run.version), () =>
             true),
           (served) =>
             served
               ? undefined
-              : `a worker that registers workflow "${run.workflow}" (no running worker on queue "${config.queue}" does)`
+              : `a worker that registers ${Versions.label(run.workflow, run.version)} ` +
+                `(no running worker on queue "${config.queue}" does)`
         )
 
     const status = Effect.fn("Pgflows.status")(function*(id: string) {
@@ -472,24 +634,26 @@ const make = <const W extends ReadonlyArray<Workflow.Any>>(options: Options<W>) 
       return {
         id: run.id,
         workflow: run.workflow,
+        version: run.version,
         status: run.status,
         input: input?._tag === "Value" ? input.value : undefined,
         output: run.status === "completed" && run.outcomeTooLarge === undefined
-          ? Option.some(decodeOutput(run.workflow, run.output))
+          ? Option.some(decodeOutput(run.workflow, run.version, run.output))
           : Option.none(),
         error: run.status === "failed" && run.outcomeTooLarge === undefined
-          ? Option.some(decodeError(run.workflow, run.error).error)
+          ? Option.some(decodeError(run.workflow, run.version, run.error).error)
           : Option.none(),
         executions: run.executions,
         recoveries: run.recoveries,
         parentId: run.parentId ?? undefined,
+        forkedFrom: run.forkedFrom ?? undefined,
         createdAt: new Date(run.createdAt),
         updatedAt: new Date(run.updatedAt),
         startedAt: toDate(run.startedAt),
         completedAt: toDate(run.completedAt),
         wakeAt: toDate(run.wakeAt),
         ...(waiting === undefined ? {} : { waitingFor: waiting }),
-        steps: [...steps].sort(compareKeys).map(toStepInfo)
+        steps: [...steps].sort((a, b) => Keys.byExecution(a.key, b.key)).map(toStepInfo)
       } satisfies RunInfo
     })
 
@@ -534,11 +698,11 @@ const make = <const W extends ReadonlyArray<Workflow.Any>>(options: Options<W>) 
           limit: config.maxPayloadBytes
         })
       }
-      if (run.status === "completed") return decodeOutput(run.workflow, run.output)
+      if (run.status === "completed") return decodeOutput(run.workflow, run.version, run.output)
       if (run.status === "cancelled") return yield* new RunCancelled({ runId: id })
       // One rule: the workflow's own typed error as it is; anything pgflows decided (an engine error,
       // WorkflowTimeout included) or could not decode, inside RunFailed.
-      const failure = decodeError(run.workflow, run.error)
+      const failure = decodeError(run.workflow, run.version, run.error)
       if (failure._tag === "Own") return yield* Effect.fail(failure.error)
       return yield* new RunFailed({ runId: id, workflow: run.workflow, error: failure.error })
     })
@@ -546,6 +710,7 @@ const make = <const W extends ReadonlyArray<Workflow.Any>>(options: Options<W>) 
     const list = Effect.fn("Pgflows.list")(function*(listOptions?: ListOptions) {
       const page = yield* store.listRuns({
         workflow: listOptions?.workflow,
+        version: listOptions?.version,
         status: listOptions?.status,
         limit: Math.min(Math.max(1, listOptions?.limit ?? 50), 1000),
         cursor: listOptions?.cursor
@@ -554,6 +719,7 @@ const make = <const W extends ReadonlyArray<Workflow.Any>>(options: Options<W>) 
         runs: page.runs.map((run): Summary => ({
           id: run.id,
           workflow: run.workflow,
+          version: run.version,
           status: run.status,
           executions: run.executions,
           createdAt: new Date(run.createdAt),
@@ -641,6 +807,209 @@ const make = <const W extends ReadonlyArray<Workflow.Any>>(options: Options<W>) 
         yield* Queue.offer(wakeups, undefined)
       })
 
+    /** The plan of a fork, from what the store holds now; nothing is written. */
+    const forkPlan = (id: string, forkOptions: Omit<ForkOptions, "id">) =>
+      Effect.gen(function*() {
+        const fromStep = typeof forkOptions.fromStep === "string" ? forkOptions.fromStep : forkOptions.fromStep.name
+        const run = yield* store.getRun(id)
+        if (run === undefined) return yield* new RunNotFound({ runId: id })
+        const version = forkOptions.version ?? run.version
+        if (forkOptions.version !== undefined) {
+          const problem = Versions.problem(forkOptions.version)
+          if (problem !== undefined) {
+            return yield* new InvalidFork({ runId: id, fromStep, reason: `the version ${problem}` })
+          }
+          if (definitionOf(run.workflow, version) === undefined) {
+            return yield* new UnknownVersion({ workflow: run.workflow, version, known: versionsOf(run.workflow) })
+          }
+        }
+        const journal = yield* store.getSteps(id)
+        const point = Fork.resolve(journal, fromStep)
+        if (point._tag === "Invalid") return yield* new InvalidFork({ runId: id, fromStep, reason: point.reason })
+        return Fork.plan(run, journal, point.key, version)
+      })
+
+    const planFork = Effect.fn("Pgflows.planFork")(function*(id: string, forkOptions: Omit<ForkOptions, "id">) {
+      return yield* forkPlan(id, forkOptions)
+    })
+
+    const fork = Effect.fn("Pgflows.fork")(function*(id: string, forkOptions: ForkOptions) {
+      const plan = yield* forkPlan(id, forkOptions)
+      const fromStep = typeof forkOptions.fromStep === "string" ? forkOptions.fromStep : forkOptions.fromStep.name
+      const forkId = forkOptions.id ?? newRunId(yield* Clock.currentTimeMillis)
+      const idProblem = StoredText.problem(forkId)
+      if (idProblem !== undefined) {
+        return yield* new InvalidFork({ runId: id, fromStep, reason: `the fork's id cannot be stored: ${idProblem}` })
+      }
+      const timeout = definitionOf(plan.workflow, plan.version)?.timeout
+      const written = yield* store.forkRun({
+        sourceId: id,
+        id: forkId,
+        version: plan.version,
+        keys: plan.kept,
+        fromKey: plan.fromKey,
+        ...(timeout === undefined ? {} : { timeoutMillis: Duration.toMillis(timeout) })
+      })
+      if (written._tag === "NotFound") return yield* new RunNotFound({ runId: id })
+      // The id was taken: by this same fork (asked again), or by another run.
+      if (written._tag === "Exists" && written.forkedFrom?.runId !== id) {
+        return yield* new RunIdConflict({ runId: forkId, workflow: plan.workflow, existingWorkflow: written.workflow })
+      }
+      yield* Queue.offer(wakeups, undefined)
+      return { ...plan, id: forkId as RunId } satisfies Forked
+    })
+
+    /** The runs a bulk operation selects: checked, counted, nothing written. */
+    const select = (operation: BulkResult["operation"], filter: BulkFilter) =>
+      Effect.gen(function*() {
+        const name = `${operation}Many`
+        const invalid = (reason: string) => new InvalidFilter({ operation: name, reason })
+        const eligible: ReadonlyArray<Status> = operation === "cancel"
+          ? ["pending", "running", "suspended"]
+          : operation === "retry"
+          ? ["failed"]
+          : allStatuses
+        const asked: ReadonlyArray<Status> = filter.status === undefined
+          ? eligible
+          : typeof filter.status === "string"
+          ? [filter.status]
+          : filter.status
+        const unknown = asked.filter((status) => !allStatuses.includes(status))
+        if (unknown.length > 0) return yield* invalid(`unknown status ${unknown.join(", ")}`)
+        const statuses = asked.filter((status) => eligible.includes(status))
+        if (statuses.length === 0) {
+          return yield* invalid(`${operation} acts on runs that are ${eligible.join(", ")}, not ${asked.join(", ")}`)
+        }
+        if (typeof filter.workflow !== "string" || filter.workflow.length === 0) {
+          return yield* invalid("the workflow must be named")
+        }
+        const versionProblem = filter.version === undefined ? undefined : Versions.problem(filter.version)
+        if (versionProblem !== undefined) return yield* invalid(`the version ${versionProblem}`)
+        const limit = filter.limit ?? 100
+        if (!Number.isSafeInteger(limit) || limit < 1 || limit > 10_000) {
+          return yield* invalid(`the limit must be an integer from 1 to 10000, not ${limit}`)
+        }
+        const after = filter.createdAfter?.getTime()
+        const before = filter.createdBefore?.getTime()
+        if ((after !== undefined && Number.isNaN(after)) || (before !== undefined && Number.isNaN(before))) {
+          return yield* invalid("createdAfter and createdBefore must be valid dates")
+        }
+        if (after !== undefined && before !== undefined && after >= before) {
+          return yield* invalid("createdAfter must be earlier than createdBefore")
+        }
+        const found = yield* store.findRuns({
+          workflow: filter.workflow,
+          version: filter.version,
+          statuses,
+          createdAfter: after,
+          createdBefore: before,
+          limit
+        })
+        if (found.total === 0) {
+          const described = [
+            `workflow "${filter.workflow}"`,
+            filter.version === undefined ? undefined : `version ${filter.version}`,
+            `status ${statuses.join(" or ")}`,
+            after === undefined ? undefined : `created from ${new Date(after).toISOString()}`,
+            before === undefined ? undefined : `created before ${new Date(before).toISOString()}`
+          ].filter((part) => part !== undefined).join(", ")
+          return yield* new NoRunsMatched({ operation: name, filter: described })
+        }
+        return found
+      })
+
+    /** Applies `act` to each selected run (a few at a time); what it could not do is skipped, with why. */
+    const each = <E>(
+      ids: ReadonlyArray<string>,
+      act: (id: string, index: number) => Effect.Effect<string | undefined, E>
+    ) =>
+      Effect.map(
+        Effect.forEach(ids, (id, index) => Effect.map(act(id, index), (skipped) => ({ id, skipped })), {
+          concurrency: 8
+        }),
+        (outcomes) => ({
+          done: outcomes.filter((o) => o.skipped === undefined).map((o) => o.id),
+          skipped: outcomes.flatMap((o) => o.skipped === undefined ? [] : [{ runId: o.id, reason: o.skipped }])
+        })
+      )
+
+    const cancelMany = Effect.fn("Pgflows.cancelMany")(function*(filter: BulkFilter, bulkOptions?: BulkOptions) {
+      const found = yield* select("cancel", filter)
+      const dryRun = bulkOptions?.dryRun === true
+      const outcome = dryRun ? { done: [], skipped: [] } : yield* each(found.ids, (id) =>
+        cancel(id).pipe(
+          Effect.map((result) => result === "cancelled" ? undefined : "it ended meanwhile"),
+          Effect.catchTag("RunNotFound", () => Effect.succeed("it no longer exists"))
+        ))
+      return { operation: "cancel", dryRun, matched: found.total, selected: found.ids, ...outcome } satisfies BulkResult
+    })
+
+    const retryMany = Effect.fn("Pgflows.retryMany")(function*(filter: BulkFilter, bulkOptions?: BulkOptions) {
+      const found = yield* select("retry", filter)
+      const dryRun = bulkOptions?.dryRun === true
+      const outcome = dryRun ? { done: [], skipped: [] } : yield* each(found.ids, (id) =>
+        store.retry(id).pipe(
+          Effect.map((result) =>
+            result === "restarted" ? undefined : result === "not-found" ? "it no longer exists" : "it is not failed"
+          )
+        ))
+      if (outcome.done.length > 0) yield* Queue.offer(wakeups, undefined)
+      return { operation: "retry", dryRun, matched: found.total, selected: found.ids, ...outcome } satisfies BulkResult
+    })
+
+    const forkMany = Effect.fn("Pgflows.forkMany")(function*(
+      filter: BulkFilter,
+      forkOptions: Omit<ForkOptions, "id"> & BulkOptions
+    ) {
+      const found = yield* select("fork", filter)
+      if (forkOptions.version !== undefined && definitionOf(filter.workflow, forkOptions.version) === undefined) {
+        return yield* new UnknownVersion({
+          workflow: filter.workflow,
+          version: forkOptions.version,
+          known: versionsOf(filter.workflow)
+        })
+      }
+      const dryRun = forkOptions.dryRun === true
+      // In the order of the selection, whatever order the forks finish in.
+      const forks: Array<ForkPlan | Forked | undefined> = found.ids.map(() => undefined)
+      const attempt = (
+        id: string
+      ): Effect.Effect<ForkPlan | Forked, InvalidFork | RunNotFound | RunIdConflict | UnknownVersion | StoreError> =>
+        dryRun ? forkPlan(id, forkOptions) : fork(id, { fromStep: forkOptions.fromStep, version: forkOptions.version })
+      const outcome = yield* each(found.ids, (id, index) =>
+        attempt(id)
+          .pipe(
+            Effect.map((forked) => {
+              forks[index] = forked
+              return undefined
+            }),
+            Effect.catchTags({
+              InvalidFork: (error) => Effect.succeed(error.reason),
+              RunNotFound: () => Effect.succeed("it no longer exists"),
+              RunIdConflict: (error) => Effect.succeed(error.message),
+              UnknownVersion: (error) => Effect.succeed(error.message)
+            })
+          ))
+      return {
+        operation: "fork",
+        dryRun,
+        matched: found.total,
+        selected: found.ids,
+        done: dryRun ? [] : outcome.done,
+        skipped: outcome.skipped,
+        forks: forks.filter((fork) => fork !== undefined)
+      } satisfies BulkForkResult
+    })
+
+    const exportHistory = (id: string) =>
+      RunHistory.read(id).pipe(Effect.provideService(Store.Store, store), Effect.withSpan("Pgflows.exportHistory"))
+
+    const runsInFlight = (workflow?: string) =>
+      Effect.map(store.inFlight, (rows) =>
+        workflow === undefined ? rows : rows.filter((row) =>
+          row.workflow === workflow
+        ))
+
     // Interrupted, it hands back the runs it claimed (as a stopping worker does without a grace).
     const processOnce = Effect.gen(function*() {
       const claimed = yield* claim(config.workerConcurrency)
@@ -676,19 +1045,28 @@ const make = <const W extends ReadonlyArray<Workflow.Any>>(options: Options<W>) 
       getEvent,
       retry: restart("retry"),
       resume: restart("resume"),
+      fork,
+      planFork,
+      cancelMany,
+      retryMany,
+      forkMany,
+      exportHistory,
+      runsInFlight,
       processOnce,
       runWorker,
       queueMetrics: (queue) => queues.metrics(queue ?? config.queue),
       listQueues: queues.list,
       purgeQueue: queues.purge,
       dropQueue: queues.drop,
-      workflows: registry
+      workflows: newest,
+      definitions
     })
   })
 
 /** A run's end as `result` needs it: from the store, or from the event of a local execution. */
 interface Ending {
   readonly workflow: string
+  readonly version: number
   readonly status: Status
   readonly output: unknown
   readonly error: unknown
@@ -696,18 +1074,6 @@ interface Ending {
 }
 
 const toDate = (millis: number | null): Date | undefined => millis === null ? undefined : new Date(millis)
-
-/** Journal keys in execution order: numeric segments compare as numbers. */
-const compareKeys = (a: Store.StepRecord, b: Store.StepRecord): number => {
-  const left = a.key.split(/[./]/).map(Number)
-  const right = b.key.split(/[./]/).map(Number)
-  for (let i = 0; i < Math.max(left.length, right.length); i++) {
-    const x = left[i] ?? -1
-    const y = right[i] ?? -1
-    if (x !== y) return x - y
-  }
-  return 0
-}
 
 /** A UUID version 7: time-ordered, so new runs land at the end of the primary-key index. */
 const newRunId = (millis: number): string => {

@@ -47,7 +47,9 @@ export type AnyError = typeof AnyError
 /**
  * On replay, the workflow asked for something other than what its journal holds at the same key:
  * the code changed under a running workflow, or it is not deterministic (it branches on time,
- * randomness or I/O outside steps). The run fails; nothing is executed twice.
+ * randomness or I/O outside steps). The run fails; nothing is executed twice. `key` is the first
+ * key where replay and journal differ; `patch` is set when the run took the old branch of a patch
+ * that `Workflow.deprecatePatch` removed. The message says what to do.
  *
  * @category errors
  * @since 0.1.0
@@ -55,13 +57,36 @@ export type AnyError = typeof AnyError
 export class NonDeterminismError extends Schema.TaggedError<NonDeterminismError>()("NonDeterminismError", {
   key: Schema.String,
   journal: Schema.Struct({ name: Schema.String, inputHash: Schema.String }),
-  replay: Schema.Struct({ name: Schema.String, inputHash: Schema.String })
+  replay: Schema.Struct({ name: Schema.String, inputHash: Schema.String }),
+  workflow: Schema.optional(Schema.String),
+  version: Schema.optional(Schema.Number),
+  patch: Schema.optional(Schema.String)
 }) {
   override get message() {
+    const run = this.workflow === undefined
+      ? "the run"
+      : `the run of workflow "${this.workflow}"${
+        this.version === undefined || this.version === 0 ? "" : ` version ${this.version}`
+      }`
+    const fork = `fork the run from a step before key ${this.key} (client.fork(runId, { fromStep })) so that ` +
+      "what follows runs again on the new code"
+    if (this.patch !== undefined) {
+      return `non-deterministic workflow: ${run} passed patch "${this.patch}" (key ${this.key}) before the patch ` +
+        `shipped and took its old branch (the journal holds "${this.journal.name}" after it), which ` +
+        `Workflow.deprecatePatch("${this.patch}") removed. Choices: bring the old branch back behind ` +
+        `Workflow.patched("${this.patch}") until no such run is in flight; keep the code that has it registered ` +
+        `as the run's version; or ${fork}.`
+    }
     const what = this.journal.name === this.replay.name
-      ? `step "${this.replay.name}" with a different input (hash ${this.replay.inputHash}, journal has ${this.journal.inputHash})`
-      : `"${this.replay.name}" but the journal holds "${this.journal.name}"`
-    return `non-deterministic workflow: at key ${this.key} the replay asked for ${what}`
+      ? `step "${this.replay.name}" with another input (hash ${this.replay.inputHash}; the journal's is ${this.journal.inputHash})`
+      : `"${this.replay.name}" (input hash ${this.replay.inputHash}) where the journal holds "${this.journal.name}" ` +
+        `(input hash ${this.journal.inputHash})`
+    return `non-deterministic workflow: at key ${this.key}, the first that differs, the replay of ${run} asked for ` +
+      `${what}. The code changed under a run that started on the old code (or it reads time, randomness or I/O ` +
+      `outside steps). Choices: keep the old definition registered as its own version (Workflow.make(name, ` +
+      `{ version })) so that runs started on it finish on it while new runs take the new one; guard the change with ` +
+      `Workflow.patched(id) so that runs which passed this point replay the old branch; or ${fork}. ReplayCheck ` +
+      `finds such runs before a deploy.`
   }
 }
 
@@ -411,6 +436,88 @@ export class WorkflowNotRegistered extends Schema.TaggedError<WorkflowNotRegiste
 }) {
   override get message() {
     return `workflow "${this.workflow}" is not registered: add it to Pgflows.layer({ workflows })`
+  }
+}
+
+/**
+ * `start`, `fork` or a filter named a version of a workflow that no definition known to this client
+ * has (`known` lists the versions it knows). Nothing was written.
+ *
+ * @category errors
+ * @since 0.1.0
+ */
+export class UnknownVersion extends Schema.TaggedError<UnknownVersion>()("UnknownVersion", {
+  workflow: Schema.String,
+  version: Schema.Number,
+  known: Schema.Array(Schema.Number)
+}) {
+  override get message() {
+    const known = this.known.length === 0 ? "none" : this.known.join(", ")
+    return `workflow "${this.workflow}" has no definition of version ${this.version} here (versions known: ${known}); ` +
+      "register one with Pgflows.layer({ workflows })"
+  }
+}
+
+/**
+ * `fork` was given a point that is not in the run's journal (or a step name that occurs more than
+ * once, or a version that is not an integer). Nothing was written.
+ *
+ * @category errors
+ * @since 0.1.0
+ */
+export class InvalidFork extends Schema.TaggedError<InvalidFork>()("InvalidFork", {
+  runId: Schema.String,
+  fromStep: Schema.String,
+  reason: Schema.String
+}) {
+  override get message() {
+    return `cannot fork run "${this.runId}" from "${this.fromStep}": ${this.reason}`
+  }
+}
+
+/**
+ * A filter of a bulk operation (or of the replay checker) that cannot be used as given: a limit out
+ * of range, a time range that ends before it starts, a status the operation cannot act on.
+ *
+ * @category errors
+ * @since 0.1.0
+ */
+export class InvalidFilter extends Schema.TaggedError<InvalidFilter>()("InvalidFilter", {
+  operation: Schema.String,
+  reason: Schema.String
+}) {
+  override get message() {
+    return `${this.operation}: invalid filter: ${this.reason}`
+  }
+}
+
+/**
+ * A bulk operation's filter matched no run it could act on. Nothing was written.
+ *
+ * @category errors
+ * @since 0.1.0
+ */
+export class NoRunsMatched extends Schema.TaggedError<NoRunsMatched>()("NoRunsMatched", {
+  operation: Schema.String,
+  filter: Schema.String
+}) {
+  override get message() {
+    return `${this.operation}: no run matches ${this.filter}`
+  }
+}
+
+/**
+ * A run history document (`RunHistory`) that does not decode: not JSON, or not the shape pgflows
+ * exports.
+ *
+ * @category errors
+ * @since 0.1.0
+ */
+export class InvalidHistory extends Schema.TaggedError<InvalidHistory>()("InvalidHistory", {
+  issues: Schema.Array(Issue)
+}) {
+  override get message() {
+    return `not a pgflows run history: ${formatIssues(this.issues)}`
   }
 }
 

@@ -65,6 +65,8 @@ export interface StepInfo {
   readonly attempts: number
   readonly output: unknown
   readonly error: unknown
+  /** Whether a transaction step wrote it, in the transaction of its effect (see `Step.transaction`). */
+  readonly transactional: boolean
   readonly startedAt: Date | undefined
   readonly completedAt: Date | undefined
   readonly wakeAt: Date | undefined
@@ -80,6 +82,8 @@ export interface StepInfo {
 export interface RunInfo<A = unknown, E = unknown> {
   readonly id: string
   readonly workflow: string
+  /** The version of the workflow the run started on (0: a definition without one). */
+  readonly version: number
   readonly status: Status
   readonly input: unknown
   readonly output: Option.Option<A>
@@ -89,6 +93,8 @@ export interface RunInfo<A = unknown, E = unknown> {
   /** How many of those claims took over a lost lease. */
   readonly recoveries: number
   readonly parentId: string | undefined
+  /** For a fork: the run it was forked from, and the journal key it restarted at. */
+  readonly forkedFrom: { readonly runId: string; readonly key: string } | undefined
   readonly createdAt: Date
   readonly updatedAt: Date
   readonly startedAt: Date | undefined
@@ -111,6 +117,7 @@ export interface RunInfo<A = unknown, E = unknown> {
 export interface Summary {
   readonly id: string
   readonly workflow: string
+  readonly version: number
   readonly status: Status
   readonly executions: number
   readonly createdAt: Date
@@ -127,4 +134,76 @@ export interface Summary {
 export interface Page {
   readonly runs: ReadonlyArray<Summary>
   readonly nextCursor: string | undefined
+}
+
+/**
+ * A completed step of the original run that a fork executes again.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface RerunStep {
+  readonly key: string
+  readonly name: string
+  /** A transaction step: its effect was committed with its entry, and commits again in the fork. */
+  readonly transactional: boolean
+}
+
+/**
+ * What a fork does: it replays the original's journal entries at `kept` (nothing of them runs
+ * again) and executes the rest from `fromKey` on. `rerun` lists the original's completed steps that
+ * execute again, in execution order; `repeatedSideEffects` those of them that are not transaction
+ * steps, whose side effects happen a second time unless they are idempotent.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface ForkPlan {
+  /** The original run. */
+  readonly runId: string
+  readonly workflow: string
+  /** The version the fork runs on. */
+  readonly version: number
+  readonly fromKey: string
+  readonly kept: ReadonlyArray<string>
+  readonly rerun: ReadonlyArray<RerunStep>
+  readonly repeatedSideEffects: ReadonlyArray<RerunStep>
+}
+
+/**
+ * A fork that was started (or found, when its id was given again): its id, and its plan.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface Forked extends ForkPlan {
+  readonly id: RunId
+}
+
+/**
+ * What a bulk operation did (or, in a dry run, would do). `matched` counts every run the filter
+ * matches, `selected` the ids acted on: the oldest, at most the filter's limit. `done` lists the
+ * runs changed; `skipped` those that could not be (they changed state meanwhile, or have no such
+ * fork point), with why.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface BulkResult {
+  readonly operation: "cancel" | "retry" | "fork"
+  readonly dryRun: boolean
+  readonly matched: number
+  readonly selected: ReadonlyArray<string>
+  readonly done: ReadonlyArray<string>
+  readonly skipped: ReadonlyArray<{ readonly runId: string; readonly reason: string }>
+}
+
+/**
+ * What a bulk fork did: also the plan (dry run) or the fork of each run.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface BulkForkResult extends BulkResult {
+  readonly forks: ReadonlyArray<ForkPlan | Forked>
 }

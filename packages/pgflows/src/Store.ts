@@ -28,6 +28,8 @@ import type { Status, StepStatus } from "./Run.ts"
 export interface RunRecord {
   readonly id: string
   readonly workflow: string
+  /** The version of the workflow the run started on (0: none). */
+  readonly version: number
   readonly status: Status
   /** The output, for a completed run (`null` otherwise, or when `outcomeTooLarge` is set). */
   readonly output: unknown
@@ -46,6 +48,8 @@ export interface RunRecord {
   readonly leaseExpiresAt: number | null
   readonly wakeAt: number | null
   readonly parentId: string | null
+  /** The run this one was forked from, and the key it was forked at. */
+  readonly forkedFrom: ForkOrigin | null
   readonly msgId: number | null
   readonly createdAt: number
   readonly updatedAt: number
@@ -62,11 +66,34 @@ export interface RunRecord {
 export interface RunSummary {
   readonly id: string
   readonly workflow: string
+  readonly version: number
   readonly status: Status
   readonly executions: number
   readonly createdAt: number
   readonly updatedAt: number
   readonly completedAt: number | null
+}
+
+/**
+ * Where a forked run came from: the original run, and the key of its journal the fork restarts at.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface ForkOrigin {
+  readonly runId: string
+  readonly key: string
+}
+
+/**
+ * A workflow and one of its versions: what a worker serves.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface WorkflowVersion {
+  readonly workflow: string
+  readonly version: number
 }
 
 /**
@@ -110,6 +137,8 @@ export interface StepRecord {
   readonly completedAt: number | null
   /** Set when the output or error is larger than the store can read back: its size in bytes. */
   readonly tooLarge?: number | undefined
+  /** Whether the entry was written by a transaction step, in the transaction of its effect. */
+  readonly transactional?: boolean | undefined
 }
 
 /**
@@ -119,6 +148,11 @@ export interface StepRecord {
 export interface NewRun {
   readonly id: string
   readonly workflow: string
+  /**
+   * The version to start; without it, the newest version a live worker on the queue serves (0 when
+   * none does): what runs started from SQL (`enqueue_workflow`) and by schedulers get.
+   */
+  readonly version?: number | undefined
   readonly input: unknown
   readonly delayMillis?: number | undefined
   readonly parentId?: string | undefined
@@ -159,10 +193,10 @@ export interface ClaimRequest {
   /** Prefix of the lease tokens of this claim (the worker's id). */
   readonly worker: string
   /**
-   * Workflows this worker can execute. Messages of other workflows are not even read: they stay,
-   * untouched, for a worker that registers them.
+   * Workflow versions this worker can execute. Messages of other workflows and versions are not even
+   * read: they stay, untouched, for a worker that registers them.
    */
-  readonly workflows: ReadonlyArray<string>
+  readonly workflows: ReadonlyArray<WorkflowVersion>
   readonly limit: number
   readonly leaseMillis: number
 }
@@ -200,6 +234,8 @@ export interface Checkpoint {
   readonly error: unknown
   readonly attempts: number
   readonly wakeInMillis?: number | undefined
+  /** Written by a transaction step with its effect (see `StepRecord.transactional`). */
+  readonly transactional?: boolean | undefined
 }
 
 /**
@@ -251,9 +287,78 @@ export interface Lease {
  */
 export interface ListQuery {
   readonly workflow?: string | undefined
+  readonly version?: number | undefined
   readonly status?: Status | undefined
   readonly limit: number
   readonly cursor?: string | undefined
+}
+
+/**
+ * Runs selected for a bulk operation: of one workflow, optionally one version, some states, created
+ * in `[createdAfter, createdBefore)`; the oldest `limit` of them.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface RunFilter {
+  readonly workflow: string
+  readonly version?: number | undefined
+  readonly statuses: ReadonlyArray<Status>
+  readonly createdAfter?: number | undefined
+  readonly createdBefore?: number | undefined
+  readonly limit: number
+}
+
+/**
+ * What `findRuns` found: how many runs match, and the ids of the oldest `limit` of them.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface FoundRuns {
+  readonly total: number
+  readonly ids: ReadonlyArray<string>
+}
+
+/**
+ * A fork to write: a new run `id` of the original's workflow at `version`, with the original's input
+ * and the journal entries at `keys`, linked to the original at `fromKey`.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface ForkRequest {
+  readonly sourceId: string
+  readonly id: string
+  readonly version: number
+  readonly keys: ReadonlyArray<string>
+  readonly fromKey: string
+  /** The run fails with `WorkflowTimeout` this long after the fork is created. */
+  readonly timeoutMillis?: number | undefined
+}
+
+/**
+ * The outcome of `forkRun`: the fork was created; the id was taken (by the run described); or there
+ * is no original.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export type ForkResult =
+  | { readonly _tag: "Created" }
+  | { readonly _tag: "Exists"; readonly workflow: string; readonly forkedFrom: ForkOrigin | null }
+  | { readonly _tag: "NotFound" }
+
+/**
+ * Runs of a workflow version that have not ended.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface InFlight {
+  readonly workflow: string
+  readonly version: number
+  readonly runs: number
 }
 
 /**
@@ -328,18 +433,19 @@ export type CancelResult = "cancelled" | "already-terminal" | "not-found"
  */
 export interface WorkerAnnouncement {
   readonly worker: string
-  readonly workflows: ReadonlyArray<string>
+  readonly workflows: ReadonlyArray<WorkflowVersion>
   readonly ttlMillis: number
 }
 
 /**
- * Due runs of a workflow that no live worker registers, waiting longer than asked.
+ * Due runs of a workflow version that no live worker registers, waiting longer than asked.
  *
  * @category models
  * @since 0.1.0
  */
 export interface Unclaimed {
   readonly workflow: string
+  readonly version: number
   readonly runs: number
 }
 
@@ -398,15 +504,27 @@ export class Store extends Context.Service<Store, {
   readonly getInput: (runId: string) => Effect.Effect<StoredValue | undefined, StoreError>
   readonly getSteps: (runId: string) => Effect.Effect<ReadonlyArray<StepRecord>, StoreError>
   readonly listRuns: (query: ListQuery) => Effect.Effect<RunPage, StoreError>
+  /** How many runs match a filter, and the oldest of them (for bulk operations). */
+  readonly findRuns: (filter: RunFilter) => Effect.Effect<FoundRuns, StoreError>
+  /**
+   * Creates a fork of a run with its queue message, in one transaction: the original's input and
+   * the journal entries at the given keys are copied; the original is not changed.
+   */
+  readonly forkRun: (request: ForkRequest) => Effect.Effect<ForkResult, StoreError>
+  /** Runs that have not ended, by workflow and version. */
+  readonly inFlight: Effect.Effect<ReadonlyArray<InFlight>, StoreError>
   /** Milliseconds until the next queued message becomes visible, if any. */
   readonly nextWakeup: Effect.Effect<number | undefined, StoreError>
-  /** Records (or renews) a running worker and the workflows it serves on this store's queue. */
+  /** Records (or renews) a running worker and the workflow versions it serves on this store's queue. */
   readonly announceWorker: (announcement: WorkerAnnouncement) => Effect.Effect<void, StoreError>
   /** Forgets a worker that stopped. */
   readonly retireWorker: (worker: string) => Effect.Effect<void, StoreError>
-  /** Whether a live worker serves `workflow` on this store's queue. */
-  readonly hasWorkerFor: (workflow: string) => Effect.Effect<boolean, StoreError>
-  /** Runs due for longer than `olderThanMillis` whose workflow no live worker serves, by workflow. */
+  /** Whether a live worker serves this version of `workflow` on this store's queue. */
+  readonly hasWorkerFor: (workflow: string, version: number) => Effect.Effect<boolean, StoreError>
+  /**
+   * Runs due for longer than `olderThanMillis` whose workflow version no live worker serves, by
+   * workflow and version.
+   */
   readonly unclaimed: (olderThanMillis: number) => Effect.Effect<ReadonlyArray<Unclaimed>, StoreError>
   /** Subscribes to notifications (NOTIFY for `PgStore`) for the life of the scope. */
   readonly subscribe: Effect.Effect<Queue.Dequeue<Notification, StoreError>, StoreError, Scope.Scope>

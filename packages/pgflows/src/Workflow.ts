@@ -28,6 +28,7 @@ import * as Schema from "effect/Schema"
 import * as Crypto from "node:crypto"
 import { type ChildOutcome, nextKey, WorkflowContext as Context } from "./internal/context.ts"
 import { decodeFailure } from "./internal/failure.ts"
+import * as Versions from "./internal/versions.ts"
 import { codec, type Persisted } from "./JsonCodec.ts"
 import { AnyError, ChildCancelled, ChildFailed, InvalidSignal } from "./PgflowsError.ts"
 import * as StoredText from "./StoredText.ts"
@@ -65,6 +66,11 @@ export interface StepDefaults {
 export interface Workflow<Name extends string, I extends Persisted, O extends Persisted, E extends Persisted, R> {
   readonly [TypeId]: typeof TypeId
   readonly name: Name
+  /**
+   * The version of this definition (0 when it has none). A run records the version it started on
+   * and is only executed by a worker that registers a definition of that version.
+   */
+  readonly version: number
   readonly input: I
   readonly output: O
   readonly error: E
@@ -83,6 +89,7 @@ export interface Workflow<Name extends string, I extends Persisted, O extends Pe
 export interface Any {
   readonly [TypeId]: typeof TypeId
   readonly name: string
+  readonly version: number
   readonly input: Persisted
   readonly output: Persisted
   readonly error: Persisted
@@ -124,7 +131,11 @@ export type Requirements<W> = W extends Workflow<any, any, any, any, infer R> ? 
 export const isWorkflow = (u: unknown): u is Any => typeof u === "object" && u !== null && (u as any)[TypeId] === TypeId
 
 /**
- * Defines a workflow.
+ * Defines a workflow. With `version`, the definition is that version of the workflow: a run
+ * records the version it started on, and only a worker that registers a definition of that version
+ * executes it, so the definitions of several versions can be registered side by side while the old
+ * runs drain (see the README, "Changing workflows"). Without one it is version 0, the version of
+ * every run recorded before versions existed.
  *
  * @example
  * ```ts
@@ -153,6 +164,8 @@ export const make = <
   readonly input: I
   readonly output: O
   readonly error?: E | undefined
+  /** An integer from 0 (the default: no version) to 2147483647. */
+  readonly version?: number | undefined
   readonly stepDefaults?: StepDefaults | undefined
   /**
    * A durable deadline, counted from the start: a run still going after it fails with
@@ -166,9 +179,15 @@ export const make = <
   if (problem !== undefined) {
     throw new globalThis.Error(`invalid workflow name ${JSON.stringify(name)}: it ${problem}`)
   }
+  const version = options.version ?? 0
+  const versionProblem = Versions.problem(version)
+  if (versionProblem !== undefined) {
+    throw new globalThis.Error(`invalid version ${String(version)} of workflow "${name}": it ${versionProblem}`)
+  }
   return {
     [TypeId]: TypeId,
     name,
+    version,
     input: options.input,
     output: options.output,
     error: options.error ?? (AnyError as unknown as E),
@@ -216,6 +235,59 @@ export const randomUUID: Effect.Effect<string, never, WorkflowContext> = Effect.
   (ctx) =>
     ctx.execution.record("pgflows.uuid", nextKey(ctx.position), Schema.String, Effect.sync(() => Crypto.randomUUID()))
 )
+
+/**
+ * Whether this execution takes the new branch of a change: `true` for a run that reaches this point
+ * for the first time (recorded in the journal, so a replay answers the same), `false` for a run that
+ * passed this point before the change was deployed (it replays its old branch). So a fix can ship
+ * without a new version:
+ *
+ * ```ts
+ * if (yield* Workflow.patched("sms-instead-of-email")) yield* sendSms(order)
+ * else yield* sendEmail(order)
+ * ```
+ *
+ * A patch uses no key of its own: the operations around it keep their keys whichever way it goes.
+ * Each place it is called decides for itself (in a loop, iterations that ran before the change
+ * replay `false`, later ones answer `true`). Once no run that took the old branch is in flight,
+ * replace the call by `Workflow.deprecatePatch(id)` and delete the old branch.
+ *
+ * **Gotchas**
+ *
+ * A run "passed this point" when its journal holds an operation after it: a patch placed where the
+ * old code did no durable operation before the run parked cannot tell. Use `ReplayCheck` on the
+ * recorded runs before deploying.
+ *
+ * @category versioning
+ * @since 0.1.0
+ */
+export const patched = (id: string): Effect.Effect<boolean, never, WorkflowContext> =>
+  Effect.flatMap(Context, (ctx) => {
+    const problem = StoredText.nameProblem(id)
+    if (problem !== undefined) {
+      return Effect.die(new globalThis.Error(`invalid patch id ${JSON.stringify(id)}: it ${problem}`))
+    }
+    return ctx.execution.patched(id, ctx.position, false)
+  })
+
+/**
+ * The second stage of a patch: the old branch is gone, and runs that reach this point take the new
+ * one. Runs that took the new branch replay as before; a run that took the old branch (it passed
+ * this point before the patch shipped) fails with a `NonDeterminismError` that names the patch,
+ * instead of a divergence somewhere after it. Once no run of the workflow recorded before
+ * `Workflow.patched(id)` shipped remains, the call can be deleted too: it uses no key.
+ *
+ * @category versioning
+ * @since 0.1.0
+ */
+export const deprecatePatch = (id: string): Effect.Effect<void, never, WorkflowContext> =>
+  Effect.flatMap(Context, (ctx) => {
+    const problem = StoredText.nameProblem(id)
+    if (problem !== undefined) {
+      return Effect.die(new globalThis.Error(`invalid patch id ${JSON.stringify(id)}: it ${problem}`))
+    }
+    return Effect.asVoid(ctx.execution.patched(id, ctx.position, true))
+  })
 
 /**
  * What a wait for a signal with a timeout gives: the payload, or that the time ran out.

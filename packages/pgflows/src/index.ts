@@ -113,7 +113,9 @@ export * as MemoryWorkQueue from "./MemoryWorkQueue.ts"
  *
  * @example
  * ```ts
- * const waiting = yield* Metric.value(Metric.withAttributes(Metrics.runsWithoutWorker, { workflow: "order" }))
+ * const waiting = yield* Metric.value(
+ *   Metric.withAttributes(Metrics.runsWithoutWorker, { workflow: "order", version: "0" })
+ * )
  * ```
  *
  * @since 0.1.0
@@ -217,6 +219,9 @@ export * as PgDatabase from "./PgDatabase.ts"
  * 6. `trace`: the span context that started a run;
  * 7. `workers`: the running workers and the workflows each serves, so that a run no worker can take
  *    is shown as waiting for one instead of being failed.
+ * 8. `versions`: the version a run started on, the run a fork came from, which journal entries
+ *    transaction steps wrote, and `enqueue_workflow` with a version (by default the newest a live
+ *    worker serves).
  *
  * @since 0.1.0
  */
@@ -402,6 +407,34 @@ export * as PgflowsError from "./PgflowsError.ts"
 export * as Plugin from "./Plugin.ts"
 
 /**
+ * Replays recorded runs against the current code without executing anything, and says for each run
+ * whether it replays cleanly or where it diverges, so that a CI can check a deploy before it
+ * happens. Each run is replayed by the definition of the version it started on, through the same
+ * replay engine as a worker: every durable operation the code asks for is matched with the journal
+ * (name and input hash at its key) and answered with the recorded value; at the end of the journal
+ * the check stops, where a worker would go on. No step runs, nothing is written.
+ *
+ * The histories come from the database (`ReplayCheck.stored`, the runs in flight by default) or
+ * from exported documents (`ReplayCheck.histories`, see `RunHistory`).
+ *
+ * @example
+ * ```ts
+ * const recorded = yield* RunHistory.fromJson(Fs.readFileSync("test/histories/order-1.json", "utf8"))
+ * const report = yield* ReplayCheck.histories([order], [recorded])
+ * assert.isTrue(report.ok, ReplayCheck.format(report))
+ * ```
+ *
+ * **Gotchas**
+ *
+ * Code between durable operations runs as it would in a worker, in the context of the caller: a
+ * workflow body that reads a service outside its steps needs it provided. A race still undecided
+ * in the journal stops the check at the race.
+ *
+ * @since 0.1.0
+ */
+export * as ReplayCheck from "./ReplayCheck.ts"
+
+/**
  * Runs as the client sees them: ids, states, and what `status` and `list` return.
  *
  * Lifecycle: `pending -> running -> (suspended -> running)* -> completed | failed | cancelled`.
@@ -409,6 +442,24 @@ export * as Plugin from "./Plugin.ts"
  * @since 0.1.0
  */
 export * as Run from "./Run.ts"
+
+/**
+ * A run's history as a JSON document: the run (workflow, version, input, state) and its whole
+ * journal, with the names and input hashes of its operations and the values they recorded. Export
+ * it with `client.exportHistory(runId)` (or `RunHistory.read`), keep it next to the code (a file
+ * under `test/`), and let `ReplayCheck.histories` replay it against the code of a deploy in CI.
+ *
+ * @example
+ * ```ts
+ * const history = yield* client.exportHistory(runId)
+ * Fs.writeFileSync("test/histories/order-1.json", RunHistory.toJson(history))
+ * // later, in a test:
+ * const recorded = yield* RunHistory.fromJson(Fs.readFileSync("test/histories/order-1.json", "utf8"))
+ * ```
+ *
+ * @since 0.1.0
+ */
+export * as RunHistory from "./RunHistory.ts"
 
 /**
  * Recurring runs of workflows: one service, three implementations.

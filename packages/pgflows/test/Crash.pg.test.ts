@@ -6,74 +6,19 @@
 import { PgClient } from "@effect/sql-pg"
 import { assert, describe, it, layer } from "@effect/vitest"
 import { EmbeddedServer, TestDatabase } from "@pgflows/testing"
-import { Context, Effect, Layer, Option, Redacted } from "effect"
+import { Effect, Option } from "effect"
 import { SqlClient } from "effect/sql"
-import * as ChildProcess from "node:child_process"
-import * as Crypto from "node:crypto"
-import * as Path from "node:path"
-import { Pgflows, PgflowsConfig, type Run } from "pgflows"
+import type { Run } from "pgflows"
 import { all, bulk, crashChain, fanOut, lingering, paced3, transactional } from "./fixtures/crashWorkflows.ts"
-
-const workerScript = Path.join(import.meta.dirname, "fixtures/worker.ts")
-
-interface Worker {
-  readonly name: string
-  readonly child: ChildProcess.ChildProcess
-  readonly output: () => string
-  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>
-}
-
-/** Starts a worker process and waits until it says it is ready. */
-const spawnWorker = (name: string, env: Record<string, string>) =>
-  Effect.acquireRelease(
-    Effect.promise(async (): Promise<Worker> => {
-      const child = ChildProcess.spawn(process.execPath, [workerScript], {
-        env: { ...process.env, ...env, WORKER_NAME: name },
-        stdio: ["ignore", "pipe", "pipe"]
-      })
-      let output = ""
-      child.stdout!.on("data", (chunk) => output += chunk)
-      child.stderr!.on("data", (chunk) => output += chunk)
-      const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
-        child.on("exit", (code, signal) => resolve({ code, signal }))
-      )
-      const deadline = Date.now() + 30_000
-      while (!/ready on queue/.test(output)) {
-        if (child.exitCode !== null || Date.now() > deadline) {
-          throw new Error(`worker ${name} did not start:\n${output}`)
-        }
-        await new Promise((resolve) => setTimeout(resolve, 25))
-      }
-      return { name, child, output: () => output, exited }
-    }),
-    (worker) =>
-      Effect.promise(async () => {
-        if (worker.child.exitCode === null && worker.child.signalCode === null) worker.child.kill("SIGKILL")
-        await worker.exited
-      })
-  )
-
-/** SIGTERM: the worker stops claiming, lets its runs finish, and exits as an interrupted program (130). */
-const stopGracefully = (worker: Worker) =>
-  Effect.promise(async () => {
-    worker.child.kill("SIGTERM")
-    const exit = await worker.exited
-    assert.strictEqual(exit.code, 130, worker.output())
-    assert.match(worker.output(), /pgflows: worker \S+ stopped, \d+ runs handed back/)
-    return exit
-  })
-
-/** Polls `check` until it returns a value, or fails after `seconds`. */
-const eventually = <A, E, R>(check: Effect.Effect<A | undefined, E, R>, seconds: number, what: string) =>
-  Effect.gen(function*() {
-    const deadline = Date.now() + seconds * 1000
-    while (Date.now() < deadline) {
-      const value = yield* check
-      if (value !== undefined) return value
-      yield* Effect.sleep("100 millis")
-    }
-    return yield* Effect.die(new Error(`timed out after ${seconds}s waiting for ${what}`))
-  })
+import {
+  client as clientOf,
+  countEffects,
+  createEffects,
+  eventually,
+  settings,
+  spawnWorker,
+  stopGracefully
+} from "./fixtures/processes.ts"
 
 /** Waits until a step has recorded its side effect at least once (see `crashWorkflows.ts`). */
 const stepStarted = (step: string, what: string) =>
@@ -87,46 +32,8 @@ const stepStarted = (step: string, what: string) =>
       what
     ))
 
-/** Each test's own schema, queue and channel, handed to the workers through the environment. */
-const settings = (url: Redacted.Redacted<string>, extra: Record<string, string> = {}) => {
-  const suffix = Crypto.randomBytes(4).toString("hex")
-  return {
-    DATABASE_URL: Redacted.value(url),
-    PGFLOWS_SCHEMA: `crash_${suffix}`,
-    PGFLOWS_QUEUE: `q_${suffix}`,
-    PGFLOWS_NOTIFY_CHANNEL: `c_${suffix}`,
-    ...extra
-  }
-}
-
 /** A client in the test process with the same settings as the workers (it runs no worker). */
-const client = (env: Record<string, string>) =>
-  Effect.gen(function*() {
-    const config = yield* PgflowsConfig.make({
-      schema: env.PGFLOWS_SCHEMA,
-      queue: env.PGFLOWS_QUEUE,
-      notifyChannel: env.PGFLOWS_NOTIFY_CHANNEL
-    })
-    const context = yield* Layer.build(
-      Pgflows.layerPg({ workflows: all }).pipe(
-        Layer.provide(Layer.succeed(PgflowsConfig.PgflowsConfig, config))
-      )
-    )
-    return Context.get(context, Pgflows.Pgflows)
-  }).pipe(Effect.orDie)
-
-const createEffects = Effect.gen(function*() {
-  const sql = yield* SqlClient.SqlClient
-  yield* sql`DROP TABLE IF EXISTS effects`
-  yield* sql`CREATE TABLE effects (label text NOT NULL, step text NOT NULL, worker text NOT NULL, at timestamptz DEFAULT clock_timestamp())`
-})
-
-const countEffects = Effect.gen(function*() {
-  const sql = yield* SqlClient.SqlClient
-  const rows = yield* sql<{ step: string; worker: string; n: number }>`
-    SELECT step, worker, count(*)::int AS n FROM effects GROUP BY step, worker ORDER BY step, worker`
-  return rows.map((row) => `${row.step}@${row.worker}:${row.n}`)
-})
+const client = (env: Record<string, string>) => clientOf(env, all)
 
 layer(TestDatabase.layer, { excludeTestServices: true })("crashes and concurrency (child processes)", (it) => {
   it.effect(

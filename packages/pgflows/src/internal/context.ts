@@ -23,6 +23,7 @@ export interface StepSpec {
 /** What the engine needs to know about a child workflow. */
 export interface ChildSpec {
   readonly name: string
+  readonly version: number
   readonly input: Persisted
   readonly output: Persisted
   readonly error: Persisted
@@ -63,6 +64,11 @@ export interface Execution {
   readonly startChild: (spec: ChildSpec, input: unknown, id: string | undefined, key: string) => Effect.Effect<string>
   /** Waits for a child run to end. */
   readonly awaitChild: (spec: ChildSpec, childId: string, key: string) => Effect.Effect<ChildOutcome>
+  /**
+   * Whether the run takes the new branch of patch `id` at `position` (without moving it); with
+   * `deprecated`, the old branch is gone and a run that took it fails.
+   */
+  readonly patched: (id: string, position: Position, deprecated: boolean) => Effect.Effect<boolean>
   /** Registers an undo, run in reverse order if the workflow fails. */
   readonly compensate: (undo: Effect.Effect<unknown, unknown, any>) => Effect.Effect<void>
 }

@@ -46,13 +46,24 @@ import type * as Plugin from "../Plugin.ts"
 import type * as Store from "../Store.ts"
 import * as StoredText from "../StoredText.ts"
 import type * as Workflow from "../Workflow.ts"
-import { type ChildOutcome, type ChildSpec, type Execution, type StepSpec, WorkflowContext } from "./context.ts"
+import {
+  type ChildOutcome,
+  type ChildSpec,
+  type Execution,
+  type Position,
+  type StepSpec,
+  WorkflowContext
+} from "./context.ts"
 import { decodeFailure, encodeEngineFailure, encodeFailure, type ErrorEnvelope } from "./failure.ts"
 import { hash, storeProblem } from "./json.ts"
+import * as Keys from "./keys.ts"
 import { isTraceContext, linkTo, traceKey, traceName } from "./telemetry.ts"
 
-/** Why an execution stopped without a transition of its own. */
-export type StopReason = "cancelled" | "lease-lost" | "shutdown" | "store-unavailable"
+/**
+ * Why an execution stopped without a transition of its own. `history-end`: a replay check
+ * (`ReplayCheck`) reached the end of the recorded journal, where a real execution would go on.
+ */
+export type StopReason = "cancelled" | "lease-lost" | "shutdown" | "store-unavailable" | "history-end"
 
 /** How long a step attempt runs before its start is recorded (so a crash shows in `attempts`). */
 export const markerDelay = Duration.millis(250)
@@ -68,6 +79,14 @@ export interface Attempt {
 }
 
 const sleepName = "pgflows.sleep"
+const patchName = "pgflows.patch"
+
+/**
+ * How an execution runs: `execute` (a claimed run: steps run, the journal is written) or `check`
+ * (the replay checker: recorded entries are replayed, nothing runs or is written, and the execution
+ * stops where the journal ends).
+ */
+export type Mode = "execute" | "check"
 
 /**
  * How long the checkpoint of a completed step may be held back to share a commit with what follows
@@ -173,11 +192,27 @@ export class RunExecution implements Execution {
   /** The fiber of the workflow's body (or of a compensation) while one runs. */
   private body: Fiber.Fiber<unknown, unknown> | undefined = undefined
 
-  constructor(env: EngineEnv, definition: Workflow.Any, claimed: Store.ClaimedRun, localNow: number) {
+  /** The version of the workflow the run started on. */
+  readonly version: number
+  readonly mode: Mode
+  /** In `check` mode: the keys of the journal that the replay reached. */
+  readonly visited = new Set<string>()
+  /** In `check` mode: the first operation past the end of the journal, if the replay got there. */
+  next: { readonly key: string; readonly name: string } | undefined = undefined
+
+  constructor(
+    env: EngineEnv,
+    definition: Workflow.Any,
+    claimed: Store.ClaimedRun,
+    localNow: number,
+    mode: Mode = "execute"
+  ) {
     this.env = env
     this.definition = definition
+    this.mode = mode
     this.runId = claimed.run.id
     this.workflow = claimed.run.workflow
+    this.version = claimed.run.version
     this.token = claimed.token
     this.msgId = claimed.msgId
     this.journal = new Map(claimed.journal.map((entry) => [entry.key, entry]))
@@ -185,7 +220,8 @@ export class RunExecution implements Execution {
     this.input = claimed.input
     this.recoveries = claimed.run.recoveries
     this.events = claimed.run.events
-    this.deadlineAt = claimed.run.deadlineAt
+    // A replay check replays what was recorded, whenever it was: deadlines do not apply.
+    this.deadlineAt = mode === "check" ? null : claimed.run.deadlineAt
     this.resumed = claimed.run.executions > 1 || claimed.journal.length > 0
     this.caller = claimed.run.trace
   }
@@ -397,17 +433,25 @@ export class RunExecution implements Execution {
     options: {
       readonly replay?: ((entry: Store.StepRecord) => Effect.Effect<A, E, R> | undefined) | undefined
       readonly execute: (entry: Store.StepRecord | undefined) => Effect.Effect<A, E, R>
+      /**
+       * `execute` only holds entries back (see `hold`): the held ones need not be written first,
+       * they are written together before the next operation.
+       */
+      readonly holdsOnly?: boolean | undefined
     }
   ): Effect.Effect<A, E, R> {
     return Effect.suspend(() => {
       const entry = this.journal.get(key)
       if (entry !== undefined) {
+        if (this.mode === "check") this.visited.add(key)
         if (entry.name !== name || entry.inputHash !== inputHash) {
           return this.failRun(
             new NonDeterminismError({
               key,
               journal: { name: entry.name, inputHash: entry.inputHash },
-              replay: { name, inputHash }
+              replay: { name, inputHash },
+              workflow: this.workflow,
+              version: this.version
             })
           )
         }
@@ -423,9 +467,74 @@ export class RunExecution implements Execution {
         const replayed = options.replay?.(entry)
         if (replayed !== undefined) return replayed
       }
-      return this.guard.pipe(Effect.andThen(this.flush), Effect.andThen(options.execute(entry)))
+      // A replay check stops where the recorded journal ends: nothing is executed or written.
+      if (this.mode === "check") {
+        this.next ??= { key, name }
+        this.decide({ _tag: "Stop", reason: "history-end" })
+        return this.halt()
+      }
+      const execute = options.execute(entry)
+      return this.guard.pipe(Effect.andThen(options.holdsOnly === true ? execute : Effect.andThen(this.flush, execute)))
     })
   }
+
+  /**
+   * Whether the run passed `position` in an earlier execution: its journal (as claimed) holds an
+   * operation at that position or after it (patch markers count at their position), other than
+   * the marker `except`.
+   */
+  private passed(position: string, except: string): boolean {
+    const at = Keys.parse(position)!
+    for (const key of this.journal.keys()) {
+      if (key === except) continue
+      const other = Keys.parse(key)
+      if (other === undefined) continue
+      const order = Keys.compare(other, at)
+      if (order === "after" || order === "same") return true
+    }
+    return false
+  }
+
+  readonly patched = (id: string, position: Position, deprecated: boolean): Effect.Effect<boolean> =>
+    Effect.suspend(() => {
+      const at = `${position.prefix}${position.counter + 1}`
+      const key = Keys.patchMarker(at, id)
+      const inputHash = hash({ patch: id })
+      if (!this.journal.has(key) && this.passed(at, key)) {
+        if (this.mode === "check") this.visited.add(key)
+        if (!deprecated) return Effect.succeed(false)
+        // The run took the old branch, which is gone: say so here, not at a divergence further on.
+        const after = [...this.journal.values()]
+          .filter((entry) => {
+            const order = Keys.compareKeys(entry.key, at)
+            return entry.key !== key && (order === "after" || order === "same")
+          })
+          .sort((a, b) => Keys.byExecution(a.key, b.key))[0]!
+        return this.failRun(
+          new NonDeterminismError({
+            key: at,
+            journal: { name: after.name, inputHash: after.inputHash },
+            replay: { name: patchName, inputHash },
+            workflow: this.workflow,
+            version: this.version,
+            patch: id
+          })
+        )
+      }
+      return this.operation(key, patchName, inputHash, {
+        replay: () => Effect.succeed(true),
+        // The marker is held like a step's checkpoint: nothing after it is durable before it is.
+        holdsOnly: true,
+        execute: () =>
+          Effect.as(
+            this.hold({
+              entry: { key, name: patchName, inputHash, status: "completed", output: null, error: null, attempts: 1 },
+              subject: `marker of patch "${id}" (key ${key})`
+            }),
+            true
+          )
+      })
+    })
 
   /**
    * Encodes a value for storage, failing the run when it does not fit its Schema, the size limit, or
@@ -502,7 +611,8 @@ export class RunExecution implements Execution {
           status: "completed",
           output,
           error: null,
-          attempts: attempt
+          attempts: attempt,
+          transactional: true
         }),
         Effect.flatMap(effect, (value) => this.encode(spec.output, value, subject))
       ).pipe(
@@ -813,7 +923,12 @@ export class RunExecution implements Execution {
       const name = "pgflows.child"
       const subject = `input of child workflow "${spec.name}" (key ${key})`
       const encodedInput = yield* this.encode(spec.input, input, subject)
-      const childId = id ?? `${this.runId}:${key}`
+      // A child started earlier keeps the id it was started with: a fork replays its original's child.
+      const recorded = this.journal.get(key)
+      const started = recorded?.name === "pgflows.child"
+        ? (recorded.output as { child?: unknown } | null)?.child
+        : undefined
+      const childId = id ?? (typeof started === "string" ? started : `${this.runId}:${key}`)
       yield* this.storableName(childId, `id of child workflow "${spec.name}" (key ${key})`)
       const inputHash = hash({ workflow: spec.name, input: encodedInput, id: childId })
       return yield* this.operation(key, name, inputHash, {
@@ -823,6 +938,7 @@ export class RunExecution implements Execution {
             const created = yield* this.env.store.createRuns([{
               id: childId,
               workflow: spec.name,
+              version: spec.version,
               input: encodedInput,
               parentId: this.runId,
               ...(this.deadlineAt === null ? {} : { deadlineAt: this.deadlineAt }),
@@ -901,7 +1017,7 @@ export class RunExecution implements Execution {
   )
 
   private readonly execution: Effect.Effect<Outcome> = Effect.gen({ self: this }, function*() {
-    if (this.recoveries > this.env.config.maxRecoveries) {
+    if (this.mode === "execute" && this.recoveries > this.env.config.maxRecoveries) {
       return yield* this.endFailed(
         new RecoveryLimitExceeded({ recoveries: this.recoveries, limit: this.env.config.maxRecoveries })
       )
@@ -1132,6 +1248,17 @@ export class RunExecution implements Execution {
   }
 
   private end(transition: TransitionKind): Effect.Effect<Outcome> {
+    // A replay check writes nothing: the end is only reported.
+    if (this.mode === "check") {
+      this.held.length = 0
+      return Effect.succeed(
+        transition.kind === "complete"
+          ? { _tag: "Ended", kind: "complete", output: transition.output }
+          : transition.kind === "fail"
+          ? { _tag: "Ended", kind: "fail", error: transition.error }
+          : { _tag: "Ended", kind: transition.kind }
+      )
+    }
     // The held checkpoints commit with the transition; a flush under way commits first.
     const write = this.writes.withPermit(Effect.suspend(() => {
       const held = this.held.splice(0)

@@ -6,6 +6,7 @@
  * "Runs are isolated").
  */
 import * as Identifier from "../Identifier.ts"
+import { newestServed, workflowKey } from "./pgVersions.ts"
 
 export type Statements = ReturnType<typeof make>
 
@@ -69,9 +70,16 @@ const transitionCtes = (schema: Identifier.Identifier, first: number) => {
 )`
 }
 
-/** The journal writes of a batch, as CTEs after a `locked` CTE, over the arrays `$1` to `$10`. */
-const checkpointCtes = (schema: Identifier.Identifier) => {
+/**
+ * The journal writes of a batch, as CTEs after a `locked` CTE, over the arrays `$1` to `$10`. With
+ * `transactional`, the entries are marked as written by a transaction step (`checkpointWith`); the
+ * group-commit statements leave the column to its default, so they stay as they were.
+ */
+const checkpointCtes = (schema: Identifier.Identifier, transactional = false) => {
   const s = Identifier.quote(schema)
+  const column = transactional ? ", transactional" : ""
+  const value = transactional ? ", true" : ""
+  const update = transactional ? ", transactional = EXCLUDED.transactional" : ""
   const ms = "* interval '1 millisecond'"
   return `accepted AS MATERIALIZED (
   SELECT t.* FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
@@ -80,14 +88,14 @@ const checkpointCtes = (schema: Identifier.Identifier) => {
   JOIN locked l ON l.id = t.run_id AND l.lease_owner = t.token
 ), written AS (
   INSERT INTO ${s}.steps AS st
-    (run_id, key, name, input_hash, status, output, error, attempts, wake_at, completed_at)
+    (run_id, key, name, input_hash, status, output, error, attempts, wake_at, completed_at${column})
   SELECT run_id, key, name, input_hash, status, output::jsonb, error::jsonb, attempts,
          CASE WHEN wake_ms IS NOT NULL THEN now() + wake_ms ${ms} END,
-         CASE WHEN status IN ('completed', 'failed') THEN now() END
+         CASE WHEN status IN ('completed', 'failed') THEN now() END${value}
   FROM accepted
   ON CONFLICT (run_id, key) DO UPDATE SET
     status = EXCLUDED.status, output = EXCLUDED.output, error = EXCLUDED.error, attempts = EXCLUDED.attempts,
-    wake_at = EXCLUDED.wake_at, completed_at = EXCLUDED.completed_at
+    wake_at = EXCLUDED.wake_at, completed_at = EXCLUDED.completed_at${update}
   WHERE st.status NOT IN ('completed', 'failed')
 )`
 }
@@ -109,16 +117,18 @@ WITH input AS (
   SELECT t.id, t.workflow, t.input::jsonb AS input, t.delay_ms, t.parent_id, t.owner, t.lease_ms, t.ord,
          t.trace::jsonb AS trace,
          least(to_timestamp(t.deadline_ms / 1000.0), now() + t.timeout_ms ${ms}) AS deadline_at,
+         -- Without a version (runs from SQL, schedulers): the newest a live worker serves.
+         CASE WHEN t.version IS NOT NULL THEN t.version ELSE ${newestServed(s, "$8", "t.workflow")} END AS version,
          nextval('${schema}.queue_msg_id_seq') AS msg_id
   FROM unnest($1::text[], $2::text[], $3::text[], $4::float8[], $5::text[], $6::text[], $7::float8[],
-    $10::float8[], $11::float8[], $12::text[])
+    $10::float8[], $11::float8[], $12::text[], $13::int[])
     WITH ORDINALITY AS t(id, workflow, input, delay_ms, parent_id, owner, lease_ms, deadline_ms, timeout_ms, trace,
-      ord)
+      version, ord)
 ), inserted AS (
   INSERT INTO ${s}.runs AS r
-    (id, workflow, status, input, wake_at, parent_id, msg_id, lease_owner, lease_expires_at, executions, started_at,
-     deadline_at, trace)
-  SELECT id, workflow,
+    (id, workflow, version, status, input, wake_at, parent_id, msg_id, lease_owner, lease_expires_at, executions,
+     started_at, deadline_at, trace)
+  SELECT id, workflow, version,
          CASE WHEN owner IS NULL THEN 'pending' ELSE 'running' END,
          input,
          CASE WHEN delay_ms > 0 THEN now() + delay_ms ${ms} END,
@@ -129,19 +139,20 @@ WITH input AS (
          deadline_at, trace
   FROM input
   ON CONFLICT (id) DO NOTHING
-  RETURNING r.id, r.workflow, r.status, r.executions, r.recoveries, r.events, r.deadline_at, r.trace, r.lease_owner,
-    r.lease_expires_at, r.wake_at, r.parent_id, r.msg_id, r.created_at, r.updated_at, r.started_at
+  RETURNING r.id, r.workflow, r.version, r.status, r.executions, r.recoveries, r.events, r.deadline_at, r.trace,
+    r.lease_owner, r.lease_expires_at, r.wake_at, r.parent_id, r.msg_id, r.created_at, r.updated_at, r.started_at
 ), sent AS (
   INSERT INTO ${s}.queue_messages (msg_id, queue, vt, message)
-  SELECT msg_id, $8, coalesce(lease_expires_at, wake_at, now()), jsonb_build_object('run', id, 'workflow', workflow)
+  SELECT msg_id, $8, coalesce(lease_expires_at, wake_at, now()),
+    jsonb_build_object('run', id, 'workflow', ${workflowKey("workflow", "version")})
   FROM inserted
   RETURNING msg_id
 ), notified AS (
   SELECT pg_notify($9, 'run') AS n
   FROM (SELECT 1 FROM inserted WHERE lease_expires_at IS NULL AND wake_at IS NULL LIMIT 1) AS runnable
 )
-SELECT i.id, ins.id IS NOT NULL AS created, coalesce(ins.workflow, existing.workflow) AS workflow, ins.status,
-  ins.executions, ins.recoveries, ins.events, ins.deadline_at, ins.trace, ins.lease_owner, ins.lease_expires_at,
+SELECT i.id, ins.id IS NOT NULL AS created, coalesce(ins.workflow, existing.workflow) AS workflow, ins.version,
+  ins.status, ins.executions, ins.recoveries, ins.events, ins.deadline_at, ins.trace, ins.lease_owner, ins.lease_expires_at,
   ins.wake_at, ins.parent_id, ins.msg_id, ins.created_at, ins.updated_at, ins.started_at,
   extract(epoch FROM now()) * 1000 AS now_ms
 FROM input i
@@ -149,8 +160,9 @@ LEFT JOIN inserted ins ON ins.id = i.id
 LEFT JOIN ${s}.runs existing ON existing.id = i.id
 CROSS JOIN (SELECT count(*) FROM notified) AS forced
 ORDER BY i.ord`,
-    // Only messages of the workflows this worker registers are read; a run's input is returned as
-    // text only when it fits $6 bytes (its size otherwise).
+    // Only messages of the workflow versions this worker registers are read (by their key, see
+    // `internal/versions.ts`); a run's input is returned as text only when it fits $6 bytes (its size
+    // otherwise).
     claim: `
 WITH due AS (
   SELECT msg_id FROM ${s}.queue_messages
@@ -175,19 +187,19 @@ WITH due AS (
     updated_at = now()
   FROM msgs m
   WHERE r.id = m.run_id
-    AND r.workflow = ANY($5::text[])
+    AND ${workflowKey("r.workflow", "r.version")} = ANY($5::text[])
     AND (
       (r.status = 'pending' AND (r.wake_at IS NULL OR r.wake_at <= now()))
       OR (r.status = 'suspended' AND r.wake_at <= now())
       OR (r.status = 'running' AND r.lease_expires_at < now())
     )
-  RETURNING r.id, r.workflow, r.status, r.input, r.executions, r.recoveries, r.events, r.deadline_at, r.trace,
-    r.lease_owner, r.lease_expires_at, r.wake_at, r.parent_id, r.created_at, r.updated_at, r.started_at,
-    r.completed_at, m.msg_id AS claimed_msg_id
+  RETURNING r.id, r.workflow, r.version, r.status, r.input, r.executions, r.recoveries, r.events, r.deadline_at,
+    r.trace, r.lease_owner, r.lease_expires_at, r.wake_at, r.parent_id, r.forked_from, r.forked_at, r.created_at,
+    r.updated_at, r.started_at, r.completed_at, m.msg_id AS claimed_msg_id
 )
-SELECT m.msg_id, m.read_ct, m.run_id, c.id, c.workflow, c.status, c.executions, c.recoveries, c.events,
-  c.deadline_at, c.trace, c.lease_owner, c.lease_expires_at, c.wake_at, c.parent_id, c.created_at, c.updated_at,
-  c.started_at, c.completed_at,
+SELECT m.msg_id, m.read_ct, m.run_id, c.id, c.workflow, c.version, c.status, c.executions, c.recoveries, c.events,
+  c.deadline_at, c.trace, c.lease_owner, c.lease_expires_at, c.wake_at, c.parent_id, c.forked_from, c.forked_at,
+  c.created_at, c.updated_at, c.started_at, c.completed_at,
   CASE WHEN octet_length(v.input) <= $6 THEN v.input END AS input_text, octet_length(v.input) AS input_bytes,
   extract(epoch FROM now()) * 1000 AS now_ms,
   cur.status AS current_status, cur.lease_expires_at AS current_lease, cur.wake_at AS current_wake
@@ -209,6 +221,7 @@ WITH fix AS (
 SELECT (SELECT count(*) FROM removed) AS removed, (SELECT count(*) FROM deferred) AS deferred`,
     journal: `
 SELECT st.run_id, st.key, st.name, st.input_hash, st.status, st.attempts, st.wake_at, st.started_at, st.completed_at,
+  st.transactional,
   CASE WHEN octet_length(v.output) <= $2 THEN v.output END AS output_text,
   CASE WHEN octet_length(v.error) <= $2 THEN v.error END AS error_text,
   greatest(octet_length(v.output), octet_length(v.error)) AS value_bytes
@@ -327,14 +340,15 @@ WITH restarted AS (
     lease_owner = NULL, lease_expires_at = NULL, events = events + 1, updated_at = now(),
     msg_id = nextval('${schema}.queue_msg_id_seq')
   WHERE id = $1 AND status = 'failed'
-  RETURNING id, workflow, msg_id
+  RETURNING id, workflow, version, msg_id
 ), dropped AS (
   -- The failed entries run again; compensations that ran after the failure are forgotten with it.
   DELETE FROM ${s}.steps st USING restarted r
   WHERE st.run_id = r.id AND (st.status IN ('failed', 'running', 'retrying') OR st.key LIKE 'c%')
 ), sent AS (
   INSERT INTO ${s}.queue_messages (msg_id, queue, vt, message)
-  SELECT msg_id, $2, now(), jsonb_build_object('run', id, 'workflow', workflow) FROM restarted
+  SELECT msg_id, $2, now(), jsonb_build_object('run', id, 'workflow', ${workflowKey("workflow", "version")})
+  FROM restarted
 ), notified AS (SELECT pg_notify($3, 'run') AS n FROM restarted)
 SELECT EXISTS (SELECT 1 FROM restarted) AS restarted, (SELECT status FROM ${s}.runs WHERE id = $1) AS status,
   (SELECT count(*) FROM notified) AS forced`,
@@ -348,19 +362,21 @@ WITH RECURSIVE tree AS (
     lease_expires_at = NULL, events = events + 1, updated_at = now(),
     msg_id = nextval('${schema}.queue_msg_id_seq')
   WHERE id IN (SELECT id FROM tree)
-  RETURNING id, workflow, msg_id
+  RETURNING id, workflow, version, msg_id
 ), sent AS (
   INSERT INTO ${s}.queue_messages (msg_id, queue, vt, message)
-  SELECT msg_id, $2, now(), jsonb_build_object('run', id, 'workflow', workflow) FROM resumed
+  SELECT msg_id, $2, now(), jsonb_build_object('run', id, 'workflow', ${workflowKey("workflow", "version")})
+  FROM resumed
 ), notified AS (SELECT pg_notify($3, 'run') AS n FROM (SELECT 1 FROM resumed LIMIT 1) x)
 SELECT EXISTS (SELECT 1 FROM resumed WHERE id = $1) AS restarted,
   (SELECT status FROM ${s}.runs WHERE id = $1) AS status, (SELECT count(*) FROM notified) AS forced`,
     transactionalCheckpoint: `
-WITH ${lock("SELECT unnest($1::text[])")}, ${checkpointCtes(schema)}
+WITH ${lock("SELECT unnest($1::text[])")}, ${checkpointCtes(schema, true)}
 SELECT 'cp' AS kind, run_id, key FROM accepted`,
     getRun: `
-SELECT r.id, r.workflow, r.status, r.executions, r.recoveries, r.events, r.deadline_at, r.trace, r.lease_owner,
-  r.lease_expires_at, r.wake_at, r.parent_id, r.msg_id, r.created_at, r.updated_at, r.started_at, r.completed_at,
+SELECT r.id, r.workflow, r.version, r.status, r.executions, r.recoveries, r.events, r.deadline_at, r.trace,
+  r.lease_owner, r.lease_expires_at, r.wake_at, r.parent_id, r.forked_from, r.forked_at, r.msg_id, r.created_at,
+  r.updated_at, r.started_at, r.completed_at,
   CASE WHEN octet_length(v.output) <= $2 THEN v.output END AS output_text,
   CASE WHEN octet_length(v.error) <= $2 THEN v.error END AS error_text,
   greatest(octet_length(v.output), octet_length(v.error)) AS value_bytes
@@ -372,15 +388,58 @@ WHERE r.id = $1`,
 SELECT CASE WHEN octet_length(v.input) <= $2 THEN v.input END AS input_text, octet_length(v.input) AS input_bytes
 FROM ${s}.runs r CROSS JOIN LATERAL (SELECT r.input::text AS input) v WHERE r.id = $1`,
     list: `
-SELECT id, workflow, status, executions, created_at, updated_at, completed_at,
+SELECT id, workflow, version, status, executions, created_at, updated_at, completed_at,
   (extract(epoch FROM created_at) * 1000000)::bigint::text AS created_us
 FROM ${s}.runs
 WHERE ($1::text IS NULL OR workflow = $1)
   AND ($2::text IS NULL OR status = $2)
+  AND ($6::int IS NULL OR version = $6)
   AND ($3::bigint IS NULL
     OR (created_at, id) < (timestamptz 'epoch' + $3::bigint * interval '1 microsecond', $4::text))
 ORDER BY created_at DESC, id DESC
 LIMIT $5`,
+    // The oldest runs of a filter, with the count of all that match (the window runs before LIMIT).
+    findRuns: `
+SELECT id, count(*) OVER () AS total
+FROM ${s}.runs
+WHERE workflow = $1
+  AND ($2::int IS NULL OR version = $2)
+  AND status = ANY($3::text[])
+  AND ($4::float8 IS NULL OR created_at >= to_timestamp($4 / 1000.0))
+  AND ($5::float8 IS NULL OR created_at < to_timestamp($5 / 1000.0))
+ORDER BY created_at, id
+LIMIT $6`,
+    // A new run from an original: its input copied in the database (never through the client), the
+    // chosen journal entries with it, and its queue message; the original is only read.
+    forkRun: `
+WITH source AS (
+  SELECT id, workflow, input FROM ${s}.runs WHERE id = $1
+), inserted AS (
+  INSERT INTO ${s}.runs (id, workflow, version, status, input, msg_id, forked_from, forked_at, deadline_at)
+  SELECT $2, workflow, $3, 'pending', input, nextval('${schema}.queue_msg_id_seq'), id, $5,
+    now() + $6::float8 ${ms}
+  FROM source
+  ON CONFLICT (id) DO NOTHING
+  RETURNING id, workflow, version, msg_id
+), copied AS (
+  INSERT INTO ${s}.steps (run_id, key, name, input_hash, status, output, error, attempts, wake_at, started_at,
+    completed_at, transactional)
+  SELECT i.id, st.key, st.name, st.input_hash, st.status, st.output, st.error, st.attempts, st.wake_at,
+    st.started_at, st.completed_at, st.transactional
+  FROM inserted i JOIN ${s}.steps st ON st.run_id = $1 AND st.key = ANY($4::text[])
+), sent AS (
+  INSERT INTO ${s}.queue_messages (msg_id, queue, vt, message)
+  SELECT msg_id, $7, now(), jsonb_build_object('run', id, 'workflow', ${workflowKey("workflow", "version")})
+  FROM inserted
+), notified AS (SELECT pg_notify($8, 'run') AS n FROM inserted)
+SELECT EXISTS (SELECT 1 FROM source) AS found, EXISTS (SELECT 1 FROM inserted) AS created,
+  existing.workflow, existing.forked_from, existing.forked_at, (SELECT count(*) FROM notified) AS forced
+FROM (SELECT 1) AS one
+LEFT JOIN ${s}.runs existing ON existing.id = $2 AND NOT EXISTS (SELECT 1 FROM inserted)`,
+    // Every run that has not ended has its message on the queue, so the queue alone answers.
+    inFlight: `
+SELECT message->>'workflow' AS key, count(*)::int AS runs
+FROM ${s}.queue_messages WHERE queue = $1 GROUP BY 1 ORDER BY 1`,
     nextWakeup: `
 SELECT extract(epoch FROM (min(vt) - now())) * 1000 AS ms
 FROM ${s}.queue_messages WHERE queue = $1 AND vt > now() AND vt < 'infinity'::timestamptz`,
@@ -396,7 +455,7 @@ SELECT EXISTS (
   SELECT 1 FROM ${s}.workers WHERE queue = $1 AND expires_at > now() AND $2 = ANY(workflows)
 ) AS served`,
     unclaimed: `
-SELECT m.message->>'workflow' AS workflow, count(*)::int AS runs
+SELECT m.message->>'workflow' AS key, count(*)::int AS runs
 FROM ${s}.queue_messages m
 WHERE m.queue = $1 AND m.vt <= now() - $2 ${ms}
   AND NOT EXISTS (

@@ -24,6 +24,7 @@ import type * as Scope from "effect/Scope"
 import type * as Store from "../Store.ts"
 import type * as Workflow from "../Workflow.ts"
 import { type EngineEnv, markerDelay, type Outcome, RunExecution, type StopReason } from "./engine.ts"
+import * as Versions from "./versions.ts"
 
 export interface Inflight {
   readonly execution: RunExecution
@@ -40,6 +41,7 @@ export type Event =
     readonly _tag: "Ended"
     readonly runId: string
     readonly workflow: string
+    readonly version: number
     readonly status: "completed" | "failed"
     readonly output: unknown
     readonly error: unknown
@@ -62,6 +64,7 @@ export interface Runner {
 
 export const make = (options: {
   readonly env: EngineEnv
+  /** The definitions this process executes, by workflow key (`internal/versions.ts`). */
   readonly registry: ReadonlyMap<string, Workflow.Any>
   readonly worker: string
   readonly events: PubSub.PubSub<Event>
@@ -76,7 +79,8 @@ export const make = (options: {
 
     const launch = (claimed: Store.ClaimedRun) =>
       Effect.gen(function*() {
-        const definition = registry.get(claimed.run.workflow)!
+        // A worker claims only the workflow versions it registers (`Store.ClaimRequest`).
+        const definition = registry.get(Versions.key(claimed.run.workflow, claimed.run.version))!
         const execution = new RunExecution(env, definition, claimed, yield* Clock.currentTimeMillis)
         const fiber = yield* execution.run.pipe(
           Effect.tap((outcome) =>
@@ -85,6 +89,7 @@ export const make = (options: {
                 _tag: "Ended",
                 runId: claimed.run.id,
                 workflow: claimed.run.workflow,
+                version: claimed.run.version,
                 status: outcome.kind === "complete" ? "completed" : "failed",
                 output: outcome.kind === "complete" ? outcome.output : null,
                 error: outcome.kind === "fail" ? outcome.error : null

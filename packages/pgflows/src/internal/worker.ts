@@ -9,9 +9,10 @@
  * visible), so another worker takes them at once instead of waiting for their lease to expire
  * (docs/ARCHITECTURE.md, "Shutdown").
  *
- * A worker never fails a run it cannot execute: it reads only messages of workflows it registers.
- * Runs due for longer than `PgflowsConfig.unclaimedWarning` whose workflow no live worker registers
- * are logged and counted in `Metrics.runsWithoutWorker`.
+ * A worker never fails a run it cannot execute: it reads only messages of the workflow versions it
+ * registers. Runs due for longer than `PgflowsConfig.unclaimedWarning` whose workflow version no live
+ * worker registers are logged and counted in `Metrics.runsWithoutWorker`; the runs not ended of each
+ * version are counted in `Metrics.runsInFlight`, so an operator sees when an old version is drained.
  */
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -25,12 +26,13 @@ import type { StoreError } from "../PgflowsError.ts"
 import type * as Store from "../Store.ts"
 import type * as Runner from "./runner.ts"
 import * as Slots from "./slots.ts"
+import * as Versions from "./versions.ts"
 
 export interface Options {
   readonly runner: Runner.Runner
   readonly config: PgflowsConfig.PgflowsConfig
   readonly store: Store.Store["Service"]
-  readonly workflows: ReadonlyArray<string>
+  readonly workflows: ReadonlyArray<Store.WorkflowVersion>
   readonly claim: (limit: number) => Effect.Effect<ReadonlyArray<Store.ClaimedRun>, StoreError>
   /** Offered a value when runs may have become claimable (NOTIFY, a run handed back, a freed slot). */
   readonly wakeups: Queue.Queue<void>
@@ -57,6 +59,7 @@ export const run = (options: Options): Effect.Effect<never> =>
       Effect.forever(Effect.andThen(Effect.sleep(Duration.millis(ttl / 3)), Effect.ignore(announce)))
     )
     yield* Effect.forkScoped(watchUnclaimed(store, config))
+    yield* Effect.forkScoped(watchInFlight(store, config))
 
     // Added after the fibers above, so it runs first when the loop stops (finalizers run in reverse).
     yield* Effect.addFinalizer(() =>
@@ -110,14 +113,17 @@ const watchEvery = (config: PgflowsConfig.PgflowsConfig): Duration.Duration =>
 /** Repeats a warning about the same workflow and count at most this often. */
 const warnAgainAfter = 10 * 60_000
 
+/** The attributes of a per-version gauge. */
+const attributes = (workflow: string, version: number) => ({ workflow, version: String(version) })
+
 /**
- * Logs and counts the due runs of workflows no live worker registers, once they waited longer than
- * `unclaimedWarning`; a workflow that is served again is counted 0.
+ * Logs and counts the due runs of workflow versions no live worker registers, once they waited
+ * longer than `unclaimedWarning`; a version that is served again is counted 0.
  */
 const watchUnclaimed = (store: Store.Store["Service"], config: PgflowsConfig.PgflowsConfig) =>
   Effect.gen(function*() {
     const threshold = Duration.toMillis(config.unclaimedWarning)
-    const warned = new Map<string, { readonly runs: number; readonly at: number }>()
+    const warned = new Map<string, { readonly workflow: string; readonly version: number; runs: number; at: number }>()
     let elapsed = 0
     while (true) {
       yield* Effect.sleep(watchEvery(config))
@@ -125,22 +131,52 @@ const watchUnclaimed = (store: Store.Store["Service"], config: PgflowsConfig.Pgf
       const found = yield* Effect.orElseSucceed(store.unclaimed(threshold), () => undefined)
       if (found === undefined) continue
       const seen = new Set<string>()
-      for (const { workflow, runs } of found) {
-        seen.add(workflow)
-        yield* Metric.update(Metric.withAttributes(Metrics.runsWithoutWorker, { workflow }), runs)
-        const last = warned.get(workflow)
+      for (const { workflow, version, runs } of found) {
+        const key = Versions.key(workflow, version)
+        seen.add(key)
+        yield* Metric.update(Metric.withAttributes(Metrics.runsWithoutWorker, attributes(workflow, version)), runs)
+        const last = warned.get(key)
         if (last !== undefined && last.runs === runs && elapsed - last.at < warnAgainAfter) continue
-        warned.set(workflow, { runs, at: elapsed })
+        warned.set(key, { workflow, version, runs, at: elapsed })
         yield* Effect.logWarning(
-          `pgflows: ${runs} runs of workflow "${workflow}" have waited more than ` +
+          `pgflows: ${runs} runs of ${Versions.label(workflow, version)} have waited more than ` +
             `${Duration.format(config.unclaimedWarning)} for a worker that registers it; no running worker does ` +
-            `(deploy one with it in Pgflows.layer({ workflows }))`
+            `(deploy one with ${version === 0 ? "it" : "a definition of that version"} in Pgflows.layer({ workflows }))`
         )
       }
-      for (const workflow of warned.keys()) {
-        if (seen.has(workflow)) continue
-        warned.delete(workflow)
-        yield* Metric.update(Metric.withAttributes(Metrics.runsWithoutWorker, { workflow }), 0)
+      for (const [key, last] of warned) {
+        if (seen.has(key)) continue
+        warned.delete(key)
+        yield* Metric.update(
+          Metric.withAttributes(Metrics.runsWithoutWorker, attributes(last.workflow, last.version)),
+          0
+        )
       }
+    }
+  })
+
+/**
+ * Sets `Metrics.runsInFlight` for every workflow version with runs that have not ended, at the pace
+ * of `watchUnclaimed`; a version whose runs all ended is set to 0 once.
+ */
+const watchInFlight = (store: Store.Store["Service"], config: PgflowsConfig.PgflowsConfig) =>
+  Effect.gen(function*() {
+    let previous = new Map<string, Store.InFlight>()
+    while (true) {
+      yield* Effect.sleep(watchEvery(config))
+      const found = yield* Effect.orElseSucceed(store.inFlight, () => undefined)
+      if (found === undefined) continue
+      const current = new Map(found.map((row) => [Versions.key(row.workflow, row.version), row]))
+      for (const row of current.values()) {
+        yield* Metric.update(
+          Metric.withAttributes(Metrics.runsInFlight, attributes(row.workflow, row.version)),
+          row.runs
+        )
+      }
+      for (const [key, row] of previous) {
+        if (current.has(key)) continue
+        yield* Metric.update(Metric.withAttributes(Metrics.runsInFlight, attributes(row.workflow, row.version)), 0)
+      }
+      previous = current
     }
   })

@@ -163,6 +163,16 @@ export const engineSuite = <R>(backend: Backend<R>, it: Tester<R>) => {
         assert.strictEqual(error.key, "1")
         assert.strictEqual(error.journal.name, "a")
         assert.strictEqual(error.replay.name, "b")
+        // The message names the first diverging key and says what to do.
+        assert.match(error.message, /^non-deterministic workflow: at key 1, the first that differs,/)
+        assert.match(error.message, /the replay of the run of workflow "evolving" asked for "b" \(input hash \w+\)/)
+        assert.match(error.message, /where the journal holds "a"/)
+        assert.match(
+          error.message,
+          /keep the old definition registered as its own version \(Workflow\.make\(name, \{ version \}\)\)/
+        )
+        assert.match(error.message, /guard the change with Workflow\.patched\(id\)/)
+        assert.match(error.message, /fork the run from a step before key 1 \(client\.fork\(runId, \{ fromStep \}\)\)/)
       }
     })))
 
@@ -185,7 +195,7 @@ export const engineSuite = <R>(backend: Backend<R>, it: Tester<R>) => {
       assert.instanceOf(error, PgflowsError.NonDeterminismError)
       assert.strictEqual(error.replay.name, "a")
       assert.notStrictEqual(error.replay.inputHash, error.journal.inputHash)
-      assert.match(error.message, /at key 1 the replay asked for step "a" with a different input/)
+      assert.match(error.message, /at key 1, the first that differs, .* asked for step "a" with another input/)
     })))
 
   it.effect("retries a failing step by its Schedule and records the attempts", () =>
@@ -367,7 +377,7 @@ export const engineSuite = <R>(backend: Backend<R>, it: Tester<R>) => {
         const id = yield* client.start(wf, { n: 4 })
         const [zombie] = yield* store.claim({
           worker: "zombie",
-          workflows: ["taken_over"],
+          workflows: [{ workflow: "taken_over", version: 0 }],
           limit: 1,
           leaseMillis: 1000
         })
@@ -414,7 +424,7 @@ export const engineSuite = <R>(backend: Backend<R>, it: Tester<R>) => {
         for (let i = 0; i < 2; i++) {
           yield* store.claim({
             worker: "crasher",
-            workflows: ["crash_loop"],
+            workflows: [{ workflow: "crash_loop", version: 0 }],
             limit: 1,
             leaseMillis: 1000
           })

@@ -318,7 +318,9 @@ export const isolationSuite = <R>(backend: Backend<R>, it: Tester<R>) => {
         const warning = lines.find((line) => line.includes("absent"))
         assert.isDefined(warning, lines.join("\n"))
         assert.match(warning!, /2 runs of workflow "absent" have waited/)
-        const gauge = yield* Metric.value(Metric.withAttributes(Metrics.runsWithoutWorker, { workflow: "absent" }))
+        const gauge = yield* Metric.value(
+          Metric.withAttributes(Metrics.runsWithoutWorker, { workflow: "absent", version: "0" })
+        )
         assert.strictEqual(gauge.value, 2)
       }),
       { pollInterval: "100 millis", unclaimedWarning: "1 minute" }

@@ -142,6 +142,9 @@ export const start = (client: Client, request: typeof PgflowsApi.StartRequest.Ty
               message: error.message
             })
           ),
+        // Without a version in the request the client takes the newest it registers: no unknown one.
+        UnknownVersion: (error) =>
+          Effect.fail(new WorkflowNotFound({ workflow: error.workflow, message: error.message })),
         StoreError: unavailable("starting a run")
       })
     )
