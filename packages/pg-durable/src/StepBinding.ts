@@ -1,5 +1,5 @@
 /**
- * How pg_durable calls the steps of a graph (ARCHITECTURE.md section 9).
+ * How pg_durable calls the steps of a graph (docs/PG_DURABLE.md, "HTTP" and "Signals").
  *
  * - `worker` (the default, and the practical one): the graph calls `<schema>.pgd_enqueue_step(...)`,
  *   which writes the call to the step-results table, puts a message on the step queue

@@ -238,7 +238,7 @@ export * as PgDurableScheduler from "./PgDurableScheduler.ts"
 export * as SqlExporter from "./SqlExporter.ts"
 
 /**
- * How pg_durable calls the steps of a graph (ARCHITECTURE.md section 9).
+ * How pg_durable calls the steps of a graph (docs/PG_DURABLE.md, "HTTP" and "Signals").
  *
  * - `worker` (the default, and the practical one): the graph calls `<schema>.pgd_enqueue_step(...)`,
  *   which writes the call to the step-results table, puts a message on the step queue

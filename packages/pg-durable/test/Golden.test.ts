@@ -1,5 +1,5 @@
-// Golden facts from pg_durable-reference.md: the operator precedence table of §1.3 (PostgreSQL
-// gives every user operator one precedence and groups left) and the DSL expressions of §5, parsed by
+// Golden facts of docs/PG_DURABLE.md: the operator precedence of "Operators" (PostgreSQL
+// gives every user operator one precedence and groups left) and the DSL expressions of pg_durable's own tests, parsed by
 // PostgreSQL's own parser into pg_durable's graph; and the graphs this compiler writes for them.
 import { assert, describe, it } from "@effect/vitest"
 import { Compiler, Decompiler, Graph } from "@pgflows/pg-durable"
@@ -35,7 +35,7 @@ const rejects = (sql: string, message: string) =>
     assert.include(error.message, message, sql)
   })
 
-describe("operator precedence (reference §1.3): one precedence, left associative", () => {
+describe("operator precedence (docs/PG_DURABLE.md, Operators): one precedence, left associative", () => {
   const table: ReadonlyArray<readonly [string, D]> = [
     ["SELECT 'a' ~> 'b' ~> 'c'", seq(seq(q("a"), q("b")), q("c"))],
     ["SELECT 'a' & 'b' ~> 'c'", seq(join(q("a"), q("b")), q("c"))],

@@ -27,7 +27,7 @@ const rejects = (graph: Graph.Any, rule: PgDurableError.Rule, path: string, mess
 const signal = Graph.waitForSignal("sig", { capture: "sig" })
 const withSignal = (node: Graph.Any) => Graph.sequence(signal, node)
 
-/** pg_durable's SQL-context substitution of a text value (reference §2.3): quoted, `'` doubled. */
+/** pg_durable's SQL-context substitution of a text value (docs/PG_DURABLE.md, "Substitution"): quoted, `'` doubled. */
 const substitute = (text: string, reference: string, value: string) =>
   text.replaceAll(reference, `'${value.replaceAll("'", "''")}'`)
 
