@@ -63,7 +63,7 @@ describe("operator precedence (docs/PG_DURABLE.md, Operators): one precedence, l
     rejects(`SELECT df.start('{"node_type":"NOT_A_NODE"}')`, "literal Durofut JSON"))
 })
 
-describe("the reference's golden expressions (§5)", () => {
+describe("pg_durable's golden expressions (from its own tests)", () => {
   const golden: ReadonlyArray<readonly [string, string, D]> = [
     ["G1", "SELECT df.start('SELECT 42 as answer', 'test-simple-auto')", q("SELECT 42 as answer")],
     ["G2", "SELECT df.start(df.sql('SELECT 42 as answer'), 'test-simple-func')", q("SELECT 42 as answer")],
