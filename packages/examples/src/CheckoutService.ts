@@ -127,8 +127,6 @@ export class CheckoutService extends Context.Service<CheckoutService, {
   readonly inject: (fault: Fault, glitches?: ReadonlyArray<Glitch>) => Effect.Effect<void>
   /** The remediation requests received so far. */
   readonly received: Effect.Effect<ReadonlyArray<Received>>
-  /** How many `GET /health` requests arrived so far. */
-  readonly healthRequests: Effect.Effect<number>
   /** The current report (what `/health` would answer without glitches). */
   readonly report: Effect.Effect<HealthReport>
 }>()("examples/CheckoutService") {}
@@ -169,7 +167,6 @@ interface State {
   /** The state before each incident's remediation, for its revert. */
   readonly before: ReadonlyMap<string, { readonly fault: Fault; readonly version: string; readonly replicas: number }>
   readonly received: ReadonlyArray<Received>
-  readonly healthRequests: number
 }
 
 const initial: State = {
@@ -179,8 +176,7 @@ const initial: State = {
   previousVersion: "2.4.0",
   replicas: 3,
   before: new Map(),
-  received: [],
-  healthRequests: 0
+  received: []
 }
 
 const reportOf = (state: State): HealthReport => {
@@ -234,8 +230,7 @@ const make = Effect.gen(function*() {
   const health = Effect.gen(function*() {
     const glitch = yield* Ref.modify(state, (s): [Glitch | undefined, State] => [s.glitches[0], {
       ...s,
-      glitches: s.glitches.slice(1),
-      healthRequests: s.healthRequests + 1
+      glitches: s.glitches.slice(1)
     }])
     if (glitch === "hang") return yield* Effect.never
     if (glitch === "unavailable") return HttpServerResponse.text("upstream unavailable", { status: 503 })
@@ -295,7 +290,6 @@ const make = Effect.gen(function*() {
     url: `http://127.0.0.1:${port}`,
     inject: (fault, glitches = []) => Ref.update(state, (s) => ({ ...s, fault, glitches: [...glitches] })),
     received: Effect.map(Ref.get(state), (s) => s.received),
-    healthRequests: Effect.map(Ref.get(state), (s) => s.healthRequests),
     report: Effect.map(Ref.get(state), reportOf)
   })
 })

@@ -242,19 +242,15 @@ const program = (url: Redacted.Redacted<string>) =>
       approvalSeconds: 30
     })
     yield* approve("INC-1", "ana")
-    const probes = yield* until(
-      "the remediation of INC-1",
-      Effect.gen(function*() {
-        const received = yield* checkout.received
-        return received.some((r) =>
-            r.incidentId === "INC-1"
-          )
-          ? yield* checkout.healthRequests
-          : undefined
-      })
+    // The journal records a step attempt once it has run for a moment: kill worker-A in the middle of it.
+    yield* until(
+      "worker-A in verify_recovery",
+      Effect.map(client.status("INC-1"), (info) =>
+        info.steps.find((step) => step.name === "verify_recovery" && step.status === "running"))
     )
-    yield* until("the verification of INC-1", Effect.map(checkout.healthRequests, (n) => n > probes ? n : undefined))
-    yield* say("worker-A is in verify_recovery, probing checkout: killing it with SIGKILL (no chance to clean up)")
+    yield* say(
+      "the journal shows verify_recovery running on worker-A: killing worker-A with SIGKILL (no chance to clean up)"
+    )
     yield* stop(workerA, "SIGKILL")
     const workerB = yield* spawnWorker("worker-B", url)
     yield* say(`worker-B is up; it takes INC-1 over once worker-A's lease (${lease}) has expired...`)
@@ -264,7 +260,9 @@ const program = (url: Redacted.Redacted<string>) =>
     const [rows] = yield* sql<
       { n: number }
     >`SELECT count(*)::int AS n FROM sre_remediations WHERE incident_id = 'INC-1'`
-    const rerun = [...new Set(workerB.lines.flatMap((line) => /^INC-1 (\w+) (done|attempt)/.exec(line)?.[1] ?? []))]
+    const rerun = [
+      ...new Set(workerB.lines.flatMap((line) => /^INC-1 (\w+) (done|attempt)/.exec(line)?.[1] ?? []))
+    ]
     yield* say(
       `worker-B ran only ${rerun.join(", ")} for INC-1: the steps completed before the crash came from the journal`
     )
