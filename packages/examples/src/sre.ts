@@ -261,7 +261,9 @@ const program = (url: Redacted.Redacted<string>) =>
       { n: number }
     >`SELECT count(*)::int AS n FROM sre_remediations WHERE incident_id = 'INC-1'`
     const rerun = [
-      ...new Set(workerB.lines.flatMap((line) => /^INC-1 (\w+) (done|attempt)/.exec(line)?.[1] ?? []))
+      ...new Set(workerB.lines.flatMap((line) =>
+        /^INC-1 (\w+) (done|attempt)/.exec(line)?.[1] ?? []
+      ))
     ]
     yield* say(
       `worker-B ran only ${rerun.join(", ")} for INC-1: the steps completed before the crash came from the journal`
