@@ -168,13 +168,15 @@ export class RecoveryNotVerified extends Schema.TaggedError<RecoveryNotVerified>
 
 /**
  * The application's own tables: the remediations applied (and reverted), the escalations. In a real
- * application they belong to its migrations; the example creates them when it starts.
+ * application they belong to its migrations; the example creates them when a process starts, under
+ * an advisory lock, since workers and the API may start together.
  *
  * @category setup
  * @since 0.1.0
  */
 export const createTables = Effect.flatMap(SqlClient.SqlClient, (sql) =>
-  Effect.andThen(
+  sql.withTransaction(Effect.all([
+    sql`SELECT pg_advisory_xact_lock(hashtext('examples.sre_tables'))`,
     sql`CREATE TABLE IF NOT EXISTS sre_remediations (
       incident_id text PRIMARY KEY,
       service text NOT NULL,
@@ -190,7 +192,7 @@ export const createTables = Effect.flatMap(SqlClient.SqlClient, (sql) =>
       reason text NOT NULL,
       paged_at timestamptz NOT NULL DEFAULT now()
     )`
-  ))
+  ], { discard: true })))
 
 /**
  * `GET <serviceUrl>/health`, decoded; any failure is a `HealthCheckFailed`.
