@@ -319,7 +319,7 @@ export const revertRemediation = Step.transaction("revert_remediation", {
 })
 
 /**
- * Three healthy probes in a row, half a second apart; a degraded one fails the attempt.
+ * Three healthy probes in a row, a second apart; a degraded one fails the attempt.
  *
  * @category steps
  * @since 0.1.0
@@ -334,7 +334,7 @@ export const verifyRecovery = Step.make("verify_recovery", {
     Effect.gen(function*() {
       let report: HealthReport | undefined
       for (let probeNumber = 1; probeNumber <= 3; probeNumber++) {
-        if (probeNumber > 1) yield* Effect.sleep("500 millis")
+        if (probeNumber > 1) yield* Effect.sleep("1 second")
         report = yield* probe(remediation)
         if (report.status !== "healthy") {
           return yield* new RecoveryNotVerified({
