@@ -190,6 +190,17 @@ const program = (url: Redacted.Redacted<string>) =>
         yield* say(`${by} approves: POST /incidents/${id}/approval -> ${response.status}`)
       })
 
+    /** Waits for the worker's line of the run's end: its progress lines are then all in. */
+    const ended = (worker: Worker, id: string) =>
+      until(
+        `${worker.name}'s end of ${id}`,
+        Effect.sync(() =>
+          worker.lines.some((line) => new RegExp(`^${id} incident_response (completed|failed)`).test(line))
+            ? true
+            : undefined
+        )
+      )
+
     const outcome = (id: string) =>
       client.result(id as Run.RunId<typeof incidentResponse>, { timeout: "60 seconds" }).pipe(
         Effect.map((resolution) => `${resolution.outcome}: ${resolution.detail}`),
@@ -255,6 +266,7 @@ const program = (url: Redacted.Redacted<string>) =>
     const workerB = yield* spawnWorker("worker-B", url)
     yield* say(`worker-B is up; it takes INC-1 over once worker-A's lease (${lease}) has expired...`)
     yield* say(`INC-1 ${yield* outcome("INC-1")}`)
+    yield* ended(workerB, "INC-1")
     yield* journal("INC-1", [workerA, workerB], { worker: "worker-A", step: "verify_recovery" })
     const received = yield* checkout.received
     const [rows] = yield* sql<
@@ -293,6 +305,7 @@ const program = (url: Redacted.Redacted<string>) =>
     })
     yield* approve("INC-3", "ana")
     yield* say(`INC-3 ${yield* outcome("INC-3")}`)
+    yield* ended(workerB, "INC-3")
     yield* journal("INC-3", [workerB])
 
     yield* say("")
