@@ -6,6 +6,7 @@ import { TestDatabase } from "@pgflows/testing"
 import { Effect, Redacted } from "effect"
 import * as ChildProcess from "node:child_process"
 import * as Path from "node:path"
+import { assertTranscript } from "./transcript.ts"
 
 const demo = Path.resolve(import.meta.dirname, "../src/demo.ts")
 
@@ -73,6 +74,7 @@ describe("npm start", () => {
       assert.isTrue(pid > 0, output)
       assert.isFalse(isAlive(pid), "the embedded postgres process is gone")
       assert.match(output, /embedded PostgreSQL stopped, its data directory removed/)
+      assertTranscript("order-demo.md", output)
     }), 60_000)
 })
 

@@ -6,6 +6,7 @@ import { SqlClient } from "effect/sql"
 import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
+import { assertTranscript } from "./transcript.ts"
 
 const root = Path.resolve(import.meta.dirname, "../../..")
 const quickstart = Path.join(root, "packages/examples/src/quickstart.ts")
@@ -42,6 +43,7 @@ layer(TestDatabase.layer, { excludeTestServices: true })("README examples", (it)
       assert.match(result.stdout, /ORD-7: \{"stage":"awaiting approval","placedAt":"[^"]+"\}/)
       assert.match(result.stdout, /ORD-7: shipped with TRK-ORD-7/)
       assert.match(result.stdout, /refunded CHG-ORD-8\nORD-8: failed: Declined/)
+      assertTranscript("approval.md", result.stdout)
     }), { timeout: 60_000 })
 
   it.effect("the README shows observability.ts as it is; it logs, counts and traces", () =>
@@ -61,6 +63,7 @@ layer(TestDatabase.layer, { excludeTestServices: true })("README examples", (it)
         result.stdout,
         /spans: pgflows\.step reserve, pgflows\.step reserve, call carrier, pgflows\.step ship, pgflows\.workflow order/
       )
+      assertTranscript("observability.md", result.stdout)
     }), { timeout: 60_000 })
 
   it.effect("the README shows worker.ts, deadLetters.ts and Reminder.test.ts as they are", () =>
@@ -87,6 +90,7 @@ layer(TestDatabase.layer, { excludeTestServices: true })("README examples", (it)
         2
       )
       assert.strictEqual(lines.filter((line) => /: CHG-ORD-[12]$/.test(line)).length, 2)
+      assertTranscript("dead-letters.md", result.stdout)
     }), { timeout: 60_000 })
 
   it.effect(
@@ -129,6 +133,7 @@ layer(TestDatabase.layer, { excludeTestServices: true })("README examples", (it)
         assert.match(output, /worker \S+ stopped, 0 runs handed back/)
         const [workers] = yield* sql<{ n: number }>`SELECT count(*)::int AS n FROM ${sql(`${schema}.workers`)}`
         assert.strictEqual(workers!.n, 0, "the worker retired its announcement")
+        assertTranscript("worker.md", output)
       }),
     { timeout: 60_000 }
   )
@@ -182,5 +187,6 @@ layer(TestDatabase.layer, { excludeTestServices: true })("README examples", (it)
       })
       assert.strictEqual(result.status, 0, result.stdout + result.stderr)
       assert.match(result.stdout, /completed: charge_payment, pgflows\.sleep/)
+      assertTranscript("quickstart.md", result.stdout)
     }), { timeout: 60_000 })
 })
