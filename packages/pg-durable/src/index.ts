@@ -155,6 +155,55 @@ export * as PgDurableClient from "./PgDurableClient.ts"
 export * as PgDurableError from "./PgDurableError.ts"
 
 /**
+ * A stand-in for pg_durable, for tests and local development: **not pg_durable**. It runs compiled
+ * graphs node by node in a PostgreSQL that has no pg_durable, following the behaviour pg_durable is
+ * documented to have (`docs/PG_DURABLE.md` in the pgflows repository), so push mode can be tried,
+ * tested and debugged on any PostgreSQL. Nothing in pgflows or in this package's other modules uses
+ * it; production runs on pg_durable.
+ *
+ * - `install` creates a `df` schema with pg_durable's SQL API: the same function names, argument
+ *   types, defaults and STRICTness (`df.start`, `df.seq`, `df.join`, `df.if`, `df.http`,
+ *   `df.signal`, `df.status`, `df.result`, ...), so `PgDurableClient` and `SqlExporter` send their
+ *   exact SQL, with its bind parameters, and PostgreSQL resolves it as it would against pg_durable.
+ *   `df.start` stores the graph and returns an 8-hex id; nothing runs it until `execute` or the
+ *   `worker` does. It refuses a database that has a `df` schema of its own (pg_durable's, say), and
+ *   `uninstall` removes it again.
+ * - `execute(id)` plays pg_durable's part for one instance: it walks the node tree `df.start`
+ *   stored, running SQL nodes (after pg_durable's substitution of variables and captures; each its
+ *   own autocommitted statement; columns read back as pg_durable reads them, `numeric` as text,
+ *   `json` as JSON, while arrays, `bytea` and `interval` fail the node), joins
+ *   (branches at once), races, branches, loops with breaks, signal waits and `df.http` calls (real
+ *   requests), records each node in `df.nodes` and ends the instance `completed` with its root's
+ *   result, `failed`, or `cancelled` when `df.cancel` was called meanwhile.
+ * - `worker()` does what pg_durable's background worker does: it picks up `pending` instances and
+ *   executes them; `layer()` installs the schema and runs the worker while the layer lives.
+ *
+ * **How it differs from pg_durable, on purpose**
+ *
+ * - Nothing is durable: a run lives in the process that executes it. If that process stops, the
+ *   instance stays `running`; `execute(id)` runs it again from its first node.
+ * - Sleeps end at once (with pg_durable's result), schedules (`df.wait_for_schedule`) are not run,
+ *   loop iterations have no one-second floor, and a loop fails after 100 iterations (pg_durable:
+ *   100 000) unless `maxIterations` says otherwise.
+ * - `df.http` may call any URL, loopback included (released pg_durable builds reach only Azure
+ *   service domains), and a race's loser is interrupted rather than left running.
+ * - Nodes are recorded as they end, not while they run; roles, `pg_durable.database`, retention and
+ *   the engine's execution history are not modelled (`df.instance_executions` reports one
+ *   execution).
+ *
+ * **Gotchas**
+ *
+ * - With the stand-in installed, `PgDurableClient.pgDurableAvailable` is true (it finds `df.start`).
+ *   To tell the real pg_durable, use `PgDurableClient.detect` (`extension` is true only for the
+ *   extension) or `isInstalled` here.
+ * - A `df` schema can belong to one of them only: `uninstall` the stand-in before
+ *   `CREATE EXTENSION pg_durable`.
+ *
+ * @since 0.1.0
+ */
+export * as PgDurableHarness from "./PgDurableHarness.ts"
+
+/**
  * The push-mode tables and SQL functions, as migrations of this package, applied by Effect's SQL
  * migrator in pgflows' schema under an advisory lock, with their own migrations table
  * (`<schema>.pg_durable_migrations`). `run` applies pgflows' own migrations first (the step queue

@@ -4,7 +4,7 @@
 // output, a SQL node's first column of its first row, an envelope, ...); nested parallels stay
 // nested. Graphs are compiled, read back with PostgreSQL's parser, and run as pg_durable would
 // (fixtures/simulator.ts, steps by a StepWorker) against a stand-in of pg_durable's API
-// (fixtures/fakeDf.ts), whose df.result then goes through PgDurableClient.result.
+// (PgDurableHarness.install), whose df.result then goes through PgDurableClient.result.
 import { assert, describe, layer } from "@effect/vitest"
 import {
   Compiler,
@@ -12,6 +12,7 @@ import {
   Graph,
   PgDurableClient,
   PgDurableError,
+  PgDurableHarness,
   PgDurableMigrations,
   StepWorker
 } from "@pgflows/pg-durable"
@@ -19,14 +20,13 @@ import { TestDatabase } from "@pgflows/testing"
 import { Effect, Fiber, Layer, Option, Schema } from "effect"
 import { SqlClient } from "effect/sql"
 import { PgWorkQueue, Step } from "pgflows"
-import * as FakeDf from "./fixtures/fakeDf.ts"
 import { simulate } from "./fixtures/simulator.ts"
 import { double } from "./fixtures/steps.ts"
 
 const echo = Step.make("echo_value", { input: Schema.Unknown, output: Schema.Unknown, run: Effect.succeed })
 const steps = [double, echo]
 
-const Database = Layer.effectDiscard(Effect.andThen(FakeDf.install, PgDurableMigrations.run)).pipe(
+const Database = Layer.effectDiscard(Effect.andThen(PgDurableHarness.install, PgDurableMigrations.run)).pipe(
   Layer.provideMerge(TestDatabase.layer),
   Layer.orDie
 )

@@ -1,16 +1,62 @@
-// PgDurableClient against a stand-in of pg_durable's SQL API (fixtures/fakeDf.ts: same function
-// names, argument types, defaults and STRICTness), so every statement the client sends is resolved
-// and executed by a real PostgreSQL: argument types, casts, column names, decoding, and the logic
-// around the answers (cancel's returned failure text, signal resends, paging, timeouts).
+// PgDurableClient against the stand-in of pg_durable's SQL API (PgDurableHarness.install: same
+// function names, argument types, defaults and STRICTness), so every statement the client sends is
+// resolved and executed by a real PostgreSQL: argument types, casts, column names, decoding, and the
+// logic around the answers (cancel's returned failure text, signal resends, paging, timeouts).
+//
+// Nothing runs the instances here: the tests move them along by writing df.instances and df.nodes,
+// and a few of the stand-in's functions are replaced by test doubles of engine behaviour no run of
+// the harness produces (see `doubles`).
 import { assert, layer } from "@effect/vitest"
-import { Graph, GraphWorkflow, PgDurableClient, PgDurableError } from "@pgflows/pg-durable"
+import { Graph, GraphWorkflow, PgDurableClient, PgDurableError, PgDurableHarness } from "@pgflows/pg-durable"
 import { TestDatabase } from "@pgflows/testing"
 import { Effect, Layer, Option, Schema } from "effect"
 import { SqlClient } from "effect/sql"
-import * as FakeDf from "./fixtures/fakeDf.ts"
 import { chargePayment, OrderInput } from "./fixtures/steps.ts"
 
-const Fake = Layer.effectDiscard(FakeDf.install).pipe(Layer.provideMerge(TestDatabase.layer), Layer.orDie)
+const doubles = [
+  // A wait that subscribes late: the third signal completes the SIGNAL node a test left running
+  // (the first two arrive "too early" and are dropped, as pg_durable drops early signals).
+  `CREATE OR REPLACE FUNCTION df.signal(instance_id text, signal_name text, signal_data text DEFAULT '{}') RETURNS text
+    LANGUAGE plpgsql STRICT AS $$
+    BEGIN
+      IF NOT EXISTS (SELECT 1 FROM df.instances WHERE id = instance_id) THEN
+        RAISE EXCEPTION 'Instance not found or access denied: %', instance_id;
+      END IF;
+      INSERT INTO df.signals (instance_id, name, data) VALUES (instance_id, signal_name, signal_data);
+      IF (SELECT count(*) FROM df.signals s WHERE s.instance_id = signal.instance_id AND s.name = signal_name) >= 3 THEN
+        UPDATE df.nodes SET status = 'completed', result = jsonb_build_object('signal_name', signal_name,
+          'timed_out', false, 'data', signal_data::jsonb)
+        WHERE nodes.instance_id = signal.instance_id AND node_type = 'SIGNAL' AND status = 'running'
+          AND query::jsonb->>'signal_name' = signal_name;
+      END IF;
+      RETURN 'OK';
+    END $$`,
+  // An engine failure, reported as text (the reason 'engine-failure' asks for it).
+  `CREATE OR REPLACE FUNCTION df.cancel(instance_id text, reason text DEFAULT 'Cancelled by user') RETURNS text
+    LANGUAGE plpgsql STRICT AS $$
+    BEGIN
+      IF NOT EXISTS (SELECT 1 FROM df.instances WHERE id = instance_id) THEN
+        RAISE EXCEPTION 'Instance not found or access denied: %', instance_id;
+      END IF;
+      IF reason = 'engine-failure' THEN RETURN 'Failed to cancel: engine unavailable'; END IF;
+      UPDATE df.instances SET status = 'cancelled' WHERE id = instance_id AND status IN ('pending', 'running');
+      RETURN 'Instance ' || instance_id || ' cancelled: ' || reason;
+    END $$`,
+  // An execution history with figures of its own, so the decoding of each column shows.
+  `CREATE OR REPLACE FUNCTION df.instance_executions(instance_id text, limit_count int DEFAULT 5) RETURNS TABLE (
+      execution_id bigint, status text, event_count bigint, duration_ms bigint, output text) LANGUAGE plpgsql AS $$
+    BEGIN
+      IF limit_count < 1 THEN RAISE EXCEPTION 'limit_count must be at least 1'; END IF;
+      RETURN QUERY SELECT 1::bigint, 'Completed'::text, 7::bigint, 42::bigint, i.result::text
+        FROM df.instances i WHERE i.id = instance_executions.instance_id LIMIT limit_count;
+    END $$`
+]
+
+const Fake = Layer.effectDiscard(Effect.gen(function*() {
+  yield* PgDurableHarness.install
+  const sql = yield* SqlClient.SqlClient
+  for (const statement of doubles) yield* sql.unsafe(statement)
+})).pipe(Layer.provideMerge(TestDatabase.layer), Layer.orDie)
 const Client = PgDurableClient.layer().pipe(Layer.provideMerge(Fake))
 
 const graph = Graph.sequence(
@@ -41,7 +87,7 @@ layer(Client, { excludeTestServices: true })("PgDurableClient on a stand-in of p
       assert.isTrue(found.available)
       assert.isFalse(found.extension)
       assert.isTrue(found.schema)
-      assert.strictEqual(yield* (yield* PgDurableClient.PgDurableClient).version, "0.0.0-fake (pgflows tests)")
+      assert.strictEqual(yield* (yield* PgDurableClient.PgDurableClient).version, PgDurableHarness.version)
     }))
 
   it.effect("start binds every value: pg_durable's functions receive the graph, the label and the mode", () =>

@@ -1,15 +1,14 @@
 // PgDurableScheduler without pg_durable: the graph it compiles, checked by the compiler's own
 // verification (PostgreSQL's parser), and the scheduler against the stand-in of pg_durable's SQL API
-// (fixtures/fakeDf.ts) in a real PostgreSQL, where the test plays pg_durable's part: it runs the SQL
+// (PgDurableHarness.install) in a real PostgreSQL, where the test plays pg_durable's part: it runs the SQL
 // node of the stored graph exactly as pg_durable would, and a pgflows worker completes the run.
 import { assert, describe, it, layer } from "@effect/vitest"
-import { Compiler, Decompiler, PgDurableClient, PgDurableScheduler } from "@pgflows/pg-durable"
+import { Compiler, Decompiler, PgDurableClient, PgDurableHarness, PgDurableScheduler } from "@pgflows/pg-durable"
 import { TestDatabase } from "@pgflows/testing"
 import { Context, Effect, Layer, Schema } from "effect"
 import { SqlClient } from "effect/sql"
 import * as Crypto from "node:crypto"
 import { BuiltinScheduler, Identifier, Pgflows, PgflowsConfig, PgflowsError, Scheduler, Workflow } from "pgflows"
-import * as FakeDf from "./fixtures/fakeDf.ts"
 
 const Note = Schema.Struct({ note: Schema.String })
 
@@ -93,7 +92,9 @@ const Environment = Pgflows.layerPg({ workflows: [daily] }).pipe(
   Layer.provideMerge(BuiltinScheduler.layer),
   Layer.orDie,
   Layer.provideMerge(Config.pipe(Layer.orDie)),
-  Layer.provideMerge(Layer.effectDiscard(FakeDf.install).pipe(Layer.provideMerge(TestDatabase.layer), Layer.orDie))
+  Layer.provideMerge(
+    Layer.effectDiscard(PgDurableHarness.install).pipe(Layer.provideMerge(TestDatabase.layer), Layer.orDie)
+  )
 )
 
 const instance = (id: string) =>

@@ -7,6 +7,7 @@ import {
   Graph,
   GraphWorkflow,
   PgDurableError,
+  PgDurableHarness,
   PgDurableMigrations,
   SqlExporter,
   StepBinding
@@ -16,7 +17,6 @@ import { Effect, Layer, Schema } from "effect"
 import { SqlClient } from "effect/sql"
 import * as PgQuery from "libpg-query"
 import { PgflowsConfig } from "pgflows"
-import * as FakeDf from "./fixtures/fakeDf.ts"
 import { chargePayment, double, OrderInput, sendReceipt, steps } from "./fixtures/steps.ts"
 
 const processOrder = GraphWorkflow.make("process_order", {
@@ -37,7 +37,7 @@ const exporter = (binding?: StepBinding.StepBinding) =>
   SqlExporter.make({ workflows: [processOrder, nightly], steps, binding })
 
 // The scripts' prerequisites: pg_durable's API (here the stand-in) and the push-mode migrations.
-const Database = Layer.effectDiscard(Effect.andThen(FakeDf.install, PgDurableMigrations.run)).pipe(
+const Database = Layer.effectDiscard(Effect.andThen(PgDurableHarness.install, PgDurableMigrations.run)).pipe(
   Layer.provideMerge(TestDatabase.layer),
   Layer.orDie
 )
