@@ -41,6 +41,25 @@ export * as CheckoutService from "./CheckoutService.ts"
 export * as Diagnoser from "./Diagnoser.ts"
 
 /**
+ * The push-mode example's workflow: an expense claim as a `@pgflows/pg-durable` graph, which
+ * pg_durable (or, without it, `PgDurableHarness`) runs inside PostgreSQL, calling back into typed
+ * pgflows steps.
+ *
+ * 1. `extract_claim` reads the vendor, the amount and the currency from the claim's text;
+ * 2. `check_vendor` and `convert_currency` run in parallel;
+ * 3. `assess_claim` takes both results and routes the claim: `auto` for an approved vendor and at
+ *    most 500 EUR, else `review`;
+ * 4. a branch on that route: `review` waits for the signal `review` (a person's decision, at most a
+ *    day), `auto` goes on at once; both end with `settle_claim`, whose output is the graph's value.
+ *
+ * The steps are ordinary `Step`s: the graph does not say how pg_durable reaches them; the binding
+ * it is compiled with does (`StepBinding.worker()` or `StepBinding.http(url, { secret })`).
+ *
+ * @since 0.1.0
+ */
+export * as ExpenseClaim from "./ExpenseClaim.ts"
+
+/**
  * The AI SRE incident workflow: an alert starts `incident_response`, which
  *
  * 1. checks the service's health over HTTP (`check_health`: retried with backoff on 503s, each
