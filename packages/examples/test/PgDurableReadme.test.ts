@@ -6,7 +6,7 @@ import { assert, it } from "@effect/vitest"
 import type { Graph } from "@pgflows/pg-durable"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
-import { expenseClaim, type Settlement } from "../src/ExpenseClaim.ts"
+import type { expenseClaim, Settlement } from "../src/ExpenseClaim.ts"
 import { expectedOutput } from "./transcript.ts"
 
 const root = Path.resolve(import.meta.dirname, "../../..")
