@@ -13,12 +13,16 @@
  * them in the `.d.ts` files, which an application's `tsc` would then reject (it has no
  * `allowImportingTsExtensions`): this script rewrites those to `.js` too.
  *
+ * The server's build also bundles its web dashboard (`packages/server/dashboard/`, Preact, with
+ * esbuild) into `dist/dashboard/`.
+ *
  * Usage: `node scripts/build.ts` builds all four; `node scripts/build.ts pg-durable` builds
  * pg-durable and what it depends on.
  */
 import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
+import * as DashboardAssets from "../packages/server/src/internal/dashboardAssets.ts"
 
 const root = Path.resolve(import.meta.dirname, "..")
 
@@ -85,6 +89,8 @@ for (const name of order.filter((name) => wanted.has(name))) {
       process.exit(1)
     }
   }
+  // The server's dashboard: the Preact application bundled by esbuild, served from dist/dashboard/.
+  if (name === "server") await DashboardAssets.write(Path.join(dist, "dashboard"))
   const files = Fs.readdirSync(dist, { recursive: true }).length
   console.log(`build: packages/${name}/dist (${files} files) in ${Math.round(performance.now() - started)} ms`)
 }
