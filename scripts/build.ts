@@ -22,7 +22,7 @@
 import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
-import * as DashboardAssets from "../packages/server/src/internal/dashboardAssets.ts"
+import { pathToFileURL } from "node:url"
 
 const root = Path.resolve(import.meta.dirname, "..")
 
@@ -90,7 +90,11 @@ for (const name of order.filter((name) => wanted.has(name))) {
     }
   }
   // The server's dashboard: the Preact application bundled by esbuild, served from dist/dashboard/.
-  if (name === "server") await DashboardAssets.write(Path.join(dist, "dashboard"))
+  if (name === "server") {
+    const assets = pathToFileURL(Path.join(dir, "src/internal/dashboardAssets.ts")).href
+    const { write } = (await import(assets)) as { readonly write: (directory: string) => Promise<void> }
+    await write(Path.join(dist, "dashboard"))
+  }
   const files = Fs.readdirSync(dist, { recursive: true }).length
   console.log(`build: packages/${name}/dist (${files} files) in ${Math.round(performance.now() - started)} ms`)
 }
