@@ -97,9 +97,12 @@ const show = Command.make(
   "show",
   { databaseUrl, json, runId },
   (input) =>
-    withClient(input.databaseUrl, (client) =>
-      Effect.flatMap(client.status(input.runId), (info) =>
-        print(input.json, Render.runJson(info), () => Render.runText(info))))
+    withClient(
+      input.databaseUrl,
+      (client) =>
+        Effect.flatMap(client.status(input.runId), (info) =>
+          print(input.json, Render.runJson(info), () => Render.runText(info)))
+    )
 ).pipe(
   Command.withDescription("Show a run: its state, input, output or error, and its step timeline")
 )
@@ -108,12 +111,15 @@ const cancel = Command.make(
   "cancel",
   { databaseUrl, json, runId },
   (input) =>
-    withClient(input.databaseUrl, (client) =>
-      Effect.flatMap(client.cancel(input.runId), (outcome) =>
-        print(input.json, { runId: input.runId, outcome }, () =>
-          outcome === "cancelled"
-            ? `cancelled run ${input.runId} (a worker running it is interrupted; its children are cancelled too)`
-            : `run ${input.runId} had already ended: nothing to cancel`)))
+    withClient(
+      input.databaseUrl,
+      (client) =>
+        Effect.flatMap(client.cancel(input.runId), (outcome) =>
+          print(input.json, { runId: input.runId, outcome }, () =>
+            outcome === "cancelled"
+              ? `cancelled run ${input.runId} (a worker running it is interrupted; its children are cancelled too)`
+              : `run ${input.runId} had already ended: nothing to cancel`))
+    )
 ).pipe(
   Command.withDescription("Cancel a run unless it already ended")
 )
