@@ -239,7 +239,9 @@ export const RunsPage = (
                   {run.forkedFrom !== null && <span class="tag" title={`forked from ${run.forkedFrom}`}>fork</span>}
                 </td>
                 <td data-label="Workflow">
-                  {run.workflow} <span class="muted">v{run.version}</span>
+                  <span>
+                    {run.workflow} <span class="muted">v{run.version}</span>
+                  </span>
                 </td>
                 <td data-label="Status">
                   <StatusBadge status={run.status} />
@@ -249,8 +251,8 @@ export const RunsPage = (
                 </td>
                 <td data-label="Took">{duration(between(run.createdAt, run.completedAt))}</td>
                 <td data-label="Error" class="error-cell">
-                  {run.errorTag === null ? "" : <strong>{run.errorTag}</strong>}
-                  {run.errorMessage === null ? "" : ` ${run.errorMessage}`}
+                  {run.errorTag === null ? null : <strong>{run.errorTag}</strong>}
+                  {run.errorMessage === null ? null : <span>{run.errorMessage}</span>}
                 </td>
               </tr>
             ))}

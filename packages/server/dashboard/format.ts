@@ -90,6 +90,9 @@ export const brief = (value: unknown, max = 80): string => {
 /** The tag and message of a stored error, when it has them. */
 export const errorSummary = (error: unknown): { readonly tag?: string; readonly message?: string } => {
   if (typeof error !== "object" || error === null) return {}
+  // A stored envelope (`{ source, error }`), when the server could not decode it: the inner error.
+  const envelope = error as { readonly source?: unknown; readonly error?: unknown }
+  if (typeof envelope.source === "string" && "error" in envelope) return errorSummary(envelope.error)
   const record = error as { readonly _tag?: unknown; readonly message?: unknown }
   return {
     ...(typeof record._tag === "string" ? { tag: record._tag } : {}),

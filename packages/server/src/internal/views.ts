@@ -27,6 +27,14 @@ const bounded = (column: string) =>
   `CASE WHEN pg_column_size(${column}) > 65536 THEN jsonb_build_object('_truncated', pg_column_size(${column})) ` +
   `ELSE ${column} END`
 
+/**
+ * A stored error's tag and a line about it. The stored form is an envelope (`{ source, error }`, see
+ * pgflows' internal/failure.ts): the tag is the inner error's; the line its message, else its fields.
+ */
+const errorTag = "coalesce(error->'error'->>'_tag', error->>'_tag')"
+const errorMessage = "left(coalesce(error->'error'->>'message', error->>'message', " +
+  "CASE WHEN jsonb_typeof(error->'error') = 'object' THEN ((error->'error') - '_tag')::text END), 300)"
+
 const unavailable = (operation: string) => (cause: unknown) =>
   Effect.andThen(
     Effect.logError(`pgflows server: ${operation} failed`, cause),
@@ -100,8 +108,8 @@ export const make = (
     ]
     return sql.unsafe<RunRowRecord>(
       `SELECT id, workflow, version, status, executions, parent_id, forked_from,
-  CASE WHEN status = 'failed' THEN error->>'_tag' END AS error_tag,
-  CASE WHEN status = 'failed' THEN left(error->>'message', 300) END AS error_message,
+  CASE WHEN status = 'failed' THEN ${errorTag} END AS error_tag,
+  CASE WHEN status = 'failed' THEN ${errorMessage} END AS error_message,
   ${iso("created_at")} AS created_at, ${iso("updated_at")} AS updated_at,
   ${iso("completed_at")} AS completed_at, ${iso("wake_at")} AS wake_at
 FROM ${s}.runs
@@ -247,7 +255,7 @@ GROUP BY 1, 2`,
           error_message: string | null
           completed_at: string | null
         }>(
-          `SELECT id, workflow, version, error->>'_tag' AS error_tag, left(error->>'message', 300) AS error_message,
+          `SELECT id, workflow, version, ${errorTag} AS error_tag, ${errorMessage} AS error_message,
   ${iso("completed_at")} AS completed_at
 FROM ${s}.runs WHERE status = 'failed' ORDER BY completed_at DESC NULLS LAST, id DESC LIMIT 20`
         ),
