@@ -8,7 +8,7 @@
 //
 // Without Chromium (PGFLOWS_CHROMIUM, else /usr/bin/chromium) the suite is skipped with one line
 // saying so; `.ci/run` installs it.
-import { assert, describe, it, layer } from "@effect/vitest"
+import { assert, describe, layer } from "@effect/vitest"
 import { Auth, PgflowsServer } from "@pgflows/server"
 import { TestDatabase } from "@pgflows/testing"
 import { Context, Deferred, Effect, Layer, Redacted, Schema } from "effect"
@@ -214,11 +214,12 @@ const rowStatuses = (page: Page) =>
     Object.fromEntries(rows.map((row) => [row.getAttribute("data-run"), row.getAttribute("data-status")]))
   )
 
-if (!available) {
-  describe("dashboard in a browser", () => {
-    it.skip(`skipped: no Chromium at ${executable} (apt-get install chromium, or set PGFLOWS_CHROMIUM)`, () => {})
-  })
-} else {
+const skipped = available
+  ? undefined
+  : `no Chromium at ${executable} (apt-get install chromium, or set PGFLOWS_CHROMIUM)`
+if (skipped !== undefined) console.info(`[pgflows] dashboard browser tests skipped: ${skipped}`)
+
+describe.skipIf(skipped !== undefined)(`dashboard${skipped === undefined ? "" : ` (skipped: ${skipped})`}`, () => {
   layer(Layer.mergeAll(Live, BrowserLive).pipe(Layer.provideMerge(TestDatabase.layer)), {
     excludeTestServices: true,
     timeout: 120_000
@@ -432,4 +433,4 @@ if (!available) {
         yield* settle({ [ids.running]: "completed" })
       }))
   })
-}
+})
