@@ -1,6 +1,6 @@
 /**
  * Compiles the packages that users install (`@pgflows/testing`, `pgflows`, `@pgflows/pg-durable`,
- * `@pgflows/server`) into their `dist/`: ESM JavaScript, `.d.ts` files and source maps (with the TypeScript inlined,
+ * `@pgflows/server`, `@pgflows/cli`) into their `dist/`: ESM JavaScript, `.d.ts` files and source maps (with the TypeScript inlined,
  * since `src/` is not published), by `tsc -p packages/<name>/tsconfig.build.json`.
  *
  * The workspace itself never needs `dist/`: it runs and type-checks the sources through the
@@ -16,7 +16,7 @@
  * The server's build also bundles its web dashboard (`packages/server/dashboard/`, Preact, with
  * esbuild) into `dist/dashboard/`.
  *
- * Usage: `node scripts/build.ts` builds all four; `node scripts/build.ts pg-durable` builds
+ * Usage: `node scripts/build.ts` builds all five; `node scripts/build.ts pg-durable` builds
  * pg-durable and what it depends on.
  */
 import * as ChildProcess from "node:child_process"
@@ -27,13 +27,14 @@ import { pathToFileURL } from "node:url"
 const root = Path.resolve(import.meta.dirname, "..")
 
 /** The published packages, each after the packages whose declarations it imports. */
-const order = ["testing", "pgflows", "pg-durable", "server"] as const
+const order = ["testing", "pgflows", "pg-durable", "server", "cli"] as const
 type Name = typeof order[number]
 const needs: Record<Name, ReadonlyArray<Name>> = {
   testing: [],
   pgflows: [],
   "pg-durable": ["pgflows"],
-  server: ["pgflows", "pg-durable"]
+  server: ["pgflows", "pg-durable"],
+  cli: ["testing", "pgflows", "pg-durable", "server"]
 }
 
 const isName = (name: string): name is Name => (order as ReadonlyArray<string>).includes(name)

@@ -299,21 +299,41 @@ const Timeline = ({ run }: { readonly run: RunDetail["run"] }) => {
         <p class="muted">Nothing recorded yet.</p> :
         (
           <ol class="timeline" aria-label="Step timeline">
-            {run.steps.map((step) => <Entry step={step} position={position} />)}
+            {run.steps.map((step, index) => <Entry step={step} from={startOf(run, index)} position={position} />)}
           </ol>
         )}
     </>
   )
 }
 
+/**
+ * Where an entry starts: the journal records when each entry committed (a step's checkpoint is
+ * written when it ends), so an entry starts where the one before it ended, unless it recorded an
+ * earlier start (a step that was retried or ran long).
+ */
+const startOf = (run: RunDetail["run"], index: number): string | null => {
+  const step = run.steps[index]!
+  if (step.startedAt === null) return null
+  const runStart = new Date(run.startedAt ?? run.createdAt).getTime()
+  const previous = Math.max(
+    runStart,
+    ...run.steps.slice(0, index).map((entry) => entry.completedAt === null ? 0 : new Date(entry.completedAt).getTime())
+  )
+  return new Date(Math.min(new Date(step.startedAt).getTime(), previous)).toISOString()
+}
+
 const Entry = (
-  { step, position }: { readonly step: StepView; readonly position: (iso: string | null) => number | undefined }
+  { step, from, position }: {
+    readonly step: StepView
+    readonly from: string | null
+    readonly position: (iso: string | null) => number | undefined
+  }
 ) => {
   const kind = kindOf(step.name)
   const parked = step.status === "waiting" || step.status === "retrying" || kind === "sleep" || kind === "signal"
-  const left = position(step.startedAt) ?? 0
+  const left = position(from) ?? 0
   const right = position(step.completedAt ?? (parked ? step.wakeAt : null)) ?? left
-  const took = between(step.startedAt, step.completedAt)
+  const took = between(from, step.completedAt)
   const failure = errorSummary(step.error)
   return (
     <li class={`entry entry-${step.status}`} data-key={step.key} data-step={step.name}>
@@ -333,10 +353,10 @@ const Entry = (
         />
       </div>
       <div class="entry-facts muted">
-        started {time(step.startedAt)}
+        started {time(from)}
         {step.completedAt !== null && ` · ended ${time(step.completedAt)}`}
         {step.wakeAt !== null && ` · ${step.status === "retrying" ? "next attempt" : "wakes"} ${time(step.wakeAt)}`}
-        {parked && step.wakeAt !== null && ` · parked ${duration(between(step.startedAt, step.wakeAt))}`}
+        {parked && step.wakeAt !== null && ` · parked ${duration(between(from, step.wakeAt))}`}
       </div>
       {failure.tag !== undefined && (
         <p class="entry-error">

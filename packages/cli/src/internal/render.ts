@@ -107,6 +107,9 @@ export const runJson = (info: Run.RunInfo) => ({
 const jsonError = (error: unknown): unknown => {
   if (error === null || error === undefined) return null
   if (typeof error !== "object") return error
+  // A journal entry's error is stored in an envelope (`{ source, error }`): the error is inside.
+  const envelope = error as { readonly source?: unknown; readonly error?: unknown }
+  if (typeof envelope.source === "string" && "error" in envelope) return jsonError(envelope.error)
   const record = error as { readonly _tag?: unknown; readonly message?: unknown }
   return JSON.parse(JSON.stringify({
     ...(typeof record._tag === "string" ? { _tag: record._tag } : {}),
@@ -120,8 +123,10 @@ const errorLine = (error: unknown): string | undefined => {
   if (json === null || typeof json !== "object") return json === null ? undefined : brief(json)
   const tag = typeof json._tag === "string" ? json._tag : undefined
   const message = typeof json.message === "string" ? json.message : undefined
-  return tag !== undefined || message !== undefined
-    ? [tag, message].filter((part) => part !== undefined).join(": ")
+  const { _tag: _, message: __, ...fields } = json as Record<string, unknown>
+  const detail = message ?? (Object.keys(fields).length === 0 ? undefined : brief(fields))
+  return tag !== undefined || detail !== undefined
+    ? [tag, detail].filter((part) => part !== undefined).join(": ")
     : brief(json)
 }
 
@@ -163,9 +168,16 @@ export const runText = (info: Run.RunInfo): string => {
   const ends = info.steps.map((step) => (step.completedAt ?? step.wakeAt ?? step.startedAt)?.getTime() ?? start)
   const end = Math.max(start + 1, (info.completedAt ?? info.updatedAt).getTime(), ...ends)
   const span = end - start
+  // The journal records when each entry committed (a step's checkpoint is written when it ends), so
+  // an entry is taken to start where the one before it ended, unless it recorded an earlier start.
+  let previous = start
   const rows = info.steps.map((step) => {
     const parked = step.status === "waiting" || step.status === "retrying"
-    const to = step.completedAt ?? (parked ? step.wakeAt : undefined)
+    const ended = step.completedAt ?? (parked ? step.wakeAt : undefined)
+    const from = step.startedAt === undefined
+      ? undefined
+      : new Date(Math.min(step.startedAt.getTime(), Math.max(previous, start)))
+    if (step.completedAt !== undefined) previous = Math.max(previous, step.completedAt.getTime())
     const notes = [
       step.wakeAt !== undefined && parked
         ? `${step.status === "retrying" ? "next attempt" : "wakes"} ${time(step.wakeAt)}`
@@ -178,9 +190,9 @@ export const runText = (info: Run.RunInfo): string => {
       step.name,
       step.status,
       String(step.attempts),
-      step.startedAt === undefined ? "-" : `+${duration(step.startedAt.getTime() - start)}`,
-      duration(between(step.startedAt, step.completedAt)),
-      `|${bar(start, span, step.startedAt, to)}|`,
+      from === undefined ? "-" : `+${duration(from.getTime() - start)}`,
+      duration(between(from, step.completedAt)),
+      `|${bar(start, span, from, ended)}|`,
       notes.join("; ")
     ]
   })
