@@ -289,6 +289,66 @@ layer(TestDatabase.layer, { excludeTestServices: true, timeout: 120_000 })("pgfl
       }))
   })
 
+  it.effect("replay: the recorded runs against a module's code; export and replay --history; export-sql", () =>
+    Effect.gen(function*() {
+      const dir = Fs.mkdtempSync(Path.resolve(import.meta.dirname, "../../../.tmp/cli-replay-"))
+      const definition = (first: string) =>
+        `import { Effect, Schema } from "effect"
+import { Step, Workflow } from "pgflows"
+class Declined extends Schema.TaggedError()("Declined", { reason: Schema.String }) {}
+const Order = Schema.Struct({ id: Schema.String, amount: Schema.Number })
+const charge = Step.make("${first}", { input: Order, output: Schema.String, error: Declined, run: () => Effect.succeed("x") })
+const ship = Step.make("ship", { input: Order, output: Schema.String, run: () => Effect.succeed("y") })
+export const workflows = [Workflow.make("order", {
+  input: Order,
+  output: Schema.String,
+  error: Declined,
+  run: Effect.fn(function*(input) { return (yield* charge(input)) + (yield* ship(input)) })
+})]
+`
+      try {
+        Fs.writeFileSync(Path.join(dir, "same.mjs"), definition("charge"))
+        Fs.writeFileSync(Path.join(dir, "renamed.mjs"), definition("charge_card"))
+        const same = yield* cli(["replay", Path.join(dir, "same.mjs"), "--status", "completed", "-w", "order"])
+        assert.strictEqual(same.code, 0, same.stdout + same.stderr)
+        assert.include(same.stdout, ids.ok)
+        assert.include(same.stdout, "replay on this code")
+        const renamed = yield* cli(["replay", Path.join(dir, "renamed.mjs"), "--status", "completed", "-w", "order"])
+        assert.strictEqual(renamed.code, 1, renamed.stdout + renamed.stderr)
+        assert.include(renamed.stdout, ids.ok)
+        assert.include(renamed.stdout, "do not replay")
+
+        const history = Path.join(dir, "ok.json")
+        const exported = yield* cli(["runs", "export", ids.ok, "-o", history])
+        assert.strictEqual(exported.code, 0, exported.stderr)
+        assert.strictEqual(JSON.parse(Fs.readFileSync(history, "utf8")).run.id, ids.ok)
+        const offline = yield* Effect.promise(() =>
+          pgflows(["replay", Path.join(dir, "renamed.mjs"), "--history", history, "--json"])
+        )
+        assert.strictEqual(offline.code, 1)
+        assert.strictEqual(JSON.parse(offline.stdout).ok, false)
+
+        Fs.writeFileSync(
+          Path.join(dir, "graphs.mjs"),
+          `import { Effect, Schema } from "effect"
+import { Step } from "pgflows"
+import { Graph, GraphWorkflow } from "@pgflows/pg-durable"
+const greet = Step.make("greet", { input: Schema.String, output: Schema.String, run: (name) => Effect.succeed("hi " + name) })
+export const graphs = [GraphWorkflow.make("greeting", { input: Schema.String, graph: Graph.step(greet, { input: Graph.input() }) })]
+`
+        )
+        const sql = yield* Effect.promise(() => pgflows(["export-sql", Path.join(dir, "graphs.mjs")]))
+        assert.strictEqual(sql.code, 0, sql.stderr)
+        assert.include(sql.stdout, "CREATE OR REPLACE FUNCTION")
+        assert.include(sql.stdout, "pgd_start_greeting")
+        const none = yield* Effect.promise(() => pgflows(["export-sql", Path.join(dir, "same.mjs")]))
+        assert.strictEqual(none.code, 1)
+        assert.include(none.stderr, "it exports no `graphs`")
+      } finally {
+        Fs.rmSync(dir, { recursive: true, force: true })
+      }
+    }))
+
   it.effect("worker: loads a plain JavaScript module; SIGTERM lets the run in flight finish, then exits 0", () =>
     Effect.gen(function*() {
       const databaseUrl = yield* url

@@ -14,6 +14,7 @@ import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import * as Crypto from "node:crypto"
 import * as Path from "node:path"
+import * as DatabaseUrl from "pgflows/DatabaseUrl"
 import * as Pgflows from "pgflows/Pgflows"
 import * as PgflowsConfig from "pgflows/PgflowsConfig"
 import * as Database from "./database.ts"
@@ -95,7 +96,11 @@ export const dashboard = Command.make("dashboard", {
 }, (input) =>
   Effect.gen(function*() {
     const config = yield* PgflowsConfig.PgflowsConfig
-    yield* progress(`dashboard: connecting to ${config.databaseUrl === undefined ? "?" : "the database"}...`)
+    yield* progress(
+      `dashboard: runs of schema "${config.schema}" at ${
+        config.databaseUrl === undefined ? "?" : DatabaseUrl.describe(config.databaseUrl)
+      }`
+    )
     const link = yield* serveDashboard({ host: input.host, port: input.port })
     yield* Console.log(`dashboard: ${link}`)
     yield* progress("dashboard: Ctrl-C stops it")
