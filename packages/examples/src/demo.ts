@@ -163,9 +163,15 @@ const crash = (url: Redacted.Redacted<string>) =>
       victim = yield* ranOn
       if (victim === undefined) yield* Effect.sleep("20 millis")
     }
-    const second = yield* spawnWorker("worker-B", url)
+    // The journal records an attempt once it has run for a moment: wait for it, so the crash shows.
+    while (!(yield* client.status(id)).steps.some((step) => step.name === "ship_parcel" && step.status === "running")) {
+      yield* Effect.sleep("20 millis")
+    }
     yield* say(`${victim} is in ship_parcel: killing it with SIGKILL (no chance to clean up)`)
     yield* Effect.sync(() => first.kill("SIGKILL"))
+    // Started after the kill: a worker that takes long to start on a busy machine must not leave
+    // worker-A the time to finish the step first.
+    const second = yield* spawnWorker("worker-B", url)
     yield* say("worker-B takes the run over once worker-A's lease (2 seconds) has expired...")
     yield* client.result(id, { timeout: "60 seconds" })
     const info = yield* client.status(id)
