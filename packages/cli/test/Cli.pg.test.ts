@@ -104,7 +104,7 @@ layer(TestDatabase.layer, { excludeTestServices: true, timeout: 120_000 })("pgfl
       const unknown = yield* cli(["runs", "frobnicate"])
       assert.strictEqual(unknown.code, 2)
       assert.include(unknown.stderr, "frobnicate")
-    }))
+    }), { timeout: 120_000 })
 
   it.effect("a bad URL: exit 1, the server, the variable and a hint, nothing on stdout", () =>
     Effect.gen(function*() {
@@ -123,20 +123,24 @@ layer(TestDatabase.layer, { excludeTestServices: true, timeout: 120_000 })("pgfl
       const flag = yield* Effect.promise(() => pgflows(["runs", "list", "--database-url", "mysql://x"]))
       assert.strictEqual(flag.code, 2)
       assert.include(flag.stderr, "--database-url")
-    }))
+    }), { timeout: 120_000 })
 
-  it.effect("before migrate: the read commands and migrate --verify fail, saying how, and create nothing", () =>
-    Effect.gen(function*() {
-      const list = yield* cli(["runs", "list"])
-      assert.strictEqual(list.code, 1)
-      assert.include(list.stderr, "lacks migrations")
-      const verify = yield* cli(["migrate", "--verify"])
-      assert.strictEqual(verify.code, 1)
-      assert.include(verify.stderr, "lacks migrations")
-      const sql = yield* SqlClient.SqlClient
-      const [schema] = yield* sql<{ missing: boolean }>`SELECT to_regnamespace('pgflows') IS NULL AS missing`
-      assert.isTrue(schema?.missing)
-    }))
+  it.effect(
+    "before migrate: the read commands and migrate --verify fail, saying how, and create nothing",
+    () =>
+      Effect.gen(function*() {
+        const list = yield* cli(["runs", "list"])
+        assert.strictEqual(list.code, 1)
+        assert.include(list.stderr, "lacks migrations")
+        const verify = yield* cli(["migrate", "--verify"])
+        assert.strictEqual(verify.code, 1)
+        assert.include(verify.stderr, "lacks migrations")
+        const sql = yield* SqlClient.SqlClient
+        const [schema] = yield* sql<{ missing: boolean }>`SELECT to_regnamespace('pgflows') IS NULL AS missing`
+        assert.isTrue(schema?.missing)
+      }),
+    { timeout: 120_000 }
+  )
 
   it.effect("migrate applies every installed set, then --verify passes", () =>
     Effect.gen(function*() {
@@ -150,7 +154,7 @@ layer(TestDatabase.layer, { excludeTestServices: true, timeout: 120_000 })("pgfl
       const verify = yield* cli(["migrate", "--verify"])
       assert.strictEqual(verify.code, 0)
       assert.include(verify.stdout, "has every migration")
-    }))
+    }), { timeout: 120_000 })
 
   it.layer(Pgflows.layerPg({ workflows: [order, approval] }))("runs", (it) => {
     it.effect("list: runs in each state, filters, JSON and a table, pages", () =>
@@ -189,7 +193,7 @@ layer(TestDatabase.layer, { excludeTestServices: true, timeout: 120_000 })("pgfl
         assert.match(text.stdout, /^ID\s+WORKFLOW\s+VERSION\s+STATUS\s+EXECUTIONS\s+CREATED\s+TOOK$/m)
         assert.match(text.stdout, new RegExp(`^${ids.bad}\\s+order\\s+0\\s+failed`, "m"))
         assert.include(text.stdout, "3 runs")
-      }))
+      }), { timeout: 120_000 })
 
     it.effect("show: a timeline for people, the journal and typed error as JSON", () =>
       Effect.gen(function*() {
@@ -218,7 +222,7 @@ layer(TestDatabase.layer, { excludeTestServices: true, timeout: 120_000 })("pgfl
         const missing = yield* cli(["runs", "show", "no-such-run"])
         assert.strictEqual(missing.code, 1)
         assert.include(missing.stderr, `no run with id "no-such-run"`)
-      }))
+      }), { timeout: 120_000 })
 
     it.effect("cancel reaches the database; cancelling again says it had ended", () =>
       Effect.gen(function*() {
@@ -228,72 +232,86 @@ layer(TestDatabase.layer, { excludeTestServices: true, timeout: 120_000 })("pgfl
         assert.strictEqual(yield* statusOf(ids.toCancel), "cancelled")
         const again = yield* cliJson(["runs", "cancel", ids.toCancel])
         assert.deepStrictEqual(again, { runId: ids.toCancel, outcome: "already-terminal" })
-      }))
+      }), { timeout: 120_000 })
 
-    it.effect("signal: the payload reaches the waiting run; a payload that is not JSON writes nothing", () =>
-      Effect.gen(function*() {
-        const sql = yield* SqlClient.SqlClient
-        const signals = () =>
-          Effect.map(
-            sql<{ n: number }>`SELECT count(*)::int AS n FROM pgflows.signals WHERE run_id = ${ids.waiting}`,
-            (rows) => rows[0]?.n
-          )
-        const bad = yield* cli(["runs", "signal", ids.waiting, "decision", "{ok: yes}"])
-        assert.strictEqual(bad.code, 2)
-        assert.include(bad.stderr, "the payload is not JSON")
-        assert.strictEqual(yield* signals(), 0)
+    it.effect(
+      "signal: the payload reaches the waiting run; a payload that is not JSON writes nothing",
+      () =>
+        Effect.gen(function*() {
+          const sql = yield* SqlClient.SqlClient
+          const signals = () =>
+            Effect.map(
+              sql<{ n: number }>`SELECT count(*)::int AS n FROM pgflows.signals WHERE run_id = ${ids.waiting}`,
+              (rows) => rows[0]?.n
+            )
+          const bad = yield* cli(["runs", "signal", ids.waiting, "decision", "{ok: yes}"])
+          assert.strictEqual(bad.code, 2)
+          assert.include(bad.stderr, "the payload is not JSON")
+          assert.strictEqual(yield* signals(), 0)
 
-        const sent = yield* cli(["runs", "signal", ids.waiting, "decision", `{"ok": true}`])
-        assert.strictEqual(sent.code, 0, sent.stderr)
-        assert.include(sent.stdout, `sent signal "decision" to run ${ids.waiting}`)
-        assert.strictEqual(yield* signals(), 1)
-        const client = yield* Pgflows.Pgflows
-        yield* client.processOnce
-        assert.strictEqual(yield* client.result(ids.waiting, { timeout: "10 seconds" }), true)
+          const sent = yield* cli(["runs", "signal", ids.waiting, "decision", `{"ok": true}`])
+          assert.strictEqual(sent.code, 0, sent.stderr)
+          assert.include(sent.stdout, `sent signal "decision" to run ${ids.waiting}`)
+          assert.strictEqual(yield* signals(), 1)
+          const client = yield* Pgflows.Pgflows
+          yield* client.processOnce
+          assert.strictEqual(yield* client.result(ids.waiting, { timeout: "10 seconds" }), true)
 
-        const ended = yield* cli(["runs", "signal", ids.waiting, "decision"])
-        assert.strictEqual(ended.code, 1)
-        assert.include(ended.stderr, "already ended")
-      }))
+          const ended = yield* cli(["runs", "signal", ids.waiting, "decision"])
+          assert.strictEqual(ended.code, 1)
+          assert.include(ended.stderr, "already ended")
+        }),
+      { timeout: 120_000 }
+    )
 
-    it.effect("retry restarts a failed run at the step that failed; retrying a completed run says why not", () =>
-      Effect.gen(function*() {
-        state.declineLarge = false
-        const ran = yield* cli(["runs", "retry", ids.bad])
-        assert.strictEqual(ran.code, 0, ran.stderr)
-        assert.include(ran.stdout, `retrying run ${ids.bad} from the step that failed`)
-        assert.strictEqual(yield* statusOf(ids.bad), "pending")
-        const client = yield* Pgflows.Pgflows
-        yield* client.processOnce
-        assert.strictEqual(yield* client.result(ids.bad, { timeout: "10 seconds" }), "CHG-bad TRK-bad")
-        const again = yield* cli(["runs", "retry", ids.ok])
-        assert.strictEqual(again.code, 1)
-        assert.include(again.stderr, "it is completed")
-      }))
+    it.effect(
+      "retry restarts a failed run at the step that failed; retrying a completed run says why not",
+      () =>
+        Effect.gen(function*() {
+          state.declineLarge = false
+          const ran = yield* cli(["runs", "retry", ids.bad])
+          assert.strictEqual(ran.code, 0, ran.stderr)
+          assert.include(ran.stdout, `retrying run ${ids.bad} from the step that failed`)
+          assert.strictEqual(yield* statusOf(ids.bad), "pending")
+          const client = yield* Pgflows.Pgflows
+          yield* client.processOnce
+          assert.strictEqual(yield* client.result(ids.bad, { timeout: "10 seconds" }), "CHG-bad TRK-bad")
+          const again = yield* cli(["runs", "retry", ids.ok])
+          assert.strictEqual(again.code, 1)
+          assert.include(again.stderr, "it is completed")
+        }),
+      { timeout: 120_000 }
+    )
 
-    it.effect("fork: a dry run plans and writes nothing; a fork starts a run that replays the kept steps", () =>
-      Effect.gen(function*() {
-        const plan = yield* cliJson(["runs", "fork", ids.ok, "--from-step", "ship", "--dry-run"])
-        assert.strictEqual(plan.dryRun, true)
-        assert.deepStrictEqual(plan.kept, ["1"])
-        assert.deepStrictEqual(plan.rerun.map((step: any) => step.name), ["ship"])
-        const forkId = `FORK-${id}`
-        assert.isUndefined(yield* statusOf(forkId))
-        const forked = yield* cli(["runs", "fork", ids.ok, "--from-step", "ship", "--id", forkId])
-        assert.strictEqual(forked.code, 0, forked.stderr)
-        assert.include(forked.stdout, `forked run ${ids.ok} as ${forkId}`)
-        assert.strictEqual(yield* statusOf(forkId), "pending")
-        const wrong = yield* cli(["runs", "fork", ids.ok, "--from-step", "nowhere"])
-        assert.strictEqual(wrong.code, 1)
-        assert.include(wrong.stderr, `cannot fork run "${ids.ok}" from "nowhere"`)
-      }))
+    it.effect(
+      "fork: a dry run plans and writes nothing; a fork starts a run that replays the kept steps",
+      () =>
+        Effect.gen(function*() {
+          const plan = yield* cliJson(["runs", "fork", ids.ok, "--from-step", "ship", "--dry-run"])
+          assert.strictEqual(plan.dryRun, true)
+          assert.deepStrictEqual(plan.kept, ["1"])
+          assert.deepStrictEqual(plan.rerun.map((step: any) => step.name), ["ship"])
+          const forkId = `FORK-${id}`
+          assert.isUndefined(yield* statusOf(forkId))
+          const forked = yield* cli(["runs", "fork", ids.ok, "--from-step", "ship", "--id", forkId])
+          assert.strictEqual(forked.code, 0, forked.stderr)
+          assert.include(forked.stdout, `forked run ${ids.ok} as ${forkId}`)
+          assert.strictEqual(yield* statusOf(forkId), "pending")
+          const wrong = yield* cli(["runs", "fork", ids.ok, "--from-step", "nowhere"])
+          assert.strictEqual(wrong.code, 1)
+          assert.include(wrong.stderr, `cannot fork run "${ids.ok}" from "nowhere"`)
+        }),
+      { timeout: 120_000 }
+    )
   })
 
-  it.effect("replay: the recorded runs against a module's code; export and replay --history; export-sql", () =>
-    Effect.gen(function*() {
-      const dir = Fs.mkdtempSync(Path.resolve(import.meta.dirname, "../../../.tmp/cli-replay-"))
-      const definition = (first: string) =>
-        `import { Effect, Schema } from "effect"
+  it.effect(
+    "replay: the recorded runs against a module's code; export and replay --history; export-sql",
+    () =>
+      Effect.gen(function*() {
+        const dir = Fs.mkdtempSync(Path.resolve(import.meta.dirname, "../../../.tmp/cli-replay-"))
+        const definition = (first: string) =>
+          `import { Effect, Schema } from "effect"
 import { Step, Workflow } from "pgflows"
 class Declined extends Schema.TaggedError()("Declined", { reason: Schema.String }) {}
 const Order = Schema.Struct({ id: Schema.String, amount: Schema.Number })
@@ -306,58 +324,62 @@ export const workflows = [Workflow.make("order", {
   run: Effect.fn(function*(input) { return (yield* charge(input)) + (yield* ship(input)) })
 })]
 `
-      try {
-        Fs.writeFileSync(Path.join(dir, "same.mjs"), definition("charge"))
-        Fs.writeFileSync(Path.join(dir, "renamed.mjs"), definition("charge_card"))
-        const same = yield* cli(["replay", Path.join(dir, "same.mjs"), "--status", "completed", "-w", "order"])
-        assert.strictEqual(same.code, 0, same.stdout + same.stderr)
-        assert.include(same.stdout, ids.ok)
-        assert.include(same.stdout, "replay on this code")
-        const renamed = yield* cli(["replay", Path.join(dir, "renamed.mjs"), "--status", "completed", "-w", "order"])
-        assert.strictEqual(renamed.code, 1, renamed.stdout + renamed.stderr)
-        assert.include(renamed.stdout, ids.ok)
-        assert.include(renamed.stdout, "do not replay")
+        try {
+          Fs.writeFileSync(Path.join(dir, "same.mjs"), definition("charge"))
+          Fs.writeFileSync(Path.join(dir, "renamed.mjs"), definition("charge_card"))
+          const same = yield* cli(["replay", Path.join(dir, "same.mjs"), "--status", "completed", "-w", "order"])
+          assert.strictEqual(same.code, 0, same.stdout + same.stderr)
+          assert.include(same.stdout, ids.ok)
+          assert.include(same.stdout, "replay on this code")
+          const renamed = yield* cli(["replay", Path.join(dir, "renamed.mjs"), "--status", "completed", "-w", "order"])
+          assert.strictEqual(renamed.code, 1, renamed.stdout + renamed.stderr)
+          assert.include(renamed.stdout, ids.ok)
+          assert.include(renamed.stdout, "do not replay")
 
-        const history = Path.join(dir, "ok.json")
-        const exported = yield* cli(["runs", "export", ids.ok, "-o", history])
-        assert.strictEqual(exported.code, 0, exported.stderr)
-        assert.strictEqual(JSON.parse(Fs.readFileSync(history, "utf8")).run.id, ids.ok)
-        const offline = yield* Effect.promise(() =>
-          pgflows(["replay", Path.join(dir, "renamed.mjs"), "--history", history, "--json"])
-        )
-        assert.strictEqual(offline.code, 1)
-        assert.strictEqual(JSON.parse(offline.stdout).ok, false)
+          const history = Path.join(dir, "ok.json")
+          const exported = yield* cli(["runs", "export", ids.ok, "-o", history])
+          assert.strictEqual(exported.code, 0, exported.stderr)
+          assert.strictEqual(JSON.parse(Fs.readFileSync(history, "utf8")).run.id, ids.ok)
+          const offline = yield* Effect.promise(() =>
+            pgflows(["replay", Path.join(dir, "renamed.mjs"), "--history", history, "--json"])
+          )
+          assert.strictEqual(offline.code, 1)
+          assert.strictEqual(JSON.parse(offline.stdout).ok, false)
 
-        Fs.writeFileSync(
-          Path.join(dir, "graphs.mjs"),
-          `import { Effect, Schema } from "effect"
+          Fs.writeFileSync(
+            Path.join(dir, "graphs.mjs"),
+            `import { Effect, Schema } from "effect"
 import { Step } from "pgflows"
 import { Graph, GraphWorkflow } from "@pgflows/pg-durable"
 const greet = Step.make("greet", { input: Schema.String, output: Schema.String, run: (name) => Effect.succeed("hi " + name) })
 export const graphs = [GraphWorkflow.make("greeting", { input: Schema.String, graph: Graph.step(greet, { input: Graph.input() }) })]
 `
-        )
-        const sql = yield* Effect.promise(() => pgflows(["export-sql", Path.join(dir, "graphs.mjs")]))
-        assert.strictEqual(sql.code, 0, sql.stderr)
-        assert.include(sql.stdout, "CREATE OR REPLACE FUNCTION")
-        assert.include(sql.stdout, "pgd_start_greeting")
-        const none = yield* Effect.promise(() => pgflows(["export-sql", Path.join(dir, "same.mjs")]))
-        assert.strictEqual(none.code, 1)
-        assert.include(none.stderr, "it exports no `graphs`")
-      } finally {
-        Fs.rmSync(dir, { recursive: true, force: true })
-      }
-    }))
+          )
+          const sql = yield* Effect.promise(() => pgflows(["export-sql", Path.join(dir, "graphs.mjs")]))
+          assert.strictEqual(sql.code, 0, sql.stderr)
+          assert.include(sql.stdout, "CREATE OR REPLACE FUNCTION")
+          assert.include(sql.stdout, "pgd_start_greeting")
+          const none = yield* Effect.promise(() => pgflows(["export-sql", Path.join(dir, "same.mjs")]))
+          assert.strictEqual(none.code, 1)
+          assert.include(none.stderr, "it exports no `graphs`")
+        } finally {
+          Fs.rmSync(dir, { recursive: true, force: true })
+        }
+      }),
+    { timeout: 120_000 }
+  )
 
-  it.effect("worker: loads a plain JavaScript module; SIGTERM lets the run in flight finish, then exits 0", () =>
-    Effect.gen(function*() {
-      const databaseUrl = yield* url
-      // Inside the repository, so that the module's `pgflows` and `effect` are the workspace's.
-      const dir = Fs.mkdtempSync(Path.resolve(import.meta.dirname, "../../../.tmp/cli-worker-"))
-      const module = Path.join(dir, "worker.mjs")
-      Fs.writeFileSync(
-        module,
-        `import { Effect, Schema } from "effect"
+  it.effect(
+    "worker: loads a plain JavaScript module; SIGTERM lets the run in flight finish, then exits 0",
+    () =>
+      Effect.gen(function*() {
+        const databaseUrl = yield* url
+        // Inside the repository, so that the module's `pgflows` and `effect` are the workspace's.
+        const dir = Fs.mkdtempSync(Path.resolve(import.meta.dirname, "../../../.tmp/cli-worker-"))
+        const module = Path.join(dir, "worker.mjs")
+        Fs.writeFileSync(
+          module,
+          `import { Effect, Schema } from "effect"
 import { Step, Workflow } from "pgflows"
 
 const slow = Step.make("slow", {
@@ -367,85 +389,91 @@ const slow = Step.make("slow", {
 })
 export const workflows = [Workflow.make("nap", { input: Schema.Number, output: Schema.String, run: (n) => slow(n) })]
 `
-      )
-      const worker = start(["worker", module, "--concurrency", "2"], {
-        PGFLOWS_DATABASE_URL: databaseUrl,
-        PGFLOWS_SHUTDOWN_GRACE: "15 seconds"
-      })
-      try {
-        yield* Effect.promise(() => worker.waitFor(/worker: ready/))
-        const sql = yield* SqlClient.SqlClient
-        const runId = `NAP-${id}`
-        yield* sql`SELECT pgflows.enqueue_workflow('nap', '2500'::jsonb, ${runId})`
-        yield* Effect.promise(async () => {
-          const deadline = Date.now() + 20_000
-          while (Date.now() < deadline) {
-            const rows = await Effect.runPromise(
-              sql<{ status: string }>`SELECT status FROM pgflows.runs WHERE id = ${runId}`
-            )
-            if (rows[0]?.status === "running") return
-            await new Promise((resolve) => setTimeout(resolve, 50))
-          }
-          throw new Error("the run never ran")
-        })
-        worker.child.kill("SIGTERM")
-        const exit = yield* Effect.promise(() => worker.exited)
-        assert.strictEqual(exit.code, 0, worker.stderr())
-        assert.include(worker.stderr(), "worker: SIGTERM: stopping")
-        assert.include(worker.stderr(), "worker: stopped")
-        assert.strictEqual(yield* statusOf(runId), "completed")
-      } finally {
-        if (worker.child.exitCode === null) worker.child.kill("SIGKILL")
-        Fs.rmSync(dir, { recursive: true, force: true })
-      }
-      const broken = Path.join(dir, "missing.mjs")
-      const refused = yield* cli(["worker", broken])
-      assert.strictEqual(refused.code, 1)
-      assert.include(refused.stderr, "there is no such file")
-    }))
-
-  it.effect("dev: prints the URL, keeps the data across restarts, stops on Ctrl-C leaving no server", () =>
-    Effect.gen(function*() {
-      const dir = Fs.mkdtempSync(Path.resolve(import.meta.dirname, "../../../.tmp/cli-dev-"))
-      Fs.chmodSync(dir, 0o755)
-      const data = Path.join(dir, "data")
-      const once = (check: (databaseUrl: string) => Promise<void>) =>
-        Effect.promise(async () => {
-          const dev = start(["dev", "--data-dir", data, "--port", "0"])
-          try {
-            const [, databaseUrl] = await dev.waitFor(/^PGFLOWS_DATABASE_URL=(\S+)$/m, 90_000)
-            await dev.waitFor(/dev: ready/)
-            await check(databaseUrl!)
-            const pid = Number(Fs.readFileSync(Path.join(data, "postmaster.pid"), "utf8").split("\n")[0])
-            dev.child.kill("SIGINT")
-            const exit = await dev.exited
-            assert.strictEqual(exit.code, 0, dev.stderr())
-            assert.throws(() => process.kill(pid, 0), /ESRCH/, "the PostgreSQL server is still running")
-          } finally {
-            if (dev.child.exitCode === null) dev.child.kill("SIGKILL")
-          }
-        })
-      yield* once(async (databaseUrl) => {
-        const list = await pgflows(["runs", "list", "--json"], { PGFLOWS_DATABASE_URL: databaseUrl })
-        assert.strictEqual(list.code, 0, list.stderr)
-        assert.deepStrictEqual(JSON.parse(list.stdout).runs, [])
-        // A run written the way SQL callers do, to find it again after the restart.
-        const migrated = await pgflows(["migrate", "--verify"], { PGFLOWS_DATABASE_URL: databaseUrl })
-        assert.strictEqual(migrated.code, 0, migrated.stderr)
-        const sqlRun = await pgflows(["runs", "show", "kept"], { PGFLOWS_DATABASE_URL: databaseUrl })
-        assert.strictEqual(sqlRun.code, 1)
-        await Effect.runPromise(
-          Effect.gen(function*() {
-            const sql = yield* SqlClient.SqlClient
-            yield* sql`SELECT pgflows.enqueue_workflow('nap', '1'::jsonb, 'kept')`
-          }).pipe(Effect.provide(PgClient.layer({ url: Redacted.make(databaseUrl) })))
         )
-      })
-      yield* once(async (databaseUrl) => {
-        const shown = await pgflows(["runs", "show", "kept", "--json"], { PGFLOWS_DATABASE_URL: databaseUrl })
-        assert.strictEqual(shown.code, 0, shown.stderr)
-        assert.strictEqual(JSON.parse(shown.stdout).workflow, "nap")
-      })
-      Fs.rmSync(dir, { recursive: true, force: true })
-    }))
+        const worker = start(["worker", module, "--concurrency", "2"], {
+          PGFLOWS_DATABASE_URL: databaseUrl,
+          PGFLOWS_SHUTDOWN_GRACE: "15 seconds"
+        })
+        try {
+          yield* Effect.promise(() => worker.waitFor(/worker: ready/))
+          const sql = yield* SqlClient.SqlClient
+          const runId = `NAP-${id}`
+          yield* sql`SELECT pgflows.enqueue_workflow('nap', '2500'::jsonb, ${runId})`
+          yield* Effect.promise(async () => {
+            const deadline = Date.now() + 20_000
+            while (Date.now() < deadline) {
+              const rows = await Effect.runPromise(
+                sql<{ status: string }>`SELECT status FROM pgflows.runs WHERE id = ${runId}`
+              )
+              if (rows[0]?.status === "running") return
+              await new Promise((resolve) => setTimeout(resolve, 50))
+            }
+            throw new Error("the run never ran")
+          })
+          worker.child.kill("SIGTERM")
+          const exit = yield* Effect.promise(() => worker.exited)
+          assert.strictEqual(exit.code, 0, worker.stderr())
+          assert.include(worker.stderr(), "worker: SIGTERM: stopping")
+          assert.include(worker.stderr(), "worker: stopped")
+          assert.strictEqual(yield* statusOf(runId), "completed")
+        } finally {
+          if (worker.child.exitCode === null) worker.child.kill("SIGKILL")
+          Fs.rmSync(dir, { recursive: true, force: true })
+        }
+        const broken = Path.join(dir, "missing.mjs")
+        const refused = yield* cli(["worker", broken])
+        assert.strictEqual(refused.code, 1)
+        assert.include(refused.stderr, "there is no such file")
+      }),
+    { timeout: 120_000 }
+  )
+
+  it.effect(
+    "dev: prints the URL, keeps the data across restarts, stops on Ctrl-C leaving no server",
+    () =>
+      Effect.gen(function*() {
+        const dir = Fs.mkdtempSync(Path.resolve(import.meta.dirname, "../../../.tmp/cli-dev-"))
+        Fs.chmodSync(dir, 0o755)
+        const data = Path.join(dir, "data")
+        const once = (check: (databaseUrl: string) => Promise<void>) =>
+          Effect.promise(async () => {
+            const dev = start(["dev", "--data-dir", data, "--port", "0"])
+            try {
+              const [, databaseUrl] = await dev.waitFor(/^PGFLOWS_DATABASE_URL=(\S+)$/m, 90_000)
+              await dev.waitFor(/dev: ready/)
+              await check(databaseUrl!)
+              const pid = Number(Fs.readFileSync(Path.join(data, "postmaster.pid"), "utf8").split("\n")[0])
+              dev.child.kill("SIGINT")
+              const exit = await dev.exited
+              assert.strictEqual(exit.code, 0, dev.stderr())
+              assert.throws(() => process.kill(pid, 0), /ESRCH/, "the PostgreSQL server is still running")
+            } finally {
+              if (dev.child.exitCode === null) dev.child.kill("SIGKILL")
+            }
+          })
+        yield* once(async (databaseUrl) => {
+          const list = await pgflows(["runs", "list", "--json"], { PGFLOWS_DATABASE_URL: databaseUrl })
+          assert.strictEqual(list.code, 0, list.stderr)
+          assert.deepStrictEqual(JSON.parse(list.stdout).runs, [])
+          // A run written the way SQL callers do, to find it again after the restart.
+          const migrated = await pgflows(["migrate", "--verify"], { PGFLOWS_DATABASE_URL: databaseUrl })
+          assert.strictEqual(migrated.code, 0, migrated.stderr)
+          const sqlRun = await pgflows(["runs", "show", "kept"], { PGFLOWS_DATABASE_URL: databaseUrl })
+          assert.strictEqual(sqlRun.code, 1)
+          await Effect.runPromise(
+            Effect.gen(function*() {
+              const sql = yield* SqlClient.SqlClient
+              yield* sql`SELECT pgflows.enqueue_workflow('nap', '1'::jsonb, 'kept')`
+            }).pipe(Effect.provide(PgClient.layer({ url: Redacted.make(databaseUrl) })))
+          )
+        })
+        yield* once(async (databaseUrl) => {
+          const shown = await pgflows(["runs", "show", "kept", "--json"], { PGFLOWS_DATABASE_URL: databaseUrl })
+          assert.strictEqual(shown.code, 0, shown.stderr)
+          assert.strictEqual(JSON.parse(shown.stdout).workflow, "nap")
+        })
+        Fs.rmSync(dir, { recursive: true, force: true })
+      }),
+    { timeout: 120_000 }
+  )
 })

@@ -243,7 +243,7 @@ describe.skipIf(skipped !== undefined)(`dashboard${skipped === undefined ? "" : 
           [ids.readOnly]: "suspended",
           [ids.running]: "running"
         })
-      }))
+      }), { timeout: 120_000 })
 
     it.effect("without a token only the sign-in form shows, and the API refuses", () =>
       Effect.gen(function*() {
@@ -265,49 +265,53 @@ describe.skipIf(skipped !== undefined)(`dashboard${skipped === undefined ? "" : 
           assert.strictEqual(await page.locator("table.runs").count(), 0)
           await shot(page, "signin")
         })
-      }))
+      }), { timeout: 120_000 })
 
-    it.effect("the list shows every state; filters by status, workflow, version, time range and id", () =>
-      Effect.gen(function*() {
-        const { base } = yield* Server
-        yield* withPage(async (page) => {
-          await signIn(page, base, adminToken)
-          const statuses = await rowStatuses(page)
-          for (
-            const [runId, status] of Object.entries({
-              [ids.completed]: "completed",
-              [ids.failed]: "failed",
-              [ids.pending]: "pending",
-              [ids.waiting]: "suspended",
-              [ids.running]: "running"
-            })
-          ) assert.strictEqual(statuses[runId], status, runId)
-          assert.include(await page.locator(`tr[data-run="${ids.failed}"]`).innerText(), "Declined")
-          await shot(page, "runs")
+    it.effect(
+      "the list shows every state; filters by status, workflow, version, time range and id",
+      () =>
+        Effect.gen(function*() {
+          const { base } = yield* Server
+          yield* withPage(async (page) => {
+            await signIn(page, base, adminToken)
+            const statuses = await rowStatuses(page)
+            for (
+              const [runId, status] of Object.entries({
+                [ids.completed]: "completed",
+                [ids.failed]: "failed",
+                [ids.pending]: "pending",
+                [ids.waiting]: "suspended",
+                [ids.running]: "running"
+              })
+            ) assert.strictEqual(statuses[runId], status, runId)
+            assert.include(await page.locator(`tr[data-run="${ids.failed}"]`).innerText(), "Declined")
+            await shot(page, "runs")
 
-          await page.getByLabel("Status").selectOption("failed")
-          await page.getByRole("button", { name: "Apply" }).click()
-          await page.waitForFunction("location.hash.includes('status=failed')")
-          await page.locator(`tr[data-run="${ids.completed}"]`).waitFor({ state: "detached" })
-          assert.deepStrictEqual(Object.values(await rowStatuses(page)), ["failed"])
+            await page.getByLabel("Status").selectOption("failed")
+            await page.getByRole("button", { name: "Apply" }).click()
+            await page.waitForFunction("location.hash.includes('status=failed')")
+            await page.locator(`tr[data-run="${ids.completed}"]`).waitFor({ state: "detached" })
+            assert.deepStrictEqual(Object.values(await rowStatuses(page)), ["failed"])
 
-          await page.goto(`${base}/dashboard/#/?workflow=approval`)
-          await page.locator(`tr[data-run="${ids.waiting}"]`).waitFor()
-          assert.sameMembers(Object.keys(await rowStatuses(page)), [ids.waiting, ids.toCancel, ids.readOnly])
+            await page.goto(`${base}/dashboard/#/?workflow=approval`)
+            await page.locator(`tr[data-run="${ids.waiting}"]`).waitFor()
+            assert.sameMembers(Object.keys(await rowStatuses(page)), [ids.waiting, ids.toCancel, ids.readOnly])
 
-          await page.goto(`${base}/dashboard/#/?q=${encodeURIComponent(`declined-${id}`)}`)
-          await page.locator(`tr[data-run="${ids.failed}"]`).waitFor()
-          assert.deepStrictEqual(Object.keys(await rowStatuses(page)), [ids.failed])
+            await page.goto(`${base}/dashboard/#/?q=${encodeURIComponent(`declined-${id}`)}`)
+            await page.locator(`tr[data-run="${ids.failed}"]`).waitFor()
+            assert.deepStrictEqual(Object.keys(await rowStatuses(page)), [ids.failed])
 
-          await page.goto(`${base}/dashboard/#/?version=1`)
-          await page.getByText("No run matches these filters.").waitFor()
-          await page.goto(`${base}/dashboard/#/?range=custom&from=2001-01-01T00:00&to=2001-01-02T00:00`)
-          await page.getByText("No run matches these filters.").waitFor()
-          await page.goto(`${base}/dashboard/#/?range=1h&workflow=order`)
-          await page.locator(`tr[data-run="${ids.completed}"]`).waitFor()
-          assert.strictEqual(Object.keys(await rowStatuses(page)).length, 3)
-        })
-      }))
+            await page.goto(`${base}/dashboard/#/?version=1`)
+            await page.getByText("No run matches these filters.").waitFor()
+            await page.goto(`${base}/dashboard/#/?range=custom&from=2001-01-01T00:00&to=2001-01-02T00:00`)
+            await page.getByText("No run matches these filters.").waitFor()
+            await page.goto(`${base}/dashboard/#/?range=1h&workflow=order`)
+            await page.locator(`tr[data-run="${ids.completed}"]`).waitFor()
+            assert.strictEqual(Object.keys(await rowStatuses(page)).length, 3)
+          })
+        }),
+      { timeout: 120_000 }
+    )
 
     it.effect("a token in the link's fragment signs in and leaves the address", () =>
       Effect.gen(function*() {
@@ -317,7 +321,7 @@ describe.skipIf(skipped !== undefined)(`dashboard${skipped === undefined ? "" : 
           await page.locator("table.runs").waitFor()
           assert.notInclude(page.url(), adminToken)
         })
-      }))
+      }), { timeout: 120_000 })
 
     it.effect("a run page shows its steps, its typed error, its child", () =>
       Effect.gen(function*() {
@@ -347,7 +351,7 @@ describe.skipIf(skipped !== undefined)(`dashboard${skipped === undefined ? "" : 
           await page.locator(`.timeline li[data-step="pgflows.signal"]`).waitFor()
           assert.include(await page.locator("table[aria-label=Events]").innerText(), "stage")
         })
-      }))
+      }), { timeout: 120_000 })
 
     it.effect("a cancel from the page reaches the database; a signal from the page too", () =>
       Effect.gen(function*() {
@@ -368,7 +372,7 @@ describe.skipIf(skipped !== undefined)(`dashboard${skipped === undefined ? "" : 
         })
         assert.strictEqual(yield* statusOf(ids.toCancel), "cancelled")
         yield* settle({ [ids.waiting]: "completed" })
-      }))
+      }), { timeout: 120_000 })
 
     it.effect("a read token may look but not act: the API refuses and the page says why", () =>
       Effect.gen(function*() {
@@ -380,57 +384,65 @@ describe.skipIf(skipped !== undefined)(`dashboard${skipped === undefined ? "" : 
           await page.getByText("needs a token of scope admin").waitFor()
         })
         assert.strictEqual(yield* statusOf(ids.readOnly), "suspended")
-      }))
+      }), { timeout: 120_000 })
 
-    it.effect("the overview: throughput and failures per workflow, queue depth, dead letters, workers", () =>
-      Effect.gen(function*() {
-        const { base } = yield* Server
-        yield* withPage(async (page) => {
-          await signIn(page, base, adminToken)
-          await page.getByRole("link", { name: "Overview" }).click()
-          await page.locator("article[data-workflow=order] svg").waitFor()
-          const depth = Number(await page.locator("[data-metric=queue-depth] .big").innerText())
-          assert.isAtLeast(depth, 1)
-          assert.include(await page.locator("article[data-workflow=order] figcaption").innerText(), "1 failed")
-          assert.include(await page.locator("table[aria-label='Latest failed runs']").innerText(), ids.failed)
-          assert.include(await page.locator("table[aria-label=Workers]").innerText(), "alive")
-          await shot(page, "overview")
-        })
-      }))
+    it.effect(
+      "the overview: throughput and failures per workflow, queue depth, dead letters, workers",
+      () =>
+        Effect.gen(function*() {
+          const { base } = yield* Server
+          yield* withPage(async (page) => {
+            await signIn(page, base, adminToken)
+            await page.getByRole("link", { name: "Overview" }).click()
+            await page.locator("article[data-workflow=order] svg").waitFor()
+            const depth = Number(await page.locator("[data-metric=queue-depth] .big").innerText())
+            assert.isAtLeast(depth, 1)
+            assert.include(await page.locator("article[data-workflow=order] figcaption").innerText(), "1 failed")
+            assert.include(await page.locator("table[aria-label='Latest failed runs']").innerText(), ids.failed)
+            assert.include(await page.locator("table[aria-label=Workers]").innerText(), "alive")
+            await shot(page, "overview")
+          })
+        }),
+      { timeout: 120_000 }
+    )
 
-    it.effect("on a phone: no sideways scrolling, rows as cards, reached and opened with the keyboard", () =>
-      Effect.gen(function*() {
-        const { base } = yield* Server
-        yield* withPage(async (page) => {
-          await signIn(page, base, adminToken)
-          const width = await page.evaluate<number>("document.documentElement.scrollWidth")
-          assert.isAtMost(width, 390)
-          assert.strictEqual(
-            await page.locator("table.runs thead").evaluate((head) =>
-              (globalThis as any).getComputedStyle(head).position
-            ),
-            "absolute"
-          )
-          await shot(page, "phone-runs")
-          // The keyboard alone: tab to the first run's link, open it, tab to its actions.
-          await page.locator("body").focus()
-          let focused = ""
-          for (let press = 0; press < 40 && !focused.startsWith("#/runs/"); press++) {
-            await page.keyboard.press("Tab")
-            focused = await page.evaluate<string>("document.activeElement?.getAttribute('href') ?? ''")
-          }
-          assert.match(focused, /^#\/runs\//)
-          await page.keyboard.press("Enter")
-          await page.locator(".timeline").waitFor()
-          assert.isAtMost(await page.evaluate<number>("document.documentElement.scrollWidth"), 390)
-          await shot(page, "phone-run")
-        }, { width: 390, height: 844 })
-      }))
+    it.effect(
+      "on a phone: no sideways scrolling, rows as cards, reached and opened with the keyboard",
+      () =>
+        Effect.gen(function*() {
+          const { base } = yield* Server
+          yield* withPage(async (page) => {
+            await signIn(page, base, adminToken)
+            const width = await page.evaluate<number>("document.documentElement.scrollWidth")
+            assert.isAtMost(width, 390)
+            assert.strictEqual(
+              await page.locator("table.runs thead").evaluate((head) =>
+                (globalThis as any).getComputedStyle(head).position
+              ),
+              "absolute"
+            )
+            await shot(page, "phone-runs")
+            // The keyboard alone: tab to the first run's link, open it, tab to its actions.
+            await page.locator("body").focus()
+            let focused = ""
+            for (let press = 0; press < 40 && !focused.startsWith("#/runs/"); press++) {
+              await page.keyboard.press("Tab")
+              focused = await page.evaluate<string>("document.activeElement?.getAttribute('href') ?? ''")
+            }
+            assert.match(focused, /^#\/runs\//)
+            await page.keyboard.press("Enter")
+            await page.locator(".timeline").waitFor()
+            assert.isAtMost(await page.evaluate<number>("document.documentElement.scrollWidth"), 390)
+            await shot(page, "phone-run")
+          }, { width: 390, height: 844 })
+        }),
+      { timeout: 120_000 }
+    )
 
     it.effect("the running run is released, so the worker stops cleanly", () =>
       Effect.gen(function*() {
         yield* Deferred.succeed(release, undefined)
         yield* settle({ [ids.running]: "completed" })
-      }))
+      }), { timeout: 120_000 })
   })
 })
