@@ -22,7 +22,14 @@ export default defineConfig({
   test: {
     // One PostgreSQL server for the whole run (DATABASE_URL, Docker, or embedded), see @pgflows/testing.
     globalSetup: ["./packages/testing/src/globalSetup.ts"],
-    projects: [project("testing"), project("pgflows"), project("pg-durable"), project("server"), project("examples")],
+    projects: [
+      project("testing"),
+      project("pgflows"),
+      project("pg-durable"),
+      project("server"),
+      project("cli"),
+      project("examples")
+    ],
     testTimeout: 30_000,
     hookTimeout: 60_000
   }

@@ -1,6 +1,6 @@
 /**
  * Compiles the packages that users install (`@pgflows/testing`, `pgflows`, `@pgflows/pg-durable`,
- * `@pgflows/server`) into their `dist/`: ESM JavaScript, `.d.ts` files and source maps (with the TypeScript inlined,
+ * `@pgflows/server`, `@pgflows/cli`) into their `dist/`: ESM JavaScript, `.d.ts` files and source maps (with the TypeScript inlined,
  * since `src/` is not published), by `tsc -p packages/<name>/tsconfig.build.json`.
  *
  * The workspace itself never needs `dist/`: it runs and type-checks the sources through the
@@ -13,23 +13,28 @@
  * them in the `.d.ts` files, which an application's `tsc` would then reject (it has no
  * `allowImportingTsExtensions`): this script rewrites those to `.js` too.
  *
- * Usage: `node scripts/build.ts` builds all four; `node scripts/build.ts pg-durable` builds
+ * The server's build also bundles its web dashboard (`packages/server/dashboard/`, Preact, with
+ * esbuild) into `dist/dashboard/`.
+ *
+ * Usage: `node scripts/build.ts` builds all five; `node scripts/build.ts pg-durable` builds
  * pg-durable and what it depends on.
  */
 import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
+import { pathToFileURL } from "node:url"
 
 const root = Path.resolve(import.meta.dirname, "..")
 
 /** The published packages, each after the packages whose declarations it imports. */
-const order = ["testing", "pgflows", "pg-durable", "server"] as const
+const order = ["testing", "pgflows", "pg-durable", "server", "cli"] as const
 type Name = typeof order[number]
 const needs: Record<Name, ReadonlyArray<Name>> = {
   testing: [],
   pgflows: [],
   "pg-durable": ["pgflows"],
-  server: ["pgflows", "pg-durable"]
+  server: ["pgflows", "pg-durable"],
+  cli: ["testing", "pgflows", "pg-durable", "server"]
 }
 
 const isName = (name: string): name is Name => (order as ReadonlyArray<string>).includes(name)
@@ -84,6 +89,12 @@ for (const name of order.filter((name) => wanted.has(name))) {
       console.error(`build: ${Path.relative(root, file)} still imports ${left[0]}`)
       process.exit(1)
     }
+  }
+  // The server's dashboard: the Preact application bundled by esbuild, served from dist/dashboard/.
+  if (name === "server") {
+    const assets = pathToFileURL(Path.join(dir, "src/internal/dashboardAssets.ts")).href
+    const { write } = (await import(assets)) as { readonly write: (directory: string) => Promise<void> }
+    await write(Path.join(dist, "dashboard"))
   }
   const files = Fs.readdirSync(dist, { recursive: true }).length
   console.log(`build: packages/${name}/dist (${files} files) in ${Math.round(performance.now() - started)} ms`)

@@ -5,7 +5,7 @@
  *
  * The checks, in order (a check whose prerequisite failed fails too, saying which):
  *
- * - `pack`: `npm pack` of pgflows, @pgflows/pg-durable, @pgflows/server and @pgflows/testing (their `prepack` builds
+ * - `pack`: `npm pack` of pgflows, @pgflows/pg-durable, @pgflows/server, @pgflows/testing and @pgflows/cli (their `prepack` builds
  *   `dist/`); each tarball holds `dist/` (JavaScript, `.d.ts`, source maps), `README.md`, `LICENSE`
  *   and `package.json`, and nothing else (no `test/`, no `tsconfig.json`).
  * - `install`: a project in the temporary directory; the `package.json` snippet of
@@ -28,6 +28,9 @@
  *   margin, and the run in flight must end `completed`.
  * - `server`: `@pgflows/server` serves on a free loopback port (`scripts/consumer/app/src/server.ts`):
  *   `/health`, the OpenAPI document, and a request without a token refused.
+ * - `cli`: the installed `pgflows` bin (`@pgflows/cli`): `--help`, `migrate --verify` and `runs list
+ *   --json` against the database, and `dashboard` on a free port, whose page and script load (the
+ *   dashboard's files are in the tarball), stopped by SIGTERM with status 0.
  * - `vitest`: the testing README's test, run by vitest in the project with its global setup.
  *
  * Usage: `npm run test:consumer` (`.ci/run` runs it after `npm test`; `npm test` does not). It
@@ -50,7 +53,8 @@ const published = {
   pgflows: "pgflows",
   "@pgflows/pg-durable": "pg-durable",
   "@pgflows/server": "server",
-  "@pgflows/testing": "testing"
+  "@pgflows/testing": "testing",
+  "@pgflows/cli": "cli"
 } as const
 type Published = keyof typeof published
 
@@ -516,6 +520,64 @@ const checks: ReadonlyArray<Check> = [
       const line = /server: ok .*/.exec(ran.output)
       if (line === null) throw new Failure("build/src/server.js did not say `server: ok`", ran.output)
       return line[0]
+    }
+  },
+  {
+    name: "cli",
+    needs: ["database"],
+    run: async () => {
+      const pgflows = Path.join(project, "node_modules/.bin/pgflows")
+      const env = consumerEnv({ DATABASE_URL: database!.url })
+      const help = await succeed("pgflows --help", pgflows, ["--help"], { cwd: project, env, timeoutMs: 60_000 })
+      for (const command of ["dev", "migrate", "worker", "runs", "replay", "export-sql", "dashboard"]) {
+        if (!help.output.includes(command)) throw new Failure(`pgflows --help does not list ${command}`, help.output)
+      }
+      await succeed("pgflows migrate", pgflows, ["migrate"], { cwd: project, env, timeoutMs: 60_000 })
+      await succeed("pgflows migrate --verify", pgflows, ["migrate", "--verify"], {
+        cwd: project,
+        env,
+        timeoutMs: 60_000
+      })
+      const listed = await run(pgflows, ["runs", "list", "--json"], { cwd: project, env, timeoutMs: 60_000 })
+      if (listed.code !== 0) throw new Failure(`pgflows runs list --json exited with ${listed.code}`, listed.output)
+      const json = /^\{[\s\S]*\}\s*$/m.exec(listed.output)?.[0]
+      const runs = json === undefined
+        ? undefined
+        : (JSON.parse(json) as { readonly runs?: ReadonlyArray<unknown> }).runs
+      if (!Array.isArray(runs)) throw new Failure("pgflows runs list --json printed no { runs }", listed.output)
+      const dashboard = start(pgflows, ["dashboard", "--port", "0"], project, env)
+      let served: string
+      try {
+        const [, base] = await dashboard.waitFor(
+          /dashboard: (http:\/\/\S+?)\/dashboard\//,
+          60_000,
+          "the dashboard's link"
+        )
+        const page = await fetch(`${base}/dashboard/`)
+        const script = await fetch(`${base}/dashboard/app.js`)
+        const refused = await fetch(`${base}/views/runs`)
+        if (page.status !== 200 || !(await page.text()).includes("/dashboard/app.js")) {
+          throw new Failure(`GET /dashboard/ answered ${page.status} without the page`, dashboard.output())
+        }
+        if (script.status !== 200 || (await script.text()).length < 10_000) {
+          throw new Failure(
+            `GET /dashboard/app.js answered ${script.status}, or a script too small`,
+            dashboard.output()
+          )
+        }
+        if (refused.status !== 401) throw new Failure(`GET /views/runs without a token answered ${refused.status}`)
+        served = base!
+      } finally {
+        dashboard.child.kill("SIGTERM")
+      }
+      const exit = await dashboard.exited
+      if (exit.code !== 0) {
+        throw new Failure(
+          `pgflows dashboard exited with ${exit.code ?? exit.signal} after SIGTERM, not 0`,
+          dashboard.output()
+        )
+      }
+      return `--help, migrate, runs list --json (${runs.length} runs), dashboard at ${served} (page, script, 401), exit 0 on SIGTERM`
     }
   },
   {

@@ -40,7 +40,7 @@ if (diagnostics.length > 0) {
 }
 
 const skipped = new Set([".git", "node_modules", ".tools", ".tmp", "dist", "coverage"])
-const extensions = new Set([".ts", ".json", ".md"])
+const extensions = new Set([".ts", ".tsx", ".json", ".md"])
 const excludedFiles = new Set(["package-lock.json"])
 
 const walk = (dir: string): Array<string> =>

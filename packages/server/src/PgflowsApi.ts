@@ -14,7 +14,11 @@
  * | `POST /runs/:id/retry`, `/resume` | admin | 202, 404, 409 `RunNotRestartable` |
  * | `POST /runs/:id/signals/:name` | admin | 202, 404, 409 `RunEnded`, 413, 422 `UnstorableValue` |
  * | `GET /runs/:id/events/:key` | read | 200 `{ value }`, 404 `EventNotFound` or `RunNotFound` |
+ * | `POST /runs/:id/fork` | admin | 200 the fork and its plan (`forkId` null with `dryRun`), 404, 422 `InvalidFork` or `UnknownVersion`, 409 `RunIdConflict` |
  * | `POST /pg-durable/instances/:id/signals/:name` | admin | 202, 404 `InstanceNotFound`, 409 `SignalNotDelivered` |
+ * | `GET /views/runs` | read | 200 a page of runs with filters (`workflow`, `version`, `status`, `from`, `to`, `q`), for the dashboard |
+ * | `GET /views/runs/:id` | read | 200 a run with its journal, signals, children and events, 404 |
+ * | `GET /views/stats` | read | 200 counts, throughput and failures per workflow over a time range, the queue, dead letters, workers |
  * | `GET /health` | none | 200 |
  *
  * Every route also answers 400 `BadRequest` (a body that is not JSON, a bad header, path or query
@@ -42,6 +46,7 @@ import {
   EventNotFound,
   Forbidden,
   InstanceNotFound,
+  InvalidFork,
   InvalidInput,
   PayloadTooLarge,
   RequestTooLarge,
@@ -57,6 +62,7 @@ import {
   StepInputInvalid,
   Unauthorized,
   UnknownStep,
+  UnknownVersion,
   UnstorableValue,
   UnsupportedMediaType,
   WorkflowNotFound
@@ -181,6 +187,208 @@ export const ListQuery = Schema.Struct({
   status: Schema.optional(RunStatus),
   limit: Schema.optional(Schema.Int.check(Schema.isBetween({ minimum: 1, maximum: 1000 }))),
   cursor: Schema.optional(Schema.String.check(Schema.isPattern(/^[A-Za-z0-9_-]{1,1000}$/)))
+})
+
+/**
+ * A time in a query: an ISO 8601 date and time, such as `2026-05-01T12:00:00Z`.
+ *
+ * @category schemas
+ * @since 0.1.0
+ */
+export const Instant = Schema.String.check(
+  Schema.isPattern(/^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:?\d{2})?)?$/),
+  Schema.makeFilter((text: string) => !Number.isNaN(Date.parse(text)) || "is not a valid date")
+)
+
+/**
+ * `POST /runs/:id/fork`: where to fork from, and optionally the fork's version and id.
+ *
+ * @category schemas
+ * @since 0.1.0
+ */
+export const ForkRequest = Schema.Struct({
+  /** A journal key (`"2"`, `"3.1/1"`) or the name of a step the run executed once. */
+  fromStep: Text,
+  /** The version the fork runs on (default: the original's); the server must register it. */
+  version: Schema.optional(Schema.Int.check(Schema.isBetween({ minimum: 0, maximum: 2_147_483_647 }))),
+  /** The fork's id (default: a new one). */
+  id: Schema.optional(Text),
+  /** Say what the fork would do, and write nothing. */
+  dryRun: Schema.optional(Schema.Boolean)
+})
+
+/**
+ * A completed step of the original that the fork executes again.
+ *
+ * @category schemas
+ * @since 0.1.0
+ */
+export const RerunStep = Schema.Struct({ key: Schema.String, name: Schema.String, transactional: Schema.Boolean })
+
+/**
+ * What a fork did (or, with `dryRun`, would do): `forkId` is absent in a dry run.
+ *
+ * @category schemas
+ * @since 0.1.0
+ */
+export const ForkResult = Schema.Struct({
+  runId: Schema.String,
+  forkId: Schema.NullOr(Schema.String),
+  dryRun: Schema.Boolean,
+  workflow: Schema.String,
+  version: Schema.Number,
+  fromKey: Schema.String,
+  kept: Schema.Array(Schema.String),
+  rerun: Schema.Array(RerunStep),
+  repeatedSideEffects: Schema.Array(RerunStep)
+})
+
+/**
+ * `GET /views/runs`: the dashboard's list, with more filters than `GET /runs`: the version, a
+ * creation time range `[from, to)`, and `q`, a part of the run id.
+ *
+ * @category schemas
+ * @since 0.1.0
+ */
+export const RunsViewQuery = Schema.Struct({
+  workflow: Schema.optional(Text),
+  version: Schema.optional(Schema.Int.check(Schema.isBetween({ minimum: 0, maximum: 2_147_483_647 }))),
+  status: Schema.optional(RunStatus),
+  from: Schema.optional(Instant),
+  to: Schema.optional(Instant),
+  q: Schema.optional(Text),
+  limit: Schema.optional(Schema.Int.check(Schema.isBetween({ minimum: 1, maximum: 500 }))),
+  cursor: Schema.optional(Schema.String.check(Schema.isPattern(/^[A-Za-z0-9_-]{1,2000}$/)))
+})
+
+/**
+ * A row of the dashboard's list: a run with its version, parent, fork origin and, when it failed,
+ * its error's tag and message.
+ *
+ * @category schemas
+ * @since 0.1.0
+ */
+export const RunRow = Schema.Struct({
+  id: Schema.String,
+  workflow: Schema.String,
+  version: Schema.Number,
+  status: RunStatus,
+  executions: Schema.Number,
+  parentId: Schema.NullOr(Schema.String),
+  forkedFrom: Schema.NullOr(Schema.String),
+  errorTag: Schema.NullOr(Schema.String),
+  errorMessage: Schema.NullOr(Schema.String),
+  createdAt: Schema.String,
+  updatedAt: Schema.String,
+  completedAt: Schema.NullOr(Schema.String),
+  wakeAt: Schema.NullOr(Schema.String)
+})
+
+/**
+ * @category schemas
+ * @since 0.1.0
+ */
+export const RunRowPage = Schema.Struct({
+  runs: Schema.Array(RunRow),
+  nextCursor: Schema.NullOr(Schema.String)
+})
+
+/**
+ * A run with everything the dashboard's run page shows: its journal (each entry with its attempts,
+ * times, output and error), the signals sent to it, its children and its events.
+ *
+ * @category schemas
+ * @since 0.1.0
+ */
+export const RunDetail = Schema.Struct({
+  run: RunView,
+  version: Schema.Number,
+  forkedFrom: Schema.NullOr(Schema.Struct({ runId: Schema.String, key: Schema.String })),
+  signals: Schema.Array(Schema.Struct({
+    name: Schema.String,
+    payload: Schema.Unknown,
+    sentAt: Schema.String,
+    consumedKey: Schema.NullOr(Schema.String),
+    consumedAt: Schema.NullOr(Schema.String)
+  })),
+  children: Schema.Array(Schema.Struct({
+    id: Schema.String,
+    workflow: Schema.String,
+    version: Schema.Number,
+    status: RunStatus,
+    createdAt: Schema.String,
+    completedAt: Schema.NullOr(Schema.String)
+  })),
+  events: Schema.Array(Schema.Struct({ key: Schema.String, value: Schema.Unknown, updatedAt: Schema.String }))
+})
+
+/**
+ * `GET /views/stats`: the time range (default: the last hour) and how many buckets to cut it into
+ * (default 30).
+ *
+ * @category schemas
+ * @since 0.1.0
+ */
+export const StatsQuery = Schema.Struct({
+  from: Schema.optional(Instant),
+  to: Schema.optional(Instant),
+  buckets: Schema.optional(Schema.Int.check(Schema.isBetween({ minimum: 1, maximum: 200 })))
+})
+
+/**
+ * One bucket of a workflow's throughput: runs created in it, and runs that ended in it by outcome.
+ *
+ * @category schemas
+ * @since 0.1.0
+ */
+export const Bucket = Schema.Struct({
+  start: Schema.String,
+  started: Schema.Number,
+  completed: Schema.Number,
+  failed: Schema.Number,
+  cancelled: Schema.Number
+})
+
+/**
+ * Counts, throughput and failures per workflow over `[from, to)`; the run queue's depth; the latest
+ * dead letters (failed runs); the workers that announced themselves.
+ *
+ * @category schemas
+ * @since 0.1.0
+ */
+export const Stats = Schema.Struct({
+  from: Schema.String,
+  to: Schema.String,
+  bucketSeconds: Schema.Number,
+  workflows: Schema.Array(Schema.Struct({
+    workflow: Schema.String,
+    versions: Schema.Array(Schema.Number),
+    /** Runs not ended (any age) and runs created in the range, by state. */
+    counts: Schema.Record(Schema.String, Schema.Number),
+    buckets: Schema.Array(Bucket)
+  })),
+  queue: Schema.Struct({
+    name: Schema.String,
+    depth: Schema.Number,
+    visible: Schema.Number,
+    oldestAgeSeconds: Schema.NullOr(Schema.Number),
+    archived: Schema.Number
+  }),
+  deadLetters: Schema.Array(Schema.Struct({
+    id: Schema.String,
+    workflow: Schema.String,
+    version: Schema.Number,
+    errorTag: Schema.NullOr(Schema.String),
+    errorMessage: Schema.NullOr(Schema.String),
+    completedAt: Schema.NullOr(Schema.String)
+  })),
+  workers: Schema.Array(Schema.Struct({
+    id: Schema.String,
+    workflows: Schema.Array(Schema.String),
+    startedAt: Schema.String,
+    heartbeatAt: Schema.String,
+    alive: Schema.Boolean
+  }))
 })
 
 /**
@@ -342,6 +550,16 @@ export class RunsAdminGroup extends HttpApiGroup.make("runsAdmin")
       success: Schema.Struct({ runId: Schema.String, signal: Schema.String }).pipe(HttpApiSchema.status(202)),
       error: [RunNotFound, RunEnded, PayloadTooLarge, UnstorableValue, ServiceUnavailable]
     }).annotateMerge(OpenApi.annotations({ summary: "Send a signal to a run (Workflow.waitForSignal)" })),
+    HttpApiEndpoint.post("fork", "/runs/:id/fork", {
+      params: { id: Text },
+      payload: ForkRequest,
+      success: ForkResult,
+      error: [RunNotFound, InvalidFork, UnknownVersion, RunIdConflict, ServiceUnavailable]
+    }).annotateMerge(OpenApi.annotations({
+      summary: "Fork a run from a step (or say what the fork would do, with dryRun)",
+      description: "A new run of the same workflow whose journal is the original's up to fromStep: what was " +
+        "recorded before that point is replayed, the rest executes again; forkId is null in a dry run."
+    })),
     HttpApiEndpoint.post("signalInstance", "/pg-durable/instances/:id/signals/:name", {
       params: { id: Text, name: Text },
       query: WaitQuery,
@@ -359,6 +577,37 @@ export class RunsAdminGroup extends HttpApiGroup.make("runsAdmin")
   .middleware(RequestGuard)
   .middleware(AdminAccess)
   .annotateMerge(OpenApi.annotations({ title: "runs (admin)", description: "Start and steer runs" }))
+{}
+
+/**
+ * What the dashboard reads: runs with more filters, a run with everything about it, and statistics.
+ *
+ * @category groups
+ * @since 0.1.0
+ */
+export class ViewsGroup extends HttpApiGroup.make("views")
+  .add(
+    HttpApiEndpoint.get("runs", "/views/runs", {
+      query: RunsViewQuery,
+      success: RunRowPage,
+      error: ServiceUnavailable
+    }).annotateMerge(OpenApi.annotations({ summary: "Runs with filters (version, time range, id search)" })),
+    HttpApiEndpoint.get("run", "/views/runs/:id", {
+      params: { id: Text },
+      success: RunDetail,
+      error: [RunNotFound, ServiceUnavailable]
+    }).annotateMerge(OpenApi.annotations({ summary: "A run with its journal, signals, children and events" })),
+    HttpApiEndpoint.get("stats", "/views/stats", {
+      query: StatsQuery,
+      success: Stats,
+      error: ServiceUnavailable
+    }).annotateMerge(OpenApi.annotations({
+      summary: "Throughput and failures per workflow, queue depth, dead letters and workers"
+    }))
+  )
+  .middleware(RequestGuard)
+  .middleware(ReadAccess)
+  .annotateMerge(OpenApi.annotations({ title: "views", description: "What the dashboard reads" }))
 {}
 
 /**
@@ -386,6 +635,7 @@ export class Api extends HttpApi.make("pgflows")
   .add(StepsGroup)
   .add(RunsReadGroup)
   .add(RunsAdminGroup)
+  .add(ViewsGroup)
   .add(SystemGroup)
   .annotateMerge(OpenApi.annotations({
     title: "pgflows",

@@ -50,7 +50,7 @@ import type * as Path from "effect/Path"
 import * as Redacted from "effect/Redacted"
 import * as Result from "effect/Result"
 import type * as Migrator from "effect/sql/Migrator"
-import type * as SqlClient from "effect/sql/SqlClient"
+import * as SqlClient from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
 import type { unhandled } from "effect/Types"
 import * as Http from "node:http"
@@ -61,8 +61,10 @@ import type { MigrationsMissing } from "pgflows/PgflowsError"
 import type * as Plugin from "pgflows/Plugin"
 import type * as Step from "pgflows/Step"
 import * as Auth from "./Auth.ts"
+import * as Dashboard from "./Dashboard.ts"
 import * as Runs from "./internal/runs.ts"
 import * as StepCalls from "./internal/stepCalls.ts"
+import * as Views from "./internal/views.ts"
 import * as PgflowsApi from "./PgflowsApi.ts"
 import * as ServerConfig from "./ServerConfig.ts"
 import {
@@ -116,6 +118,11 @@ export interface ServerOptions<S extends ReadonlyArray<Step.Any>> extends Option
   readonly port?: number | undefined
   /** Logs a line per request (default true). */
   readonly logRequests?: boolean | undefined
+  /**
+   * Serves the web dashboard too (`Dashboard.layer`, at `/dashboard/` unless said otherwise), and
+   * redirects `/` to it; default false.
+   */
+  readonly dashboard?: boolean | Omit<Dashboard.Options, "apiPrefix"> | undefined
 }
 
 /**
@@ -193,8 +200,17 @@ export const layer = <const S extends ReadonlyArray<Step.Any> = readonly []>(
         retry: ({ params }) => Runs.restart(client, params.id, "retry"),
         resume: ({ params }) => Runs.restart(client, params.id, "resume"),
         signal: ({ params, payload }) => Runs.signal(client, params.id, params.name, payload),
+        fork: ({ params, payload }) => Runs.fork(client, params.id, payload),
         signalInstance: ({ params, payload, query }) =>
           Runs.signalInstance(pgDurable, params.id, params.name, payload, query.timeout)
+      }))
+
+    const views = Views.make(yield* SqlClient.SqlClient, yield* PgflowsConfig.PgflowsConfig, client)
+    const ViewsHandlers = HttpApiBuilder.group(typed, "views", (handlers) =>
+      handlers.handleAll({
+        runs: ({ query }) => views.runs(query),
+        run: ({ params }) => views.run(params.id),
+        stats: ({ query }) => views.stats(query)
       }))
 
     const System = HttpApiBuilder.group(typed, "system", (handlers) =>
@@ -206,7 +222,7 @@ export const layer = <const S extends ReadonlyArray<Step.Any> = readonly []>(
       : `${options.prefix ?? ""}${options.openapiPath ?? ServerConfig.defaults.openapiPath}` as `/${string}`
 
     return HttpApiBuilder.layer(typed, { openapiPath }).pipe(
-      Layer.provide([Steps, RunsRead, RunsAdmin, System]),
+      Layer.provide([Steps, RunsRead, RunsAdmin, ViewsHandlers, System]),
       Layer.provide([
         guard(settings.maxBodyBytes),
         Layer.succeed(PgflowsApi.ReadAccess, bearer(settings.auth, "read")),
@@ -226,10 +242,25 @@ export const layerServer = <const S extends ReadonlyArray<Step.Any> = readonly [
   options: ServerOptions<S>
 ): Layer.Layer<
   HttpServer.HttpServer,
-  ServerConfig.ServerConfigError | Migrator.MigrationError | SqlError | HttpServerError.ServeError,
+  | ServerConfig.ServerConfigError
+  | Migrator.MigrationError
+  | SqlError
+  | HttpServerError.ServeError
+  | Dashboard.DashboardError,
   Requirements | StepWorker.Requirements<S[number]>
-> =>
-  HttpRouter.serve(Layer.mergeAll(layer(options), notFound), {
+> => {
+  const dashboard = options.dashboard === undefined || options.dashboard === false
+    ? undefined
+    : options.dashboard === true
+    ? {}
+    : options.dashboard
+  const pages = dashboard === undefined ? Layer.empty : Layer.mergeAll(
+    Dashboard.layer({ ...dashboard, apiPrefix: options.prefix }),
+    options.prefix === undefined && (dashboard.path ?? Dashboard.defaultPath) !== "/"
+      ? Dashboard.layerRedirectRoot(dashboard.path ?? Dashboard.defaultPath)
+      : Layer.empty
+  )
+  return HttpRouter.serve(Layer.mergeAll(layer(options), pages, notFound), {
     disableListenLog: true,
     disableLogger: options.logRequests === false
   }).pipe(
@@ -240,9 +271,14 @@ export const layerServer = <const S extends ReadonlyArray<Step.Any> = readonly [
     // HttpRouter.serve's request types do not see through the steps' generic requirements.
   ) as unknown as Layer.Layer<
     HttpServer.HttpServer,
-    ServerConfig.ServerConfigError | Migrator.MigrationError | SqlError | HttpServerError.ServeError,
+    | ServerConfig.ServerConfigError
+    | Migrator.MigrationError
+    | SqlError
+    | HttpServerError.ServeError
+    | Dashboard.DashboardError,
     Requirements | StepWorker.Requirements<S[number]>
   >
+}
 
 /**
  * A JSON 404 (`RouteNotFound`) for every route nothing else answers. `layerServer` adds it; add it

@@ -304,3 +304,33 @@ export class SignalNotDelivered extends Schema.TaggedError<SignalNotDelivered>()
   signal: Schema.String,
   attempts: Schema.Number
 }, { httpApiStatus: 409 }) {}
+
+// Forks
+
+/**
+ * A fork was asked from a point that is not in the run's journal (or a step name that occurs more
+ * than once there). Nothing was written.
+ *
+ * @category errors
+ * @since 0.1.0
+ */
+export class InvalidFork extends Schema.TaggedError<InvalidFork>()("InvalidFork", {
+  message: Schema.String,
+  runId: Schema.String,
+  fromStep: Schema.String,
+  reason: Schema.String
+}, { httpApiStatus: 422 }) {}
+
+/**
+ * A fork asked for a version of the workflow that this server registers no definition of.
+ * Nothing was written.
+ *
+ * @category errors
+ * @since 0.1.0
+ */
+export class UnknownVersion extends Schema.TaggedError<UnknownVersion>()("UnknownVersion", {
+  message: Schema.String,
+  workflow: Schema.String,
+  version: Schema.Number,
+  known: Schema.Array(Schema.Number)
+}, { httpApiStatus: 422 }) {}

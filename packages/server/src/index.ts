@@ -20,6 +20,27 @@
 export * as Auth from "./Auth.ts"
 
 /**
+ * The web dashboard: static files (a Preact application) that `@pgflows/server` serves, under
+ * `/dashboard/` by default. It reads and steers runs through the server's REST API (`GET
+ * /views/runs`, `/views/runs/:id`, `/views/stats`, and the admin routes for cancel, retry, resume,
+ * signals and forks), with a bearer token the person types in, kept in the tab's `sessionStorage`,
+ * or hands over in a link's fragment (`/dashboard/#token=...`, never sent to a server).
+ *
+ * The files themselves hold no data and are served without authentication; every request for data
+ * needs a token (`read` to look, `admin` to act), so a page without one shows only its sign-in form.
+ * They are served with a strict Content-Security-Policy (scripts, styles and requests from the same
+ * origin only) and `X-Frame-Options: DENY`.
+ *
+ * - `PgflowsServer.layerServer({ dashboard: true, ... })` serves it beside the API (and redirects
+ *   `/` to it);
+ * - `Dashboard.layer({ apiPrefix })` adds it to an application's own `HttpRouter`, next to
+ *   `PgflowsServer.layer({ prefix })`.
+ *
+ * @since 0.1.0
+ */
+export * as Dashboard from "./Dashboard.ts"
+
+/**
  * The server's contract, as an Effect `HttpApi`: the routes, what each one takes and answers, its
  * errors with their status codes, and its middleware. `PgflowsServer` implements it; the OpenAPI
  * document (`GET /openapi.json`) and a typed client (`HttpApiClient.make(PgflowsApi.Api)`) come from
@@ -35,7 +56,11 @@ export * as Auth from "./Auth.ts"
  * | `POST /runs/:id/retry`, `/resume` | admin | 202, 404, 409 `RunNotRestartable` |
  * | `POST /runs/:id/signals/:name` | admin | 202, 404, 409 `RunEnded`, 413, 422 `UnstorableValue` |
  * | `GET /runs/:id/events/:key` | read | 200 `{ value }`, 404 `EventNotFound` or `RunNotFound` |
+ * | `POST /runs/:id/fork` | admin | 200 the fork and its plan (`forkId` null with `dryRun`), 404, 422 `InvalidFork` or `UnknownVersion`, 409 `RunIdConflict` |
  * | `POST /pg-durable/instances/:id/signals/:name` | admin | 202, 404 `InstanceNotFound`, 409 `SignalNotDelivered` |
+ * | `GET /views/runs` | read | 200 a page of runs with filters (`workflow`, `version`, `status`, `from`, `to`, `q`), for the dashboard |
+ * | `GET /views/runs/:id` | read | 200 a run with its journal, signals, children and events, 404 |
+ * | `GET /views/stats` | read | 200 counts, throughput and failures per workflow over a time range, the queue, dead letters, workers |
  * | `GET /health` | none | 200 |
  *
  * Every route also answers 400 `BadRequest` (a body that is not JSON, a bad header, path or query

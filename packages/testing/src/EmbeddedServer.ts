@@ -11,7 +11,7 @@
  *
  * - A watchdog process stops the server and removes its data directory if the process that started
  *   it dies without closing the scope (Ctrl-C, `SIGKILL`, a crashed test runner), so no `postgres`
- *   process is ever left behind.
+ *   process is ever left behind. A persistent data directory (`dataDirectory`) is kept.
  * - `durability: "fast"` turns off `fsync`, `synchronous_commit` and `full_page_writes`: right for
  *   tests, wrong for benchmarks. The default is `"full"`, PostgreSQL's own defaults.
  *
@@ -43,6 +43,13 @@ export interface Options {
   readonly settings?: Readonly<Record<string, string | number>> | undefined
   /** Where the data directory is created; defaults to the OS temporary directory. */
   readonly parentDirectory?: string | undefined
+  /**
+   * Keep the data in this directory across restarts instead of a temporary one: it is initialized
+   * when missing or empty, reused as it is otherwise (with the password chosen when it was
+   * initialized, kept in `pgflows-password` inside it), and never removed, neither when the scope
+   * closes nor by the watchdog. `parentDirectory` is then ignored.
+   */
+  readonly dataDirectory?: string | undefined
   /** Receives each line the server logs. */
   readonly onLog?: ((line: string) => void) | undefined
   /**
@@ -68,6 +75,8 @@ export interface EmbeddedServer {
   readonly password: Redacted.Redacted<string>
   readonly database: string
   readonly dataDirectory: string
+  /** Whether the data directory is kept when the server stops (`Options.dataDirectory`). */
+  readonly persistent: boolean
   /** Process id of the postmaster. */
   readonly pid: number
   /** Version of the server binary, e.g. `18.4`. */
@@ -131,17 +140,27 @@ export const start = (options: Options = {}): Effect.Effect<EmbeddedServer, Embe
         ? yield* binaries
         : yield* binariesIn(options.binDirectory)
       const owner = yield* serverUser
+      const persistent = options.dataDirectory !== undefined
       const parent = options.parentDirectory ?? Os.tmpdir()
-      const dataDirectory = yield* Effect.try({
-        try: () => Fs.mkdtempSync(Path.join(parent, "pgflows-pg-")),
-        catch: (cause) => new EmbeddedServerError({ reason: `cannot create a data directory in ${parent}`, cause })
-      })
-      const cleanup = Effect.sync(() => Fs.rmSync(dataDirectory, { recursive: true, force: true }))
+      const dataDirectory = persistent
+        ? Path.resolve(options.dataDirectory!)
+        : yield* Effect.try({
+          try: () => Fs.mkdtempSync(Path.join(parent, "pgflows-pg-")),
+          catch: (cause) => new EmbeddedServerError({ reason: `cannot create a data directory in ${parent}`, cause })
+        })
+      const cleanup = persistent
+        ? Effect.void
+        : Effect.sync(() => Fs.rmSync(dataDirectory, { recursive: true, force: true }))
       return yield* Effect.gen(function*() {
-        if (owner !== undefined) Fs.chownSync(dataDirectory, owner.uid, owner.gid)
-        const password = Crypto.randomBytes(18).toString("base64url")
         const env = { ...process.env, LC_ALL: "C", LANG: "C", ...(lib === undefined ? {} : { LD_LIBRARY_PATH: lib }) }
-        yield* initdb({ bin, dataDirectory, password, owner, env })
+        const password = persistent
+          ? yield* persistentData({ bin, dataDirectory, owner, env })
+          : yield* Effect.gen(function*() {
+            if (owner !== undefined) Fs.chownSync(dataDirectory, owner.uid, owner.gid)
+            const chosen = Crypto.randomBytes(18).toString("base64url")
+            yield* initdb({ bin, dataDirectory, password: chosen, owner, env })
+            return chosen
+          })
         const launched = yield* launch({ bin, dataDirectory, owner, env, options })
         const user = "postgres"
         const database = "postgres"
@@ -158,6 +177,7 @@ export const start = (options: Options = {}): Effect.Effect<EmbeddedServer, Embe
           password: Redacted.make(password, { label: "EmbeddedServer.password" }),
           database,
           dataDirectory,
+          persistent,
           get pid() {
             return state.pid
           },
@@ -204,10 +224,12 @@ export const restart = (
  * @category destructors
  * @since 0.1.0
  */
-export const stop = (server: Pick<EmbeddedServer, "pid" | "dataDirectory">): Effect.Effect<void> =>
+export const stop = (
+  server: Pick<EmbeddedServer, "pid" | "dataDirectory"> & { readonly persistent?: boolean | undefined }
+): Effect.Effect<void> =>
   Effect.promise(async () => {
     await terminate(server.pid)
-    Fs.rmSync(server.dataDirectory, { recursive: true, force: true })
+    if (server.persistent !== true) Fs.rmSync(server.dataDirectory, { recursive: true, force: true })
   })
 
 // internal
@@ -232,6 +254,58 @@ const binariesIn = (
       }
     }
     return Effect.succeed({ bin, lib: undefined })
+  })
+
+/** The password file of a persistent data directory. */
+const passwordFile = "pgflows-password"
+
+/**
+ * A persistent data directory: initialized (with a new password, kept beside the data) when it is
+ * missing or empty, else reused with the password kept there.
+ */
+const persistentData = (args: {
+  readonly bin: string
+  readonly dataDirectory: string
+  readonly owner: Owner | undefined
+  readonly env: NodeJS.ProcessEnv
+}): Effect.Effect<string, EmbeddedServerError> =>
+  Effect.gen(function*() {
+    const { dataDirectory, owner } = args
+    const fresh = yield* Effect.try({
+      try: () => {
+        Fs.mkdirSync(dataDirectory, { recursive: true, mode: 0o700 })
+        return Fs.readdirSync(dataDirectory).length === 0
+      },
+      catch: (cause) => new EmbeddedServerError({ reason: `cannot create the data directory ${dataDirectory}`, cause })
+    })
+    const keptPassword = Path.join(dataDirectory, passwordFile)
+    if (!fresh) {
+      if (!Fs.existsSync(Path.join(dataDirectory, "PG_VERSION"))) {
+        return yield* new EmbeddedServerError({
+          reason: `${dataDirectory} is neither empty nor a PostgreSQL data directory: choose another directory`
+        })
+      }
+      return yield* Effect.try({
+        try: () => Fs.readFileSync(keptPassword, "utf8").trim(),
+        catch: (cause) =>
+          new EmbeddedServerError({
+            reason: `${dataDirectory} has no ${passwordFile} (it was not made by pgflows): choose another directory`,
+            cause
+          })
+      })
+    }
+    if (owner !== undefined) Fs.chownSync(dataDirectory, owner.uid, owner.gid)
+    Fs.chmodSync(dataDirectory, 0o700)
+    const password = Crypto.randomBytes(18).toString("base64url")
+    yield* initdb({ ...args, password })
+    yield* Effect.try({
+      try: () => {
+        Fs.writeFileSync(keptPassword, `${password}\n`, { mode: 0o600 })
+        if (owner !== undefined) Fs.chownSync(keptPassword, owner.uid, owner.gid)
+      },
+      catch: (cause) => new EmbeddedServerError({ reason: `cannot write ${keptPassword}`, cause })
+    })
+    return password
   })
 
 /** How to start each server again (`restart`), with the settings it was started with. */
@@ -397,7 +471,7 @@ const launch = Effect.fnUntraced(function*(args: {
     if (pid === undefined) {
       return yield* new EmbeddedServerError({ reason: "the postgres process could not be spawned" })
     }
-    startWatchdog(pid, args.dataDirectory)
+    startWatchdog(pid, args.dataDirectory, args.options.dataDirectory === undefined)
     const ready = yield* waitReady(pid, args.dataDirectory)
     if (ready) {
       if (args.options.onLog !== undefined) followLog(logFile, args.options.onLog)
@@ -462,11 +536,11 @@ const binaryVersion = (bin: string, env: NodeJS.ProcessEnv): string => {
 
 /**
  * A detached process that outlives us: when our process is gone, it stops the server and removes
- * the data directory; when the server is gone, it exits.
+ * the data directory (unless it is a persistent one); when the server is gone, it exits.
  */
-const startWatchdog = (pid: number, dataDirectory: string) => {
+const startWatchdog = (pid: number, dataDirectory: string, removeData: boolean) => {
   const script = `
-const [parent, server, dir] = [Number(process.argv[1]), Number(process.argv[2]), process.argv[3]]
+const [parent, server, dir, remove] = [Number(process.argv[1]), Number(process.argv[2]), process.argv[3], process.argv[4]]
 const alive = (p) => { try { process.kill(p, 0); return true } catch (e) { return e.code === "EPERM" } }
 const timer = setInterval(() => {
   if (!alive(server)) { clearInterval(timer); return }
@@ -478,11 +552,18 @@ const timer = setInterval(() => {
     if (alive(server) && Date.now() < deadline) return
     clearInterval(wait)
     if (alive(server)) { try { process.kill(server, "SIGKILL") } catch {} }
-    require("node:fs").rmSync(dir, { recursive: true, force: true })
+    if (remove === "1") require("node:fs").rmSync(dir, { recursive: true, force: true })
   }, 50)
 }, 250)
 `
-  const child = ChildProcess.spawn(process.execPath, ["-e", script, String(process.pid), String(pid), dataDirectory], {
+  const child = ChildProcess.spawn(process.execPath, [
+    "-e",
+    script,
+    String(process.pid),
+    String(pid),
+    dataDirectory,
+    removeData ? "1" : "0"
+  ], {
     detached: true,
     stdio: "ignore"
   })

@@ -27,7 +27,7 @@ export * as DatabaseServer from "./DatabaseServer.ts"
  *
  * - A watchdog process stops the server and removes its data directory if the process that started
  *   it dies without closing the scope (Ctrl-C, `SIGKILL`, a crashed test runner), so no `postgres`
- *   process is ever left behind.
+ *   process is ever left behind. A persistent data directory (`dataDirectory`) is kept.
  * - `durability: "fast"` turns off `fsync`, `synchronous_commit` and `full_page_writes`: right for
  *   tests, wrong for benchmarks. The default is `"full"`, PostgreSQL's own defaults.
  *

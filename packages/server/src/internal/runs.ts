@@ -18,6 +18,7 @@ import type * as PgflowsApi from "../PgflowsApi.ts"
 import {
   EventNotFound,
   InstanceNotFound,
+  InvalidFork,
   InvalidInput,
   PayloadTooLarge,
   RunEnded,
@@ -26,6 +27,7 @@ import {
   RunNotRestartable,
   ServiceUnavailable,
   SignalNotDelivered,
+  UnknownVersion,
   UnstorableValue,
   WorkflowNotFound
 } from "../ServerError.ts"
@@ -275,3 +277,52 @@ export const signalInstance = (
     )
     return { instanceId: id, signal: name, attempts }
   })
+
+export const fork = (client: Client, id: string, request: typeof PgflowsApi.ForkRequest.Type) =>
+  Effect.gen(function*() {
+    const options = { fromStep: request.fromStep, version: request.version }
+    const done = request.dryRun === true
+      ? yield* Effect.map(client.planFork(id, options), (plan) => ({ ...plan, forkId: null }))
+      : yield* Effect.map(
+        client.fork(id, { ...options, id: request.id }),
+        (forked) => ({ ...forked, forkId: forked.id })
+      )
+    return {
+      runId: id,
+      forkId: done.forkId,
+      dryRun: request.dryRun === true,
+      workflow: done.workflow,
+      version: done.version,
+      fromKey: done.fromKey,
+      kept: done.kept,
+      rerun: done.rerun,
+      repeatedSideEffects: done.repeatedSideEffects
+    }
+  }).pipe(
+    Effect.catchTags({
+      RunNotFound: () => Effect.fail(notFound(id)),
+      InvalidFork: (error) =>
+        Effect.fail(
+          new InvalidFork({ runId: id, fromStep: error.fromStep, reason: error.reason, message: error.message })
+        ),
+      UnknownVersion: (error) =>
+        Effect.fail(
+          new UnknownVersion({
+            workflow: error.workflow,
+            version: error.version,
+            known: error.known,
+            message: error.message
+          })
+        ),
+      RunIdConflict: (error) =>
+        Effect.fail(
+          new RunIdConflict({
+            runId: error.runId,
+            workflow: error.workflow,
+            existingWorkflow: error.existingWorkflow,
+            message: error.message
+          })
+        ),
+      StoreError: unavailable("forking a run")
+    })
+  )
