@@ -39,7 +39,12 @@ const transitionCtes = (schema: Identifier.Identifier, first: number) => {
     updated_at = now()
   FROM tr
   WHERE r.id = tr.run_id
-  RETURNING r.id, r.parent_id, r.wake_at, tr.effective AS kind, tr.msg_id
+  RETURNING r.id, r.parent_id, r.wake_at, tr.effective AS kind, tr.msg_id, r.workflow, r.version, r.created_at
+), failures AS (
+  -- The failed runs' own table (docs/ARCHITECTURE.md, "Reads"): written only for a failure.
+  INSERT INTO ${s}.failed_runs (run_id, workflow, version, created_at)
+  SELECT id, workflow, version, created_at FROM moved WHERE kind = 'fail'
+  ON CONFLICT (run_id) DO UPDATE SET failed_at = now()
 ), removed AS (
   DELETE FROM ${s}.queue_messages q USING moved m
   WHERE q.msg_id = m.msg_id AND m.kind IN ('complete', 'fail')
@@ -261,7 +266,11 @@ WITH RECURSIVE tree AS (
   UPDATE ${s}.runs SET status = 'cancelled', lease_owner = NULL, lease_expires_at = NULL, wake_at = NULL,
     completed_at = now(), updated_at = now()
   WHERE id IN (SELECT id FROM tree) AND status NOT IN ('completed', 'failed', 'cancelled')
-  RETURNING id, msg_id, parent_id
+  RETURNING id, msg_id, parent_id, workflow, version, created_at
+), listed AS (
+  INSERT INTO ${s}.cancelled_runs (run_id, workflow, version, created_at)
+  SELECT id, workflow, version, created_at FROM cancelled
+  ON CONFLICT (run_id) DO UPDATE SET cancelled_at = now()
 ), removed AS (
   DELETE FROM ${s}.queue_messages q USING cancelled c WHERE q.msg_id = c.msg_id RETURNING q.msg_id
 ), woken AS (
@@ -341,6 +350,8 @@ WITH restarted AS (
     msg_id = nextval('${schema}.queue_msg_id_seq')
   WHERE id = $1 AND status = 'failed'
   RETURNING id, workflow, version, msg_id
+), unlisted AS (
+  DELETE FROM ${s}.failed_runs f USING restarted r WHERE f.run_id = r.id
 ), dropped AS (
   -- The failed entries run again; compensations that ran after the failure are forgotten with it.
   DELETE FROM ${s}.steps st USING restarted r
@@ -363,6 +374,8 @@ WITH RECURSIVE tree AS (
     msg_id = nextval('${schema}.queue_msg_id_seq')
   WHERE id IN (SELECT id FROM tree)
   RETURNING id, workflow, version, msg_id
+), unlisted AS (
+  DELETE FROM ${s}.cancelled_runs c USING resumed r WHERE c.run_id = r.id
 ), sent AS (
   INSERT INTO ${s}.queue_messages (msg_id, queue, vt, message)
   SELECT msg_id, $2, now(), jsonb_build_object('run', id, 'workflow', ${workflowKey("workflow", "version")})
