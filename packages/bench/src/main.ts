@@ -7,8 +7,10 @@
  * peers are measured), (d) the batch path: the same 2,000 workflows started with `startBatch` and
  * drained by the worker at concurrency 64, (e) time for a second worker to finish a run whose
  * worker was SIGKILLed, (f) @pgflows/server over loopback HTTP (`http.ts`): the step endpoint and
- * `start`, requests/s and p50/p99. (c) and (d) report CPU per workflow of this process and of
- * PostgreSQL, write transactions per workflow and WAL bytes per workflow.
+ * `start`, requests/s and p50/p99, (g) with `--history=100000,1000000`, (b) to (d) again and every
+ * client read on top of a preloaded history of ended runs of each size (`history.ts`). (c) and (d)
+ * report CPU per workflow of this process and of PostgreSQL, write transactions per workflow and WAL
+ * bytes per workflow.
  *
  * Uses `DATABASE_URL` when set, else an embedded PostgreSQL 18 with its default (durable) settings.
  * Progress goes to stderr; the JSON line to stdout.
@@ -23,6 +25,7 @@ import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import { Pgflows, PgflowsConfig } from "pgflows"
+import * as History from "./history.ts"
 import * as Http from "./http.ts"
 import { recoverable, threeSteps, workflows } from "./workflows.ts"
 
@@ -37,7 +40,14 @@ const insertSeconds = arg("insert-seconds", 3)
 const concurrency = arg("concurrency", 64)
 const httpRequests = arg("http-requests", 2000)
 const httpCallers = arg("http-callers", 32)
-/** `--only=latency` (or `inserts`, `per-call`, `throughput`, `recovery`, `http`) skips the other measurements. */
+/** `--history=100000,1000000`: the history phase (`history.ts`) at 0 runs and at each of these sizes. */
+const historySizes = (process.argv.find((a) => a.startsWith("--history="))?.split("=")[1] ?? "")
+  .split(",").filter((size) => size !== "").map(Number).sort((a, b) => a - b)
+const historySamples = arg("history-samples", 200)
+/**
+ * `--only=latency` (or `inserts`, `per-call`, `throughput`, `recovery`, `http`, `history`) skips the other
+ * measurements.
+ */
 const only = process.argv.find((a) => a.startsWith("--only="))?.split("=")[1]
 
 const percentile = (sorted: ReadonlyArray<number>, p: number) =>
@@ -161,22 +171,17 @@ const throughput = (postmaster: number | undefined) =>
     throughputRuns,
     Effect.gen(function*() {
       const client = yield* Pgflows.Pgflows
-      const sql = yield* SqlClient.SqlClient
-      const { schema } = yield* PgflowsConfig.PgflowsConfig
-      const runs = sql(`${schema}.runs`)
-      const [already] = yield* sql<{ n: number }>`
-        SELECT count(*)::int AS n FROM ${runs} WHERE workflow = 'bench_three_steps' AND status = 'completed'`
       for (let offset = 0; offset < throughputRuns; offset += 500) {
         const size = Math.min(500, throughputRuns - offset)
         yield* client.startBatch(threeSteps, Array.from({ length: size }, (_, i) => ({ n: offset + i })))
       }
-      let done = 0
-      while (done < throughputRuns) {
+      // Done when none of them is in flight: the queue's messages, so the poll costs the same whatever
+      // history the runs table holds (the history phase measures this with a million ended runs).
+      let left = throughputRuns
+      while (left > 0) {
         yield* Effect.sleep("20 millis")
-        const [row] = yield* sql<{ n: number }>`
-          SELECT count(*)::int AS n FROM ${runs} WHERE workflow = 'bench_three_steps' AND status = 'completed'`
-        done = row!.n - already!.n
-        if (process.env.BENCH_DEBUG) yield* progress(`done ${done}`)
+        left = (yield* client.runsInFlight(threeSteps.name)).reduce((sum, row) => sum + row.runs, 0)
+        if (process.env.BENCH_DEBUG) yield* progress(`left ${left}`)
       }
     })
   )
@@ -267,6 +272,16 @@ const main = Effect.gen(function*() {
     const http = skip("http")
       ? null
       : yield* Http.measure({ requests: httpRequests, callers: httpCallers, workflow: threeSteps.name })
+    const history = historySizes.length === 0 || skip("history")
+      ? null
+      : yield* History.measure({
+        sizes: historySizes,
+        samples: historySamples,
+        concurrency,
+        sequential: latency,
+        perCall: perCall(postmaster),
+        throughput: throughput(postmaster)
+      })
     return {
       server,
       cpus: Os.cpus().length,
@@ -275,7 +290,8 @@ const main = Effect.gen(function*() {
       perCall: { runs: throughputRuns, callers: concurrency, ...calls },
       throughput: { runs: throughputRuns, concurrency, ...flow },
       recoveryAfterKillMs: recovered,
-      http
+      http,
+      history
     }
   }).pipe(
     Effect.provide(Pgflows.layerPg({ workflows }).pipe(Layer.provideMerge(Database))),
@@ -289,7 +305,9 @@ Effect.runPromise(main).then(
     process.exit(0)
   },
   (error) => {
-    process.stderr.write(`[bench] failed: ${error}\n`)
+    process.stderr.write(
+      `[bench] failed: ${error} ${(error as { reason?: { cause?: unknown } })?.reason?.cause ?? ""}\n`
+    )
     process.exit(1)
   }
 )

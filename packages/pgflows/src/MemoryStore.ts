@@ -474,21 +474,19 @@ const make = (
 
     listRuns: (query) =>
       Effect.sync(() => {
-        const after = query.cursor === undefined ? undefined : decodeCursor(query.cursor)
-        const order = [...runs.values()]
-          .filter((run) =>
+        const page = newestFirst(
+          [...runs.values()].filter((run) =>
             (query.workflow === undefined || run.workflow === query.workflow) &&
             (query.version === undefined || run.version === query.version) &&
-            (query.status === undefined || run.status === query.status)
-          )
-          .sort((a, b) => b.createdAt - a.createdAt || (a.id < b.id ? 1 : a.id > b.id ? -1 : 0))
-        const from = after === undefined
-          ? order
-          : order.filter((run) => run.createdAt < after.at || (run.createdAt === after.at && run.id < after.id))
-        const page = from.slice(0, query.limit)
-        const last = page[page.length - 1]
+            (query.status === undefined || run.status === query.status) &&
+            (query.createdAfter === undefined || run.createdAt >= query.createdAfter) &&
+            (query.createdBefore === undefined || run.createdAt < query.createdBefore)
+          ),
+          (run) => run.createdAt,
+          query
+        )
         return {
-          runs: page.map((run) => ({
+          runs: page.rows.map((run) => ({
             id: run.id,
             workflow: run.workflow,
             version: run.version,
@@ -498,10 +496,47 @@ const make = (
             updatedAt: run.updatedAt,
             completedAt: run.completedAt
           })),
-          nextCursor: from.length > query.limit && last !== undefined
-            ? encodeCursor(last.createdAt, last.id)
-            : undefined
+          nextCursor: page.nextCursor
         }
+      }),
+
+    deadLetters: (query) =>
+      Effect.sync(() => {
+        const page = newestFirst(
+          [...runs.values()].filter((run) =>
+            run.status === "failed" &&
+            (query.workflow === undefined || run.workflow === query.workflow) &&
+            (query.version === undefined || run.version === query.version) &&
+            (query.failedAfter === undefined || run.completedAt! >= query.failedAfter) &&
+            (query.failedBefore === undefined || run.completedAt! < query.failedBefore)
+          ),
+          (run) => run.completedAt!,
+          query
+        )
+        return {
+          deadLetters: page.rows.map((run): Store.DeadLetterRecord => ({
+            id: run.id,
+            workflow: run.workflow,
+            version: run.version,
+            executions: run.executions,
+            createdAt: run.createdAt,
+            failedAt: run.completedAt!,
+            error: run.error
+          })),
+          nextCursor: page.nextCursor
+        }
+      }),
+
+    countRuns: (workflow) =>
+      Effect.sync(() => {
+        const counted = new Map<string, Store.RunCount>()
+        for (const run of runs.values()) {
+          if (workflow !== undefined && run.workflow !== workflow) continue
+          const key = `${run.workflow}\u0000${run.status}`
+          const found = counted.get(key)
+          counted.set(key, { workflow: run.workflow, status: run.status, runs: (found?.runs ?? 0) + 1, exact: true })
+        }
+        return [...counted.values()]
       }),
 
     findRuns: (filter) =>
@@ -624,11 +659,29 @@ const toEntry = (
   ...(checkpoint.transactional === true ? { transactional: true } : {})
 })
 
-const encodeCursor = (at: number, id: string) => Buffer.from(`${at}:${id}`).toString("base64url")
-
-const decodeCursor = (cursor: string): { at: number; id: string } | undefined => {
-  const text = Buffer.from(cursor, "base64url").toString("utf8")
-  const index = text.indexOf(":")
-  const at = Number(text.slice(0, index))
-  return index > 0 && Number.isFinite(at) ? { at, id: text.slice(index + 1) } : undefined
+/**
+ * The newest `limit` rows within the cursor (by `time`, then id), and the cursor of the next page:
+ * what the keyset pages of `PgStore` return, in epoch microseconds.
+ */
+const newestFirst = <A extends { readonly id: string }>(
+  rows: ReadonlyArray<A>,
+  time: (row: A) => number,
+  query: { readonly limit: number; readonly cursor?: Store.Cursor | undefined }
+) => {
+  const micros = (row: A) => BigInt(time(row)) * 1000n
+  const after = query.cursor
+  const order = rows
+    .filter((row) =>
+      after === undefined || micros(row) < BigInt(after.micros) ||
+      (micros(row) === BigInt(after.micros) && row.id < after.id)
+    )
+    .sort((a, b) => time(b) - time(a) || (a.id < b.id ? 1 : a.id > b.id ? -1 : 0))
+  const page = order.slice(0, query.limit)
+  const last = page[page.length - 1]
+  return {
+    rows: page,
+    nextCursor: order.length > query.limit && last !== undefined
+      ? { micros: micros(last).toString(), id: last.id }
+      : undefined
+  }
 }

@@ -125,6 +125,7 @@ export const layerFromState: Layer.Layer<WorkQueue.WorkQueue, never, State> = La
             newestMessageAge: enqueued.length === 0 ? undefined : Duration.millis(now - Math.max(...enqueued)),
             oldestMessageAge: enqueued.length === 0 ? undefined : Duration.millis(now - Math.min(...enqueued)),
             archived: [...state.archive.values()].filter((m) => m.queue === queue).length,
+            archivedExact: true,
             scrapedAt: new Date(now)
           }
         })

@@ -22,10 +22,14 @@
  * 5. `primitives`: signals, events, and the counters and deadlines of runs;
  * 6. `trace`: the span context that started a run;
  * 7. `workers`: the running workers and the workflows each serves, so that a run no worker can take
- *    is shown as waiting for one instead of being failed.
+ *    is shown as waiting for one instead of being failed;
  * 8. `versions`: the version a run started on, the run a fork came from, which journal entries
  *    transaction steps wrote, and `enqueue_workflow` with a version (by default the newest a live
- *    worker serves).
+ *    worker serves);
+ * 9. `reads`: the index of runs by workflow and version, and the tables of failed and of cancelled
+ *    runs (`failed_runs`, `cancelled_runs`), so that the client's reads stay bounded by what they
+ *    return whatever the history (docs/ARCHITECTURE.md, "Reads"). On a large `runs` table, building
+ *    the index and filling the tables takes a while under a lock that blocks writes to `runs`.
  *
  * @since 0.1.0
  */
@@ -262,6 +266,44 @@ BEGIN
   RETURN run_id;
 END
 $fn$`
+    ]],
+    [9, "reads", [
+      // Reads bounded by what they return, whatever the history (docs/ARCHITECTURE.md, "Reads"). No
+      // index of runs covers a column that claims, heartbeats or completions update, so those stay
+      // HOT: the list of one workflow version walks this index, and a list of one workflow merges its
+      // versions' walks. It replaces runs_workflow_created, so a run's start writes as many index
+      // entries as before.
+      `CREATE INDEX runs_workflow_version_created ON ${s}.runs (workflow, version, created_at DESC, id DESC)`,
+      `DROP INDEX ${s}.runs_workflow_created`,
+      // The runs that failed and the runs that were cancelled, written with the transition or the
+      // cancel that ends them and deleted by the retry or the resume that restarts them: the same
+      // statements, never at a completion. Failed and cancelled runs are a small share of history;
+      // these tables answer their lists, the dead letters and their counts.
+      `CREATE TABLE ${s}.failed_runs (
+  run_id text PRIMARY KEY,
+  workflow text NOT NULL,
+  version integer NOT NULL,
+  created_at timestamptz NOT NULL,
+  failed_at timestamptz NOT NULL DEFAULT now()
+)`,
+      `CREATE INDEX failed_runs_created ON ${s}.failed_runs (created_at DESC, run_id DESC)`,
+      `CREATE INDEX failed_runs_workflow_created ON ${s}.failed_runs (workflow, version, created_at DESC, run_id DESC)`,
+      `CREATE INDEX failed_runs_failed ON ${s}.failed_runs (failed_at DESC, run_id DESC)`,
+      `CREATE INDEX failed_runs_workflow_failed ON ${s}.failed_runs (workflow, version, failed_at DESC, run_id DESC)`,
+      `CREATE TABLE ${s}.cancelled_runs (
+  run_id text PRIMARY KEY,
+  workflow text NOT NULL,
+  version integer NOT NULL,
+  created_at timestamptz NOT NULL,
+  cancelled_at timestamptz NOT NULL DEFAULT now()
+)`,
+      `CREATE INDEX cancelled_runs_created ON ${s}.cancelled_runs (created_at DESC, run_id DESC)`,
+      `CREATE INDEX cancelled_runs_workflow_created ON ${s}.cancelled_runs
+  (workflow, version, created_at DESC, run_id DESC)`,
+      `INSERT INTO ${s}.failed_runs (run_id, workflow, version, created_at, failed_at)
+SELECT id, workflow, version, created_at, coalesce(completed_at, updated_at) FROM ${s}.runs WHERE status = 'failed'`,
+      `INSERT INTO ${s}.cancelled_runs (run_id, workflow, version, created_at, cancelled_at)
+SELECT id, workflow, version, created_at, coalesce(completed_at, updated_at) FROM ${s}.runs WHERE status = 'cancelled'`
     ]]
   ]
 }

@@ -258,15 +258,21 @@ export const layer: Layer.Layer<
       )
 
     const listRuns = (query: Store.ListQuery) => {
-      const cursor = query.cursor === undefined ? undefined : decodeCursor(query.cursor)
-      return sql.unsafe<SummaryRow>(statements.list, [
-        query.workflow ?? null,
-        query.status ?? null,
-        cursor?.micros ?? null,
-        cursor?.id ?? null,
-        query.limit + 1,
-        query.version ?? null
-      ]).pipe(
+      const upper = upperBound(query.cursor, query.createdBefore)
+      const statement = statements.reads.list[Statements.listSource(query.status)][scopeOf(query)]
+      return sql.unsafe<SummaryRow>(
+        statement.text,
+        Statements.bind(statement, {
+          workflow: query.workflow ?? null,
+          version: query.version ?? null,
+          status: query.status ?? null,
+          upper_us: upper?.micros ?? null,
+          upper_id: upper?.id ?? null,
+          lower_us: micros(query.createdAfter),
+          limit: query.limit + 1,
+          queue: q
+        })
+      ).pipe(
         Effect.map((rows): Store.RunPage => {
           const page = rows.slice(0, query.limit)
           const last = page[page.length - 1]
@@ -282,13 +288,56 @@ export const layer: Layer.Layer<
               completedAt: toMillis(row.completed_at)
             })),
             nextCursor: rows.length > query.limit && last !== undefined
-              ? encodeCursor(last.created_us, last.id)
+              ? { micros: last.created_us, id: last.id }
               : undefined
           }
         }),
         Effect.mapError((cause) => storeError("listRuns", cause))
       )
     }
+
+    const deadLetters = (query: Store.DeadLetterQuery) => {
+      const upper = upperBound(query.cursor, query.failedBefore)
+      const statement = statements.reads.deadLetters[scopeOf(query)]
+      return sql.unsafe<DeadLetterRow>(
+        statement.text,
+        Statements.bind(statement, {
+          workflow: query.workflow ?? null,
+          version: query.version ?? null,
+          upper_us: upper?.micros ?? null,
+          upper_id: upper?.id ?? null,
+          lower_us: micros(query.failedAfter),
+          limit: query.limit + 1,
+          max_bytes: limit
+        })
+      ).pipe(
+        Effect.map((rows): Store.DeadLetterPage => {
+          const page = rows.slice(0, query.limit)
+          const last = page[page.length - 1]
+          return {
+            deadLetters: page.map((row): Store.DeadLetterRecord => ({
+              id: row.id,
+              workflow: row.workflow,
+              version: row.version,
+              executions: row.executions,
+              createdAt: row.created_at.getTime(),
+              failedAt: row.failed_at.getTime(),
+              error: parsed(row.error_text),
+              ...(row.error_text === null && row.error_bytes !== null ? { errorTooLarge: Number(row.error_bytes) } : {})
+            })),
+            nextCursor: rows.length > query.limit && last !== undefined
+              ? { micros: last.failed_us, id: last.id }
+              : undefined
+          }
+        }),
+        Effect.mapError((cause) => storeError("deadLetters", cause))
+      )
+    }
+
+    const countRuns = (workflow?: string) =>
+      counts(sql, statements, q, workflow).pipe(
+        Effect.mapError((cause) => storeError("countRuns", cause))
+      )
 
     const findRuns = (filter: Store.RunFilter) =>
       sql.unsafe<{ id: string; total: string | number }>(statements.findRuns, [
@@ -500,6 +549,8 @@ export const layer: Layer.Layer<
       getInput,
       getSteps,
       listRuns,
+      deadLetters,
+      countRuns,
       findRuns,
       forkRun,
       inFlight,
@@ -630,7 +681,107 @@ interface SummaryRow {
   readonly created_us: string
 }
 
+interface DeadLetterRow {
+  readonly id: string
+  readonly workflow: string
+  readonly version: number
+  readonly executions: number
+  readonly created_at: Date
+  readonly failed_at: Date
+  readonly error_text: string | null
+  readonly error_bytes: number | string | null
+  readonly failed_us: string
+}
+
 const toMillis = (date: Date | null): number | null => date === null ? null : date.getTime()
+
+/** Which statement shape a read takes: by the filters it sets (see `pgStatements.ts`). */
+const scopeOf = (query: { readonly workflow?: string | undefined; readonly version?: number | undefined }) =>
+  query.workflow !== undefined
+    ? query.version !== undefined ? "workflowVersion" as const : "workflow" as const
+    : query.version !== undefined
+    ? "version" as const
+    : "all" as const
+
+/** Epoch milliseconds as epoch microseconds (text, for a `bigint` parameter). */
+const micros = (millis: number | undefined): string | null =>
+  millis === undefined ? null : (BigInt(Math.floor(millis)) * 1000n).toString()
+
+/**
+ * The upper bound of a page: the cursor, or the end of the time range when that comes first (a
+ * bound whose id is empty excludes its whole microsecond: every id sorts after it).
+ */
+const upperBound = (cursor: Store.Cursor | undefined, before: number | undefined): Store.Cursor | undefined => {
+  const end = micros(before)
+  if (end === null) return cursor
+  if (cursor !== undefined && BigInt(cursor.micros) < BigInt(end)) return cursor
+  return { micros: end, id: "" }
+}
+
+/**
+ * `Store.countRuns`, from one statement (see `pgStatements.ts`, `counts`): the runs not ended are
+ * counted; each table of ended runs is counted where it is small, else estimated; completed runs,
+ * when `runs` is estimated, are the estimate of the workflow's runs less those counted or estimated
+ * in the other states (docs/ARCHITECTURE.md, "Reads").
+ */
+const counts = (
+  sql: SqlClient.SqlClient,
+  statements: Statements.Statements,
+  queue: string,
+  workflow: string | undefined
+) =>
+  Effect.gen(function*() {
+    const statement = workflow === undefined ? statements.reads.counts.all : statements.reads.counts.workflow
+    const rows = yield* sql.unsafe<{
+      source: "live" | Statements.CountedTable
+      workflow: string
+      status: Status | null
+      runs: number | null
+      exact: boolean
+    }>(statement.text, Statements.bind(statement, { queue, workflow }))
+    const from = (source: string) => rows.filter((row) => row.source === source)
+    const runs = from("runs")
+    if (runs.every((row) => row.exact)) {
+      return runs.map((row): Store.RunCount => ({
+        workflow: row.workflow,
+        status: row.status!,
+        runs: row.runs ?? 0,
+        exact: true
+      }))
+    }
+    const workflows = runs.map((row) => row.workflow)
+    /** A table never analyzed has no estimate: at least more than could be counted. */
+    const unknown = (Statements.countLimit + 1) / Math.max(workflows.length, 1)
+    const ended = (source: "failed_runs" | "cancelled_runs", status: "failed" | "cancelled") =>
+      from(source).map((row): Store.RunCount => ({
+        workflow: row.workflow,
+        status,
+        runs: Math.round(row.runs ?? unknown),
+        exact: row.exact
+      }))
+    const live = from("live").map((row): Store.RunCount => ({
+      workflow: row.workflow,
+      status: row.status!,
+      runs: row.runs ?? 0,
+      exact: true
+    }))
+    const failed = ended("failed_runs", "failed")
+    const cancelled = ended("cancelled_runs", "cancelled")
+    const sum = (counted: ReadonlyArray<Store.RunCount>, name: string) =>
+      counted.reduce((total, row) => row.workflow === name ? total + row.runs : total, 0)
+    const completed = runs.map((row): Store.RunCount => ({
+      workflow: row.workflow,
+      status: "completed",
+      runs: Math.max(
+        0,
+        Math.round(
+          (row.runs ?? unknown) - sum(live, row.workflow) - sum(failed, row.workflow) - sum(cancelled, row.workflow)
+        )
+      ),
+      exact: false
+    }))
+    return [...live, ...completed, ...failed, ...cancelled]
+  })
 
 const parsed = (text: string | null): unknown => text === null ? null : JSON.parse(text)
 
@@ -695,15 +846,6 @@ const parseNotification = (payload: string): Store.Notification | undefined => {
   if (payload.startsWith("cancel:")) return { _tag: "Cancelled", runId: payload.slice(7) }
   if (payload.startsWith("event:")) return { _tag: "Event", runId: payload.slice(6) }
   return undefined
-}
-
-const encodeCursor = (micros: string, id: string): string => Buffer.from(`${micros}:${id}`).toString("base64url")
-
-const decodeCursor = (cursor: string): { micros: string; id: string } | undefined => {
-  const text = Buffer.from(cursor, "base64url").toString("utf8")
-  const at = text.indexOf(":")
-  const micros = text.slice(0, at)
-  return at > 0 && /^\d+$/.test(micros) ? { micros, id: text.slice(at + 1) } : undefined
 }
 
 const retryableCause = (cause: unknown): boolean => {

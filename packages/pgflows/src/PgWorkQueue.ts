@@ -15,6 +15,7 @@ import * as Result from "effect/Result"
 import * as SqlClient from "effect/sql/SqlClient"
 import * as Identifier from "./Identifier.ts"
 import * as Params from "./internal/pgParams.ts"
+import * as Statements from "./internal/pgStatements.ts"
 import * as PgflowsConfig from "./PgflowsConfig.ts"
 import { MigrationsMissing, StoreError } from "./PgflowsError.ts"
 import * as PgMigrations from "./PgMigrations.ts"
@@ -40,6 +41,7 @@ export const layer: Layer.Layer<
         Effect.mapError((cause) => cause instanceof MigrationsMissing ? cause : failure("migrations", cause))
       )
       const s = Identifier.quote(schema)
+      const reads = Statements.queueReads(schema)
 
       const checked = <A>(operation: string, queue: string, effect: Effect.Effect<A, StoreError>) => {
         const name = Identifier.check("queue", queue)
@@ -180,8 +182,7 @@ WHERE queue = $1 AND msg_id = $2 RETURNING ${columns}`,
             queue,
             run<MessageRow & { archived_at: Date }>(
               "archived",
-              `SELECT ${columns}, archived_at FROM ${s}.queue_archive WHERE queue = $1
-ORDER BY archived_at DESC, msg_id DESC LIMIT $2`,
+              reads.archived,
               [queue, options?.limit ?? 100]
             ).pipe(Effect.map((rows) => rows.map((row) => ({ ...toMessage(row), archivedAt: row.archived_at }))))
           ),
@@ -189,25 +190,17 @@ ORDER BY archived_at DESC, msg_id DESC LIMIT $2`,
           checked(
             "metrics",
             queue,
+            // The live messages, and the archive counted where it is small, else estimated
+            // (docs/ARCHITECTURE.md, "Reads").
             run<{
               length: number
               visible: number
               newest_ms: number | null
               oldest_ms: number | null
               archived: number
+              archived_exact: boolean
               now: Date
-            }>(
-              "metrics",
-              `
-SELECT count(*)::int AS length,
-  (count(*) FILTER (WHERE vt <= clock_timestamp()))::int AS visible,
-  extract(epoch FROM clock_timestamp() - max(enqueued_at)) * 1000 AS newest_ms,
-  extract(epoch FROM clock_timestamp() - min(enqueued_at)) * 1000 AS oldest_ms,
-  (SELECT count(*)::int FROM ${s}.queue_archive WHERE queue = $1) AS archived,
-  clock_timestamp() AS now
-FROM ${s}.queue_messages WHERE queue = $1`,
-              [queue]
-            ).pipe(Effect.map((rows) => {
+            }>("metrics", reads.metrics, [queue]).pipe(Effect.map((rows) => {
               const row = rows[0]!
               return {
                 queue,
@@ -216,6 +209,7 @@ FROM ${s}.queue_messages WHERE queue = $1`,
                 newestMessageAge: row.newest_ms === null ? undefined : Duration.millis(Number(row.newest_ms)),
                 oldestMessageAge: row.oldest_ms === null ? undefined : Duration.millis(Number(row.oldest_ms)),
                 archived: row.archived,
+                archivedExact: row.archived_exact,
                 scrapedAt: row.now
               }
             }))

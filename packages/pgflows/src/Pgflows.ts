@@ -46,6 +46,7 @@ import type * as SqlClient from "effect/sql/SqlClient"
 import * as Tracer from "effect/Tracer"
 import * as Crypto from "node:crypto"
 import * as Os from "node:os"
+import * as Cursor from "./internal/cursor.ts"
 import type { EngineEnv } from "./internal/engine.ts"
 import { decodeFailure } from "./internal/failure.ts"
 import * as Fork from "./internal/fork.ts"
@@ -85,14 +86,20 @@ import * as Plugin from "./Plugin.ts"
 import type {
   BulkForkResult,
   BulkResult,
+  Count,
+  DeadLetter,
+  DeadLetterPage,
   Forked,
   ForkPlan,
   Page,
+  RunCounts,
   RunId,
   RunInfo,
   Status,
+  StatusCounts,
   StepInfo,
-  Summary
+  Summary,
+  WorkflowCounts
 } from "./Run.ts"
 import { isTerminal, statuses as allStatuses } from "./Run.ts"
 import * as RunHistory from "./RunHistory.ts"
@@ -139,7 +146,29 @@ export interface ListOptions {
   /** Only runs that started on this version (0: runs without one). */
   readonly version?: number | undefined
   readonly status?: Status | undefined
+  /** Only runs created at or after this. */
+  readonly createdAfter?: Date | undefined
+  /** Only runs created before this. */
+  readonly createdBefore?: Date | undefined
   /** At most this many runs (default 50, at most 1000). */
+  readonly limit?: number | undefined
+  /** `nextCursor` of the previous page (of a list with the same filters). */
+  readonly cursor?: string | undefined
+}
+
+/**
+ * Which dead letters (failed runs) `deadLetters` lists: of one workflow (and version), failed in
+ * `[failedAfter, failedBefore)`.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface DeadLetterOptions {
+  readonly workflow?: string | undefined
+  readonly version?: number | undefined
+  readonly failedAfter?: Date | undefined
+  readonly failedBefore?: Date | undefined
+  /** At most this many (default 50, at most 1000). */
   readonly limit?: number | undefined
   /** `nextCursor` of the previous page. */
   readonly cursor?: string | undefined
@@ -250,8 +279,23 @@ export class Pgflows extends Context.Service<Pgflows, {
     | StoreError
     | WaitTimeout
   >
-  /** Runs, newest first, one page at a time. */
-  readonly list: (options?: ListOptions) => Effect.Effect<Page, StoreError>
+  /**
+   * Runs, newest first, one page at a time. Each page reads about as many rows as it returns,
+   * whatever the history holds (docs/ARCHITECTURE.md, "Reads"). `InvalidFilter` for a version that
+   * is not one, a date that is not valid, or a cursor that is not a `nextCursor`.
+   */
+  readonly list: (options?: ListOptions) => Effect.Effect<Page, InvalidFilter | StoreError>
+  /**
+   * How many runs are in each state, by workflow (or of one workflow). Runs not ended are counted;
+   * ended runs are counted where that reads at most 10,000 rows, and otherwise estimated from the
+   * database's statistics: each `Count` says which (`exact`).
+   */
+  readonly counts: (options?: { readonly workflow?: string | undefined }) => Effect.Effect<RunCounts, StoreError>
+  /**
+   * The dead letters: failed runs with their errors, newest failure first, one page at a time. A
+   * retried run leaves the list. `InvalidFilter` as for `list`.
+   */
+  readonly deadLetters: (options?: DeadLetterOptions) => Effect.Effect<DeadLetterPage, InvalidFilter | StoreError>
   /**
    * Cancels a run unless it already ended; a worker running it is interrupted, and its child runs
    * are cancelled with it.
@@ -332,6 +376,10 @@ export class Pgflows extends Context.Service<Pgflows, {
    * another worker.
    */
   readonly runWorker: (options?: { readonly concurrency?: number | undefined }) => Effect.Effect<never>
+  /**
+   * The queue's length, visible messages, ages and archive (dead letters); the archive is counted
+   * up to 10,000 messages and estimated beyond (`archivedExact`).
+   */
   readonly queueMetrics: (queue?: string) => Effect.Effect<WorkQueue.Metrics, StoreError>
   readonly listQueues: Effect.Effect<ReadonlyArray<WorkQueue.QueueInfo>, StoreError>
   readonly purgeQueue: (queue: string) => Effect.Effect<number, StoreError>
@@ -707,13 +755,43 @@ const make = <const W extends ReadonlyArray<Workflow.Any>>(options: Options<W>) 
       return yield* new RunFailed({ runId: id, workflow: run.workflow, error: failure.error })
     })
 
+    /** The filters a read shares, checked: its version, its dates, its cursor. */
+    const readFilter = (
+      operation: string,
+      filter: { readonly version?: number | undefined; readonly cursor?: string | undefined },
+      dates: Readonly<Record<string, Date | undefined>>
+    ) =>
+      Effect.gen(function*() {
+        const invalid = (reason: string) => new InvalidFilter({ operation, reason })
+        const versionProblem = filter.version === undefined ? undefined : Versions.problem(filter.version)
+        if (versionProblem !== undefined) return yield* invalid(`the version ${versionProblem}`)
+        const millis: Record<string, number | undefined> = {}
+        for (const [name, date] of Object.entries(dates)) {
+          if (date === undefined) continue
+          const time = date instanceof Date ? date.getTime() : Number.NaN
+          if (Number.isNaN(time)) return yield* invalid(`${name} must be a valid date`)
+          millis[name] = time
+        }
+        const cursor = filter.cursor === undefined ? undefined : Cursor.decode(filter.cursor)
+        if (filter.cursor !== undefined && cursor === undefined) {
+          return yield* invalid("the cursor is not a nextCursor of this list")
+        }
+        return { millis, cursor }
+      })
+
     const list = Effect.fn("Pgflows.list")(function*(listOptions?: ListOptions) {
+      const { millis, cursor } = yield* readFilter("list", listOptions ?? {}, {
+        createdAfter: listOptions?.createdAfter,
+        createdBefore: listOptions?.createdBefore
+      })
       const page = yield* store.listRuns({
         workflow: listOptions?.workflow,
         version: listOptions?.version,
         status: listOptions?.status,
+        createdAfter: millis.createdAfter,
+        createdBefore: millis.createdBefore,
         limit: Math.min(Math.max(1, listOptions?.limit ?? 50), 1000),
-        cursor: listOptions?.cursor
+        cursor
       })
       return {
         runs: page.runs.map((run): Summary => ({
@@ -726,8 +804,66 @@ const make = <const W extends ReadonlyArray<Workflow.Any>>(options: Options<W>) 
           updatedAt: new Date(run.updatedAt),
           completedAt: toDate(run.completedAt)
         })),
-        nextCursor: page.nextCursor
+        nextCursor: page.nextCursor === undefined ? undefined : Cursor.encode(page.nextCursor)
       } satisfies Page
+    })
+
+    const deadLetters = Effect.fn("Pgflows.deadLetters")(function*(letterOptions?: DeadLetterOptions) {
+      const { millis, cursor } = yield* readFilter("deadLetters", letterOptions ?? {}, {
+        failedAfter: letterOptions?.failedAfter,
+        failedBefore: letterOptions?.failedBefore
+      })
+      const page = yield* store.deadLetters({
+        workflow: letterOptions?.workflow,
+        version: letterOptions?.version,
+        failedAfter: millis.failedAfter,
+        failedBefore: millis.failedBefore,
+        limit: Math.min(Math.max(1, letterOptions?.limit ?? 50), 1000),
+        cursor
+      })
+      return {
+        deadLetters: page.deadLetters.map((letter): DeadLetter => ({
+          id: letter.id,
+          workflow: letter.workflow,
+          version: letter.version,
+          executions: letter.executions,
+          error: letter.errorTooLarge === undefined
+            ? decodeError(letter.workflow, letter.version, letter.error).error
+            : undefined,
+          ...(letter.errorTooLarge === undefined ? {} : { errorTooLarge: letter.errorTooLarge }),
+          createdAt: new Date(letter.createdAt),
+          failedAt: new Date(letter.failedAt)
+        })),
+        nextCursor: page.nextCursor === undefined ? undefined : Cursor.encode(page.nextCursor)
+      } satisfies DeadLetterPage
+    })
+
+    const counts = Effect.fn("Pgflows.counts")(function*(countOptions?: { readonly workflow?: string | undefined }) {
+      const rows = yield* store.countRuns(countOptions?.workflow)
+      const none: Count = { count: 0, exact: true }
+      const empty = (): { -readonly [S in Status]: Count } => ({
+        pending: none,
+        running: none,
+        suspended: none,
+        completed: none,
+        failed: none,
+        cancelled: none
+      })
+      const byWorkflow = new Map<string, { -readonly [S in Status]: Count }>()
+      const total = empty()
+      for (const row of rows) {
+        const counted = byWorkflow.get(row.workflow) ?? empty()
+        byWorkflow.set(row.workflow, counted)
+        const add = (count: Count): Count => ({ count: count.count + row.runs, exact: count.exact && row.exact })
+        counted[row.status] = add(counted[row.status])
+        total[row.status] = add(total[row.status])
+      }
+      return {
+        workflows: [...byWorkflow].sort(([a], [b]) => a < b ? -1 : a > b ? 1 : 0).map((
+          [workflow, counted]
+        ): WorkflowCounts => ({ workflow, ...counted })),
+        total: total satisfies StatusCounts
+      } satisfies RunCounts
     })
 
     const cancel = Effect.fn("Pgflows.cancel")(function*(id: string) {
@@ -1040,6 +1176,8 @@ const make = <const W extends ReadonlyArray<Workflow.Any>>(options: Options<W>) 
       status: status as Pgflows["Service"]["status"],
       result: result as unknown as Pgflows["Service"]["result"],
       list,
+      counts,
+      deadLetters,
       cancel,
       signal,
       getEvent,

@@ -207,3 +207,82 @@ export interface BulkResult {
 export interface BulkForkResult extends BulkResult {
   readonly forks: ReadonlyArray<ForkPlan | Forked>
 }
+
+/**
+ * A number of runs: counted (`exact`), or estimated from the database's statistics where counting
+ * would read more than a bounded number of rows (see `Pgflows.counts`).
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface Count {
+  readonly count: number
+  readonly exact: boolean
+}
+
+/**
+ * How many runs are in each state.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface StatusCounts {
+  readonly pending: Count
+  readonly running: Count
+  readonly suspended: Count
+  readonly completed: Count
+  readonly failed: Count
+  readonly cancelled: Count
+}
+
+/**
+ * How many runs of one workflow (all its versions) are in each state.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface WorkflowCounts extends StatusCounts {
+  readonly workflow: string
+}
+
+/**
+ * What `counts` returns: each workflow's counts, by name, and their sums (`exact` when every count
+ * summed is).
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface RunCounts {
+  readonly workflows: ReadonlyArray<WorkflowCounts>
+  readonly total: StatusCounts
+}
+
+/**
+ * A failed run as `deadLetters` lists it. `error` is decoded like `status`'s: the workflow's typed
+ * error or an `EngineError` when this process registers the workflow, else the stored JSON;
+ * `undefined` when it is larger than the client can read (`errorTooLarge` gives its size).
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface DeadLetter {
+  readonly id: string
+  readonly workflow: string
+  readonly version: number
+  readonly executions: number
+  readonly error: unknown
+  readonly errorTooLarge?: number | undefined
+  readonly createdAt: Date
+  readonly failedAt: Date
+}
+
+/**
+ * One page of `deadLetters`, newest failure first; pass `nextCursor` back for the next page.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface DeadLetterPage {
+  readonly deadLetters: ReadonlyArray<DeadLetter>
+  readonly nextCursor: string | undefined
+}

@@ -289,8 +289,83 @@ export interface ListQuery {
   readonly workflow?: string | undefined
   readonly version?: number | undefined
   readonly status?: Status | undefined
+  /** Runs created at or after this (epoch ms). */
+  readonly createdAfter?: number | undefined
+  /** Runs created before this (epoch ms). */
+  readonly createdBefore?: number | undefined
   readonly limit: number
-  readonly cursor?: string | undefined
+  /** Where the previous page of the same list ended. */
+  readonly cursor?: Cursor | undefined
+}
+
+/**
+ * Where a page ends: the time (epoch microseconds, as text) and id of its last row. The next page
+ * holds the rows before it, newest first.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface Cursor {
+  readonly micros: string
+  readonly id: string
+}
+
+/**
+ * The failed runs, newest failure first: of one workflow (and version) or all, failed in
+ * `[failedAfter, failedBefore)`.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface DeadLetterQuery {
+  readonly workflow?: string | undefined
+  readonly version?: number | undefined
+  readonly failedAfter?: number | undefined
+  readonly failedBefore?: number | undefined
+  readonly limit: number
+  readonly cursor?: Cursor | undefined
+}
+
+/**
+ * A failed run as `deadLetters` reads it: without its input and journal, with its stored error.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface DeadLetterRecord {
+  readonly id: string
+  readonly workflow: string
+  readonly version: number
+  readonly executions: number
+  readonly createdAt: number
+  readonly failedAt: number
+  /** The stored error (`null` when `errorTooLarge` is set). */
+  readonly error: unknown
+  /** Set when the error is larger than the store can read back: its size in bytes. */
+  readonly errorTooLarge?: number | undefined
+}
+
+/**
+ * @category models
+ * @since 0.1.0
+ */
+export interface DeadLetterPage {
+  readonly deadLetters: ReadonlyArray<DeadLetterRecord>
+  readonly nextCursor: Cursor | undefined
+}
+
+/**
+ * How many runs of a workflow are in a state: counted, or (`exact: false`) estimated from the
+ * database's statistics where counting would read more than a bounded number of rows.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface RunCount {
+  readonly workflow: string
+  readonly status: Status
+  readonly runs: number
+  readonly exact: boolean
 }
 
 /**
@@ -367,7 +442,7 @@ export interface InFlight {
  */
 export interface RunPage {
   readonly runs: ReadonlyArray<RunSummary>
-  readonly nextCursor: string | undefined
+  readonly nextCursor: Cursor | undefined
 }
 
 /**
@@ -503,7 +578,16 @@ export class Store extends Context.Service<Store, {
   /** The run's input; `undefined` when there is no such run. */
   readonly getInput: (runId: string) => Effect.Effect<StoredValue | undefined, StoreError>
   readonly getSteps: (runId: string) => Effect.Effect<ReadonlyArray<StepRecord>, StoreError>
+  /** A page of runs, newest first; reads what it returns (docs/ARCHITECTURE.md, "Reads"). */
   readonly listRuns: (query: ListQuery) => Effect.Effect<RunPage, StoreError>
+  /** A page of failed runs with their errors, newest failure first. */
+  readonly deadLetters: (query: DeadLetterQuery) => Effect.Effect<DeadLetterPage, StoreError>
+  /**
+   * How many runs are in each state, by workflow (of one workflow when given); states without runs
+   * are left out. Runs not ended are counted; ended runs are counted too when that reads a bounded
+   * number of rows, and estimated otherwise.
+   */
+  readonly countRuns: (workflow?: string) => Effect.Effect<ReadonlyArray<RunCount>, StoreError>
   /** How many runs match a filter, and the oldest of them (for bulk operations). */
   readonly findRuns: (filter: RunFilter) => Effect.Effect<FoundRuns, StoreError>
   /**

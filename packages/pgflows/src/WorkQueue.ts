@@ -48,8 +48,12 @@ export interface Metrics {
   readonly visible: number
   readonly newestMessageAge: Duration.Duration | undefined
   readonly oldestMessageAge: Duration.Duration | undefined
-  /** Messages moved to the archive. */
+  /**
+   * Messages moved to the archive: counted up to 10,000, estimated beyond from the database's
+   * statistics (`archivedExact` says which), so the metrics read a bounded number of rows.
+   */
   readonly archived: number
+  readonly archivedExact: boolean
   readonly scrapedAt: Date
 }
 

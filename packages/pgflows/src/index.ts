@@ -218,10 +218,14 @@ export * as PgDatabase from "./PgDatabase.ts"
  * 5. `primitives`: signals, events, and the counters and deadlines of runs;
  * 6. `trace`: the span context that started a run;
  * 7. `workers`: the running workers and the workflows each serves, so that a run no worker can take
- *    is shown as waiting for one instead of being failed.
+ *    is shown as waiting for one instead of being failed;
  * 8. `versions`: the version a run started on, the run a fork came from, which journal entries
  *    transaction steps wrote, and `enqueue_workflow` with a version (by default the newest a live
- *    worker serves).
+ *    worker serves);
+ * 9. `reads`: the index of runs by workflow and version, and the tables of failed and of cancelled
+ *    runs (`failed_runs`, `cancelled_runs`), so that the client's reads stay bounded by what they
+ *    return whatever the history (docs/ARCHITECTURE.md, "Reads"). On a large `runs` table, building
+ *    the index and filling the tables takes a while under a lock that blocks writes to `runs`.
  *
  * @since 0.1.0
  */

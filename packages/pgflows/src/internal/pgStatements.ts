@@ -6,9 +6,386 @@
  * "Runs are isolated").
  */
 import * as Identifier from "../Identifier.ts"
+import type { Status } from "../Run.ts"
 import { newestServed, workflowKey } from "./pgVersions.ts"
 
 export type Statements = ReturnType<typeof make>
+
+/**
+ * A statement whose parameters are named in its text (`{name}`), numbered in the order they first
+ * appear: the statements of one read take different parameters, and `bind` puts the values in
+ * their order.
+ */
+export interface Named<N extends string = string> {
+  readonly text: string
+  readonly names: ReadonlyArray<N>
+}
+
+const named = <N extends string>(template: string): Named<N> => {
+  const names: Array<N> = []
+  const text = template.replace(/\{([a-z_]+)\}/g, (_, name: N) => {
+    if (!names.includes(name)) names.push(name)
+    return `$${names.indexOf(name) + 1}`
+  })
+  return { text, names }
+}
+
+/** The values of a named statement's parameters, in order. */
+export const bind = <N extends string>(statement: Named<N>, values: Readonly<Record<N, unknown>>) =>
+  statement.names.map((name) => values[name])
+
+/** Which of the filters workflow and version a read has: each has statements of its own shape. */
+export type Scope = "all" | "workflow" | "workflowVersion" | "version"
+
+export const scopes: ReadonlyArray<Scope> = ["all", "workflow", "workflowVersion", "version"]
+
+/** The parameters of the list statements. */
+export type ListParam = "workflow" | "version" | "status" | "upper_us" | "upper_id" | "lower_us" | "limit" | "queue"
+
+/** The parameters of the dead-letter statements. */
+export type DeadLetterParam = "workflow" | "version" | "upper_us" | "upper_id" | "lower_us" | "limit" | "max_bytes"
+
+/**
+ * A table walked newest first on two indexes, `(time DESC, id DESC)` and `(workflow, version, time
+ * DESC, id DESC)`: `runs` (on `created_at`), `failed_runs` (on `created_at` or `failed_at`) and
+ * `cancelled_runs` (on `created_at`).
+ */
+interface Walk {
+  readonly table: string
+  readonly id: string
+  readonly time: string
+  /** The select list, of alias `t`; it must include `time` and `id`. */
+  readonly columns: string
+  /** A condition on `t` the rows must also meet (a filter, not an index condition). */
+  readonly filter?: string | undefined
+}
+
+/**
+ * The keyset bounds of a page on alias `a`: before the upper bound (the cursor, or the end of a
+ * time range) and from the lower bound on; a missing bound is infinite, so the statement keeps its
+ * shape (and the index its conditions) whatever is set.
+ */
+const bounds = (a: string, time: string, id: string) =>
+  `(${a}.${time}, ${a}.${id}) < (coalesce(timestamptz 'epoch' + {upper_us}::bigint * interval '1 microsecond',
+    'infinity'::timestamptz), coalesce({upper_id}::text, ''))
+  AND ${a}.${time} >= coalesce(timestamptz 'epoch' + {lower_us}::bigint * interval '1 microsecond',
+    '-infinity'::timestamptz)`
+
+/**
+ * The newest `{limit}` rows of a walk within the bounds, for a scope. With a workflow and a version,
+ * one walk of the second index; with a workflow alone, a walk per version of it (found by a loose
+ * index scan, one descent each) merged; with a version alone, a walk per workflow, merged. Every
+ * shape reads at most `{limit}` matching rows per walk, whatever the history.
+ */
+const walk = (w: Walk, scope: Scope): string => {
+  const page = (where: ReadonlyArray<string>) =>
+    `SELECT ${w.columns} FROM ${w.table} t
+  WHERE ${[...where, bounds("t", w.time, w.id), ...(w.filter === undefined ? [] : [w.filter])].join("\n    AND ")}
+  ORDER BY t.${w.time} DESC, t.${w.id} DESC LIMIT {limit}`
+  const merged = (cte: string, join: ReadonlyArray<string>) =>
+    `WITH RECURSIVE ${cte}
+SELECT p.* FROM keys k CROSS JOIN LATERAL (
+  ${page(join)}
+) p
+ORDER BY p.${w.time} DESC, p.${w.id} DESC LIMIT {limit}`
+  switch (scope) {
+    case "all":
+      return page([])
+    case "workflowVersion":
+      return page(["t.workflow = {workflow}::text", "t.version = {version}::int"])
+    case "workflow":
+      return merged(versionsOf(w.table), ["t.workflow = {workflow}::text", "t.version = k.version"])
+    case "version":
+      return merged(
+        `keys AS (
+  (SELECT t.workflow FROM ${w.table} t ORDER BY t.workflow LIMIT 1)
+  UNION ALL
+  SELECT (SELECT t.workflow FROM ${w.table} t WHERE t.workflow > k.workflow ORDER BY t.workflow LIMIT 1)
+  FROM keys k WHERE k.workflow IS NOT NULL
+)`,
+        ["t.workflow = k.workflow", "t.version = {version}::int"]
+      )
+  }
+}
+
+/**
+ * The CTE (`keys` by default) of the versions of `{workflow}` that have rows in `table` (indexed on `(workflow,
+ * version, ...)`): a loose index scan, one descent per version, ended by a NULL.
+ */
+const versionsOf = (table: string, name = "keys") =>
+  `${name} AS (
+  (SELECT t.version FROM ${table} t WHERE t.workflow = {workflow}::text ORDER BY t.version LIMIT 1)
+  UNION ALL
+  SELECT (SELECT t.version FROM ${table} t WHERE t.workflow = {workflow}::text AND t.version > k.version
+    ORDER BY t.version LIMIT 1)
+  FROM ${name} k WHERE k.version IS NOT NULL
+)`
+
+/** Where a list by status is answered from. */
+export type ListSource =
+  /** Every run, or the completed ones: a walk of `runs` (a completed list skips the others). */
+  | "runs"
+  | "completed"
+  /** Runs not ended: the run queue's messages, each joined to its run. */
+  | "live"
+  | "failed"
+  | "cancelled"
+
+export const listSource = (status: Status | undefined): ListSource =>
+  status === undefined
+    ? "runs"
+    : status === "completed"
+    ? "completed"
+    : status === "failed" || status === "cancelled"
+    ? status
+    : "live"
+
+/**
+ * The statements of the client's reads: a list for each source and scope, the dead letters for
+ * each scope, and the counts (docs/ARCHITECTURE.md, "Reads").
+ */
+const makeReads = (schema: Identifier.Identifier) => {
+  const s = Identifier.quote(schema)
+  const summary = (a: string) =>
+    `${a}.id, ${a}.workflow, ${a}.version, ${a}.status, ${a}.executions, ${a}.created_at, ${a}.updated_at,
+    ${a}.completed_at, (extract(epoch FROM ${a}.created_at) * 1000000)::bigint::text AS created_us`
+  const runs: Walk = { table: `${s}.runs`, id: "id", time: "created_at", columns: summary("t") }
+  /** A run of a side table's walk, with its summary: by primary key, one lookup per row of the page. */
+  const joined = (table: string, status: string, scope: Scope) =>
+    `SELECT r.* FROM (
+${walk({ table: `${s}.${table}`, id: "run_id", time: "created_at", columns: "t.run_id, t.created_at" }, scope)}
+) f
+CROSS JOIN LATERAL (SELECT ${summary("t")} FROM ${s}.runs t WHERE t.id = f.run_id AND t.status = '${status}' LIMIT 1) r
+ORDER BY f.created_at DESC, f.run_id DESC`
+  /**
+   * The queue's messages, each joined to its run by primary key (a lateral lookup, so the runs are
+   * never scanned), filtered and sorted: as many rows as runs in flight, whatever the history.
+   */
+  const live = (scope: Scope) => {
+    const where = [
+      "q.queue = {queue}::text",
+      "r.status = {status}::text",
+      bounds("r", "created_at", "id"),
+      ...(scope === "workflow" || scope === "workflowVersion" ? ["r.workflow = {workflow}::text"] : []),
+      ...(scope === "version" || scope === "workflowVersion" ? ["r.version = {version}::int"] : [])
+    ]
+    return `SELECT r.* FROM ${s}.queue_messages q
+CROSS JOIN LATERAL (
+  SELECT ${summary("t")} FROM ${s}.runs t WHERE t.id = q.message->>'run' AND t.msg_id = q.msg_id LIMIT 1
+) r
+WHERE ${where.join("\n  AND ")}
+ORDER BY r.created_at DESC, r.id DESC LIMIT {limit}`
+  }
+  const list = (source: ListSource, scope: Scope): Named<ListParam> =>
+    named(
+      source === "runs"
+        ? walk(runs, scope)
+        : source === "completed"
+        ? walk({ ...runs, filter: "t.status = {status}::text" }, scope)
+        : source === "live"
+        ? live(scope)
+        : joined(source === "failed" ? "failed_runs" : "cancelled_runs", source, scope)
+    )
+  const bySource = (source: ListSource) =>
+    Object.fromEntries(scopes.map((scope) => [scope, list(source, scope)])) as Record<Scope, Named<ListParam>>
+  const deadLetters = (scope: Scope): Named<DeadLetterParam> =>
+    named(`SELECT r.* FROM (
+${walk({ table: `${s}.failed_runs`, id: "run_id", time: "failed_at", columns: "t.run_id, t.failed_at" }, scope)}
+) f
+CROSS JOIN LATERAL (
+  SELECT t.id, t.workflow, t.version, t.executions, t.created_at, f.failed_at,
+    CASE WHEN octet_length(v.error) <= {max_bytes} THEN v.error END AS error_text, octet_length(v.error) AS error_bytes,
+    (extract(epoch FROM f.failed_at) * 1000000)::bigint::text AS failed_us
+  FROM ${s}.runs t CROSS JOIN LATERAL (SELECT t.error::text AS error) v
+  WHERE t.id = f.run_id AND t.status = 'failed' LIMIT 1
+) r
+ORDER BY f.failed_at DESC, f.run_id DESC`)
+  const counts = (scope: "all" | "workflow") => {
+    const limit = countLimit + 1
+    const tables: ReadonlyArray<CountedTable> = ["runs", "failed_runs", "cancelled_runs"]
+    const alias = (table: CountedTable) => table === "runs" ? "r" : table === "failed_runs" ? "f" : "c"
+    const part = (table: CountedTable) => {
+      const x = alias(table)
+      const status = table === "runs" ? "t.status" : `'${table === "failed_runs" ? "failed" : "cancelled"}'::text`
+      // A workflow's rows a version at a time, by the index (see `capped`), else the table's; never
+      // more than `limit` (which the exact count, run only once fewer are found, never reaches: the
+      // limit keeps its plan small and serial).
+      const rows = (columns: string, limited: boolean) =>
+        scope === "all"
+          ? `SELECT ${columns} FROM ${s}.${table} t${limited ? ` LIMIT ${limit}` : ""}`
+          : `SELECT ${columns} FROM ${x}_versions k CROSS JOIN LATERAL (
+    SELECT t.* FROM ${s}.${table} t WHERE t.workflow = {workflow}::text AND t.version = k.version${
+            limited ? ` LIMIT ${limit}` : ""
+          }
+  ) t${limited ? ` LIMIT ${limit}` : ""}`
+      return [
+        ...(scope === "workflow" ? [versionsOf(`${s}.${table}`, `${x}_versions`)] : []),
+        // No row unless the estimate allows a small table; then at most `limit` rows read.
+        `${x}_capped AS (
+  SELECT n FROM (SELECT count(*)::int AS n FROM (${rows("1", true)}) counted) c
+  WHERE coalesce((SELECT sum(runs) FROM estimates WHERE source = '${table}'), 0) <= ${2 * countLimit}
+)`,
+        `${x}_exact AS (
+  SELECT t.workflow, ${status} AS status, count(*)::float8 AS runs
+  FROM (${rows(table === "runs" ? "t.workflow, t.status" : "t.workflow", true)}) t
+  WHERE (SELECT n FROM ${x}_capped) <= ${countLimit}
+  GROUP BY 1, 2
+)`
+      ]
+    }
+    const tableList = tables.map((table) => `'${table}'`).join(", ")
+    return `WITH RECURSIVE ${
+      [
+        scope === "all"
+          ? `keys AS (
+  (SELECT workflow FROM ${s}.runs ORDER BY workflow LIMIT 1)
+  UNION ALL
+  SELECT (SELECT r.workflow FROM ${s}.runs r WHERE r.workflow > k.workflow ORDER BY r.workflow LIMIT 1)
+  FROM keys k WHERE k.workflow IS NOT NULL
+)`
+          : "keys AS (SELECT {workflow}::text AS workflow)",
+        "names AS (SELECT workflow FROM keys WHERE workflow IS NOT NULL)",
+        `live AS (${liveCount(scope === "all" ? [] : ["r.workflow = {workflow}::text"])})`,
+        `rels AS (
+  SELECT c.relname::text AS name, c.reltuples, ${estimatedRows} AS rows FROM pg_class c
+  WHERE c.oid IN (${tables.map((table) => `to_regclass('${s}.${table}')`).join(", ")})
+)`,
+        `stats AS (${statsOf(schema, tableList, "workflow")})`,
+        // Each workflow's rows of each table, from the statistics (an even share without them).
+        `estimates AS (
+  SELECT r.name AS source, n.workflow,
+    r.rows * coalesce(${share("st", "n.workflow")}, 1.0 / (SELECT count(*) FROM names)) AS runs
+  FROM rels r CROSS JOIN names n LEFT JOIN stats st ON st.name = r.name
+)`,
+        ...tables.flatMap(part)
+      ].join(",\n")
+    }
+SELECT 'live' AS source, workflow, status, runs::float8 AS runs, true AS exact FROM live
+${
+      tables.map((table) => {
+        const x = alias(table)
+        return `UNION ALL SELECT '${table}', workflow, status, runs, true FROM ${x}_exact
+UNION ALL SELECT source, workflow, NULL, runs, false FROM estimates
+  WHERE source = '${table}' AND coalesce((SELECT n FROM ${x}_capped), ${limit}) > ${countLimit}`
+      }).join("\n")
+    }`
+  }
+  const liveCount = (where: ReadonlyArray<string>) =>
+    `SELECT r.workflow, r.status, count(*)::int AS runs FROM ${s}.queue_messages q
+CROSS JOIN LATERAL (
+  SELECT t.workflow, t.status FROM ${s}.runs t WHERE t.id = q.message->>'run' AND t.msg_id = q.msg_id LIMIT 1
+) r
+WHERE ${["q.queue = {queue}::text", "r.status IN ('pending', 'running', 'suspended')", ...where].join(" AND ")}
+GROUP BY 1, 2`
+  return {
+    list: {
+      runs: bySource("runs"),
+      completed: bySource("completed"),
+      live: bySource("live"),
+      failed: bySource("failed"),
+      cancelled: bySource("cancelled")
+    } satisfies Record<ListSource, Record<Scope, Named<ListParam>>>,
+    deadLetters: Object.fromEntries(scopes.map((scope) => [scope, deadLetters(scope)])) as Record<
+      Scope,
+      Named<DeadLetterParam>
+    >,
+    /**
+     * How many runs are in each state, by workflow (`{workflow}`'s alone, in scope `workflow`), in
+     * one statement whose parts run only where they are needed (one-time filters):
+     *
+     * - `live`: the runs not ended, counted from the queue's messages;
+     * - for `runs`, `failed_runs` and `cancelled_runs`: the rows by workflow, estimated from the
+     *   statistics; and, when the estimate (or its absence) allows a small table, the rows counted
+     *   no further than `countLimit + 1` (`capped`), then, when they are no more than
+     *   `countLimit`, counted exactly by workflow and state.
+     *
+     * Rows: `source` (`live` or the table), the workflow, the state (`NULL` for an estimate of all a
+     * workflow's rows of `runs`), the number, and whether it was counted.
+     */
+    counts: {
+      all: named<"queue">(counts("all")),
+      workflow: named<"queue" | "workflow">(counts("workflow"))
+    }
+  }
+}
+
+/**
+ * The statements of `PgWorkQueue` that read a queue's state: its metrics (the live messages, and its
+ * archive, counted or estimated) and its archive's newest messages.
+ */
+export const queueReads = (schema: Identifier.Identifier) => {
+  const s = Identifier.quote(schema)
+  return {
+    // The archive is estimated from the statistics, and counted (no further than `countLimit + 1`,
+    // in the index's order and to a constant limit, so that even the generic plan walks the index:
+    // a filtered scan would read every queue's archive to count a small one) where the estimate
+    // allows a small one.
+    metrics: `
+WITH rel AS (SELECT ${estimatedRows} AS rows FROM pg_class c WHERE c.oid = to_regclass('${s}.queue_archive')),
+st AS (${statsOf(schema, "'queue_archive'", "queue")}),
+estimate AS (SELECT (SELECT rows FROM rel) * (SELECT ${share("st", "$1::text")} FROM st) AS n),
+capped AS (
+  SELECT n FROM (
+    SELECT count(*)::int AS n FROM (
+      SELECT 1 FROM ${s}.queue_archive WHERE queue = $1 ORDER BY archived_at DESC LIMIT ${countLimit + 1}
+    ) counted
+  ) c
+  WHERE coalesce((SELECT n FROM estimate), 0) <= ${2 * countLimit}
+)
+SELECT count(*)::int AS length,
+  (count(*) FILTER (WHERE vt <= clock_timestamp()))::int AS visible,
+  extract(epoch FROM clock_timestamp() - max(enqueued_at)) * 1000 AS newest_ms,
+  extract(epoch FROM clock_timestamp() - min(enqueued_at)) * 1000 AS oldest_ms,
+  coalesce((SELECT n FROM capped) <= ${countLimit}, false) AS archived_exact,
+  CASE WHEN (SELECT n FROM capped) <= ${countLimit} THEN (SELECT n FROM capped)
+    ELSE round(coalesce((SELECT n FROM estimate), (SELECT rows FROM rel), ${countLimit + 1}))::int END AS archived,
+  clock_timestamp() AS now
+FROM ${s}.queue_messages WHERE queue = $1`,
+    archived: `
+SELECT msg_id, read_ct, enqueued_at, vt, message, archived_at FROM ${s}.queue_archive WHERE queue = $1
+ORDER BY archived_at DESC, msg_id DESC LIMIT $2`
+  }
+}
+
+/**
+ * Counting stops after this many rows: a table (or a workflow's rows, or a queue's archive) with
+ * more is estimated.
+ */
+export const countLimit = 1_000
+
+/** The tables whose rows `countRuns` counts, or estimates. */
+export type CountedTable = "runs" | "failed_runs" | "cancelled_runs"
+
+/**
+ * A table's rows as the planner estimates them, reading no row of it (from `pg_class c`):
+ * `reltuples` as of the last VACUUM or ANALYZE, scaled to the table's current size as the planner
+ * does; `NULL` when it was never analyzed.
+ */
+const estimatedRows = `CASE WHEN c.reltuples < 0 THEN NULL::float8 WHEN c.relpages = 0 THEN c.reltuples::float8
+    ELSE c.reltuples / c.relpages * (pg_relation_size(c.oid) / current_setting('block_size')::float8) END`
+
+/**
+ * The statistics of a column of tables (`tables`, a list of SQL literals), from `pg_stats`, which
+ * shows what its reader may read (SELECT on the table is enough): by table (`name`), its most common
+ * values and their frequencies, and how many distinct values it has.
+ */
+const statsOf = (schema: Identifier.Identifier, tables: string, column: string) =>
+  `SELECT s.tablename::text AS name, s.most_common_vals::text::text[] AS vals, s.most_common_freqs AS freqs,
+    s.null_frac, CASE WHEN s.n_distinct >= 0 THEN s.n_distinct::float8
+      ELSE -s.n_distinct * (SELECT c.reltuples FROM pg_class c
+        WHERE c.oid = to_regclass('${Identifier.quote(schema)}.' || s.tablename)) END AS distinct_values
+  FROM pg_stats s WHERE s.schemaname = '${schema}' AND s.tablename IN (${tables}) AND s.attname = '${column}'
+    AND NOT s.inherited`
+
+/**
+ * The share of a table's rows whose column holds `value`, from its statistics `st` (`statsOf`):
+ * the value's frequency when it is one of the most common, else an even share of the rest.
+ */
+const share = (st: string, value: string) =>
+  `coalesce(
+    (SELECT ${st}.freqs[i] FROM generate_subscripts(${st}.vals, 1) AS i WHERE ${st}.vals[i] = ${value} LIMIT 1),
+    greatest(1 - coalesce((SELECT sum(f) FROM unnest(${st}.freqs) AS f), 0) - ${st}.null_frac, 0)
+      / greatest(${st}.distinct_values - coalesce(cardinality(${st}.vals), 0), 1))`
 
 /**
  * The end of executions, as CTEs over the transition arrays starting at parameter `$first`, after a
@@ -39,7 +416,12 @@ const transitionCtes = (schema: Identifier.Identifier, first: number) => {
     updated_at = now()
   FROM tr
   WHERE r.id = tr.run_id
-  RETURNING r.id, r.parent_id, r.wake_at, tr.effective AS kind, tr.msg_id
+  RETURNING r.id, r.parent_id, r.wake_at, tr.effective AS kind, tr.msg_id, r.workflow, r.version, r.created_at
+), failures AS (
+  -- The failed runs' own table (docs/ARCHITECTURE.md, "Reads"): written only for a failure.
+  INSERT INTO ${s}.failed_runs (run_id, workflow, version, created_at)
+  SELECT id, workflow, version, created_at FROM moved WHERE kind = 'fail'
+  ON CONFLICT (run_id) DO UPDATE SET failed_at = now()
 ), removed AS (
   DELETE FROM ${s}.queue_messages q USING moved m
   WHERE q.msg_id = m.msg_id AND m.kind IN ('complete', 'fail')
@@ -261,7 +643,11 @@ WITH RECURSIVE tree AS (
   UPDATE ${s}.runs SET status = 'cancelled', lease_owner = NULL, lease_expires_at = NULL, wake_at = NULL,
     completed_at = now(), updated_at = now()
   WHERE id IN (SELECT id FROM tree) AND status NOT IN ('completed', 'failed', 'cancelled')
-  RETURNING id, msg_id, parent_id
+  RETURNING id, msg_id, parent_id, workflow, version, created_at
+), listed AS (
+  INSERT INTO ${s}.cancelled_runs (run_id, workflow, version, created_at)
+  SELECT id, workflow, version, created_at FROM cancelled
+  ON CONFLICT (run_id) DO UPDATE SET cancelled_at = now()
 ), removed AS (
   DELETE FROM ${s}.queue_messages q USING cancelled c WHERE q.msg_id = c.msg_id RETURNING q.msg_id
 ), woken AS (
@@ -341,6 +727,8 @@ WITH restarted AS (
     msg_id = nextval('${schema}.queue_msg_id_seq')
   WHERE id = $1 AND status = 'failed'
   RETURNING id, workflow, version, msg_id
+), unlisted AS (
+  DELETE FROM ${s}.failed_runs f USING restarted r WHERE f.run_id = r.id
 ), dropped AS (
   -- The failed entries run again; compensations that ran after the failure are forgotten with it.
   DELETE FROM ${s}.steps st USING restarted r
@@ -363,6 +751,8 @@ WITH RECURSIVE tree AS (
     msg_id = nextval('${schema}.queue_msg_id_seq')
   WHERE id IN (SELECT id FROM tree)
   RETURNING id, workflow, version, msg_id
+), unlisted AS (
+  DELETE FROM ${s}.cancelled_runs c USING resumed r WHERE c.run_id = r.id
 ), sent AS (
   INSERT INTO ${s}.queue_messages (msg_id, queue, vt, message)
   SELECT msg_id, $2, now(), jsonb_build_object('run', id, 'workflow', ${workflowKey("workflow", "version")})
@@ -387,17 +777,7 @@ WHERE r.id = $1`,
     getInput: `
 SELECT CASE WHEN octet_length(v.input) <= $2 THEN v.input END AS input_text, octet_length(v.input) AS input_bytes
 FROM ${s}.runs r CROSS JOIN LATERAL (SELECT r.input::text AS input) v WHERE r.id = $1`,
-    list: `
-SELECT id, workflow, version, status, executions, created_at, updated_at, completed_at,
-  (extract(epoch FROM created_at) * 1000000)::bigint::text AS created_us
-FROM ${s}.runs
-WHERE ($1::text IS NULL OR workflow = $1)
-  AND ($2::text IS NULL OR status = $2)
-  AND ($6::int IS NULL OR version = $6)
-  AND ($3::bigint IS NULL
-    OR (created_at, id) < (timestamptz 'epoch' + $3::bigint * interval '1 microsecond', $4::text))
-ORDER BY created_at DESC, id DESC
-LIMIT $5`,
+    reads: makeReads(schema),
     // The oldest runs of a filter, with the count of all that match (the window runs before LIMIT).
     findRuns: `
 SELECT id, count(*) OVER () AS total

@@ -16,6 +16,7 @@ import type * as Run from "pgflows/Run"
 import type * as Workflow from "pgflows/Workflow"
 import type * as PgflowsApi from "../PgflowsApi.ts"
 import {
+  BadRequest,
   EventNotFound,
   InstanceNotFound,
   InvalidFork,
@@ -176,7 +177,11 @@ export const list = (client: Client, query: typeof PgflowsApi.ListQuery.Type) =>
       })),
       nextCursor: page.nextCursor ?? null
     })),
-    Effect.catchTag("StoreError", unavailable("listing runs"))
+    Effect.catchTags({
+      // A cursor that is not one the server handed out.
+      InvalidFilter: (error) => Effect.fail(new BadRequest({ message: error.message, issues: [] })),
+      StoreError: unavailable("listing runs")
+    })
   )
 
 export const cancel = (client: Client, id: string) =>

@@ -1,0 +1,400 @@
+/**
+ * The plans of the client's reads (docs/ARCHITECTURE.md, "Reads"), checked with EXPLAIN on a
+ * history large enough that the planner would scan a table rather than walk an index that does not
+ * fit the statement: each list, dead-letter, count and queue-metrics statement must use the index it
+ * was written for, and never scan `runs` (or the other tables of history) whole, in its generic plan
+ * (what PostgreSQL switches a prepared statement to after five executions) and in its custom plan.
+ * So a later change of a statement cannot quietly bring back a scan of history. Also the estimates
+ * the counts fall back to on such a history, and the migration that fills the failed and cancelled
+ * runs' tables from the runs recorded before it.
+ *
+ * The plans are those of the statements prepared, as `@effect/sql-pg` prepares them, and executed
+ * with `plan_cache_mode` forcing the generic plan, then a custom one.
+ */
+import { assert, layer } from "@effect/vitest"
+import { TestDatabase } from "@pgflows/testing"
+import { Effect, Layer } from "effect"
+import { Migrator, SqlClient } from "effect/sql"
+import * as Crypto from "node:crypto"
+import { Identifier, PgMigrations, WorkQueue } from "pgflows"
+import type { Run } from "pgflows"
+import * as Statements from "../src/internal/pgStatements.ts"
+import { engine, postgres } from "./conformance/backend.ts"
+import { historyWorkflows, loadHistory } from "./fixtures/history.ts"
+
+const suffix = Crypto.randomBytes(4).toString("hex")
+const names = { schema: `plans_${suffix}`, queue: `q_${suffix}`, notifyChannel: `c_${suffix}` }
+const schema = Identifier.makeUnsafe("schema", names.schema)
+const statements = Statements.make(schema)
+const queueReads = Statements.queueReads(schema)
+
+/** 48,000 ended runs and 300 pending ones; 20,000 messages and 20,000 archived ones of another queue. */
+const history = { runs: 48_000, pending: 300, otherMessages: 20_000 }
+
+interface PlanNode {
+  readonly "Node Type": string
+  readonly "Relation Name"?: string
+  readonly "Index Name"?: string
+  readonly Plans?: ReadonlyArray<PlanNode>
+}
+
+/** Every scan of a plan, as `Node Type [on relation] [using index]`. */
+const scans = (node: PlanNode): Array<string> => [
+  ...(node["Relation Name"] === undefined && node["Index Name"] === undefined
+    ? []
+    : [
+      [
+        node["Node Type"],
+        ...(node["Relation Name"] === undefined ? [] : [`on ${node["Relation Name"]}`]),
+        ...(node["Index Name"] === undefined ? [] : [`using ${node["Index Name"]}`])
+      ].join(" ")
+    ]),
+  ...(node.Plans ?? []).flatMap(scans)
+]
+
+let prepared = 0
+
+/**
+ * A test value as an SQL literal of no type yet, which EXECUTE coerces to its parameter's type (a
+ * bound parameter of EXECUTE would need one): NULL, a quoted number or text, an array literal.
+ */
+const literal = (value: unknown): string =>
+  value === null || value === undefined
+    ? "NULL"
+    : Array.isArray(value)
+    ? literal(`{${value.map((item) => `"${String(item)}"`).join(",")}}`)
+    : `'${String(value).replaceAll("'", "''")}'`
+
+/**
+ * The scans of a statement's plans: its generic plan, and its custom plan for each set of values.
+ * The statement is prepared, then explained as executed with `plan_cache_mode` forcing each, in a
+ * transaction of its own.
+ */
+const plans = (text: string, cases: ReadonlyArray<ReadonlyArray<unknown>>) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const name = `plan_${++prepared}`
+    const explain = (mode: "force_generic_plan" | "force_custom_plan", values: ReadonlyArray<unknown>) =>
+      sql.withTransaction(Effect.gen(function*() {
+        yield* sql.unsafe(`SET LOCAL plan_cache_mode = ${mode}`)
+        yield* sql.unsafe(`PREPARE ${name} AS ${text}`)
+        const args = values.length === 0 ? "" : `(${values.map(literal).join(", ")})`
+        const rows = yield* sql.unsafe<{ "QUERY PLAN": ReadonlyArray<{ Plan: PlanNode }> }>(
+          `EXPLAIN (FORMAT JSON) EXECUTE ${name}${args}`
+        )
+        yield* sql.unsafe(`DEALLOCATE ${name}`)
+        return scans(rows[0]!["QUERY PLAN"][0]!.Plan)
+      }))
+    const found: Record<string, Array<string>> = { generic: yield* explain("force_generic_plan", cases[0]!) }
+    for (const [index, values] of cases.entries()) {
+      found[`custom #${index + 1}`] = yield* explain("force_custom_plan", values)
+    }
+    return found
+  })
+
+/**
+ * The tables whose size is the history's: none of them may be scanned whole. (`queue_messages`
+ * holds the messages in flight, of every queue: a scan of it reads no history.)
+ */
+const historyTables = ["runs", "steps", "failed_runs", "cancelled_runs", "queue_archive"]
+
+/**
+ * Asserts that every plan of a statement (generic, and custom for each set of values) uses each of
+ * `indexes` (or one of each list of equivalent ones) and scans no table of history whole.
+ */
+const expectPlans = (
+  label: string,
+  text: string,
+  cases: ReadonlyArray<ReadonlyArray<unknown>>,
+  indexes: ReadonlyArray<string | ReadonlyArray<string>>
+) =>
+  Effect.gen(function*() {
+    for (const [kind, scanned] of Object.entries(yield* plans(text, cases))) {
+      const where = `${label} (${kind} plan: ${scanned.join("; ")})`
+      for (const index of indexes) {
+        const any = typeof index === "string" ? [index] : index
+        assert.isTrue(
+          scanned.some((scan) => any.some((name) => scan.endsWith(`using ${name}`))),
+          `${where} uses ${any.join(" or ")}`
+        )
+      }
+      for (const scan of scanned) {
+        const table = scan.match(/^Seq Scan on (\w+)/)?.[1]
+        assert.isFalse(table !== undefined && historyTables.includes(table), `${where} scans ${table}`)
+      }
+    }
+  })
+
+interface Executed {
+  readonly scan: string
+  /** Rows the scan read: those it returned and those its filter removed, over all its loops. */
+  readonly read: number
+}
+
+interface AnalyzedNode extends PlanNode {
+  readonly "Actual Rows"?: number
+  readonly "Actual Loops"?: number
+  readonly "Rows Removed by Filter"?: number
+  readonly Plans?: ReadonlyArray<AnalyzedNode>
+}
+
+/** The scans a plan executed (never-executed parts left out), with the rows each read. */
+const executed = (node: AnalyzedNode): Array<Executed> => [
+  ...((node["Actual Loops"] ?? 0) === 0 ? [] : scans({ ...node, Plans: [] }).map((scan) => ({
+    scan,
+    read: ((node["Actual Rows"] ?? 0) + (node["Rows Removed by Filter"] ?? 0)) * (node["Actual Loops"] ?? 0)
+  }))),
+  ...(node.Plans ?? []).flatMap(executed)
+]
+
+/**
+ * For statements whose parts run only when needed (one-time filters): asserts that the parts
+ * executed on this history, in the generic plan and in a custom one, use each of `indexes` and
+ * read no table of history further than `countLimit + 1` rows with a scan.
+ */
+const expectExecuted = (label: string, text: string, values: ReadonlyArray<unknown>, indexes: ReadonlyArray<string>) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const name = `plan_${++prepared}`
+    for (const mode of ["force_generic_plan", "force_custom_plan"]) {
+      const found = yield* sql.withTransaction(Effect.gen(function*() {
+        yield* sql.unsafe(`SET LOCAL plan_cache_mode = ${mode}`)
+        yield* sql.unsafe(`PREPARE ${name} AS ${text}`)
+        const rows = yield* sql.unsafe<{ "QUERY PLAN": ReadonlyArray<{ Plan: AnalyzedNode }> }>(
+          `EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE ${name}(${values.map(literal).join(", ")})`
+        )
+        yield* sql.unsafe(`DEALLOCATE ${name}`)
+        return executed(rows[0]!["QUERY PLAN"][0]!.Plan)
+      }))
+      const where = `${label} (${mode}: ${found.map((f) => `${f.scan} (${f.read} rows)`).join("; ")})`
+      for (const index of indexes) {
+        assert.isTrue(found.some((f) => f.scan.endsWith(`using ${index}`)), `${where} uses ${index}`)
+      }
+      for (const { scan, read } of found) {
+        const table = scan.match(/^Seq Scan on (\w+)/)?.[1]
+        if (table === undefined || !historyTables.includes(table)) continue
+        assert.isAtMost(read, Statements.countLimit + 1, `${where}: ${scan} reads at most the limit`)
+      }
+    }
+  })
+
+/**
+ * The values of a list statement: the first page, and a page that starts in the middle of the
+ * history (`cursor`, the creation time in microseconds and the id of a run there).
+ */
+const listValues = (
+  scope: Statements.Scope,
+  status: Run.Status | null,
+  cursor: { readonly micros: string; readonly id: string }
+) =>
+  [undefined, cursor].map((from) => ({
+    workflow: scope === "workflow" || scope === "workflowVersion" ? "h_alpha" : null,
+    version: scope === "version" || scope === "workflowVersion" ? 2 : null,
+    status,
+    upper_us: from?.micros ?? null,
+    upper_id: from?.id ?? null,
+    lower_us: null,
+    limit: 51,
+    queue: names.queue,
+    max_bytes: 1_000_000
+  }))
+
+/** A run in the middle of the history, as a cursor. */
+const middle = Effect.gen(function*() {
+  const sql = yield* SqlClient.SqlClient
+  const [row] = yield* sql.unsafe<{ micros: string; id: string }>(
+    `SELECT (extract(epoch FROM created_at) * 1000000)::bigint::text AS micros, id FROM ${
+      Identifier.quote(schema)
+    }.runs ORDER BY created_at DESC, id DESC OFFSET $1 LIMIT 1`,
+    [history.runs / 2]
+  )
+  return row!
+})
+
+/** The file's store, on a schema of its own, with the history loaded once. */
+const History = Layer.effectDiscard(loadHistory(history).pipe(Effect.orDie)).pipe(
+  Layer.provideMerge(postgres.layer(names)),
+  Layer.provideMerge(TestDatabase.layer)
+)
+
+layer(History, { excludeTestServices: true, timeout: 60_000 })("plans of the reads on a history", (it) => {
+  it.effect("every list walks the index it was written for, in its generic and its custom plan", () =>
+    Effect.gen(function*() {
+      const list = statements.reads.list
+      const walks: Record<Statements.Scope, string> = {
+        all: "runs_created",
+        workflow: "runs_workflow_version_created",
+        workflowVersion: "runs_workflow_version_created",
+        version: "runs_workflow_version_created"
+      }
+      const cursor = yield* middle
+      for (const scope of Statements.scopes) {
+        // The failed runs' two indexes that lead with (workflow, version) serve alike.
+        const side = (table: string) =>
+          scope === "all"
+            ? [`${table}_created`]
+            : table === "failed_runs"
+            ? [`${table}_workflow_created`, `${table}_workflow_failed`]
+            : [`${table}_workflow_created`]
+        const cases: ReadonlyArray<
+          readonly [Statements.ListSource, Run.Status | null, ReadonlyArray<string | ReadonlyArray<string>>]
+        > = [
+          ["runs", null, [walks[scope]]],
+          ["completed", "completed", [walks[scope]]],
+          ["live", "running", ["runs_pkey"]],
+          ["live", "pending", ["runs_pkey"]],
+          ["failed", "failed", [side("failed_runs"), "runs_pkey"]],
+          ["cancelled", "cancelled", [side("cancelled_runs"), "runs_pkey"]]
+        ]
+        for (const [source, status, indexes] of cases) {
+          const statement = list[source][scope]
+          yield* expectPlans(
+            `list ${source} ${scope}`,
+            statement.text,
+            listValues(scope, status, cursor).map((values) => Statements.bind(statement, values)),
+            indexes
+          )
+        }
+        const letters = statements.reads.deadLetters[scope]
+        yield* expectPlans(
+          `deadLetters ${scope}`,
+          letters.text,
+          listValues(scope, null, cursor).map((values) => Statements.bind(letters, values)),
+          [scope === "all" ? "failed_runs_failed" : side("failed_runs"), "runs_pkey"]
+        )
+      }
+    }))
+
+  it.effect("the counts read the queue's runs by key, and count no table of history further than their limit", () =>
+    Effect.gen(function*() {
+      const counts = statements.reads.counts
+      // The runs, the failed runs and the cancelled runs are far more than the limit: estimated,
+      // except those of h_delta that failed or were cancelled, counted.
+      yield* expectExecuted("counts", counts.all.text, [names.queue], [
+        "runs_pkey",
+        "runs_workflow_version_created"
+      ])
+      for (const workflow of ["h_beta", "h_delta", "h_none"]) {
+        yield* expectExecuted(`counts ${workflow}`, counts.workflow.text, [names.queue, workflow], [])
+      }
+    }))
+
+  it.effect("the queue's metrics read its own messages and count its archive by index", () =>
+    Effect.gen(function*() {
+      // Estimated: the archive of the run queue (more than the limit); counted: an empty one.
+      yield* expectExecuted("queue metrics", queueReads.metrics, [names.queue], [])
+      yield* expectExecuted("queue metrics, empty archive", queueReads.metrics, [`${names.queue}_none`], [
+        "queue_archive_queue"
+      ])
+      yield* expectPlans(
+        "archived",
+        queueReads.archived,
+        [[names.queue, 100], [`${names.queue}_none`, 100]],
+        ["queue_archive_queue"]
+      )
+      yield* expectPlans("runs in flight", statements.inFlight, [[names.queue]], [])
+    }))
+
+  it.effect("status and journal reads of an old run go by key", () =>
+    Effect.gen(function*() {
+      const { id } = yield* middle
+      yield* expectPlans("getRun", statements.getRun, [[id, 1000]], ["runs_pkey"])
+      yield* expectPlans("getInput", statements.getInput, [[id, 1000]], ["runs_pkey"])
+      yield* expectPlans("journal", statements.journal, [[[id], 1000]], ["steps_pkey"])
+    }))
+
+  it.effect("on this history the large counts are estimates, labelled, and close; the small ones exact", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient.SqlClient
+      const s = Identifier.quote(schema)
+      const truth = yield* sql.unsafe<{ workflow: string; status: Run.Status; runs: number }>(
+        `SELECT workflow, status, count(*)::int AS runs FROM ${s}.runs GROUP BY 1, 2`
+      )
+      const actual = (workflow: string, status: Run.Status) =>
+        truth.find((row) => row.workflow === workflow && row.status === status)?.runs ?? 0
+      const close = (count: Run.Count, expected: number, label: string) => {
+        assert.isFalse(count.exact, `${label}: estimated`)
+        assert.isAtMost(Math.abs(count.count - expected), expected * 0.05, `${label}: ${count.count} for ${expected}`)
+      }
+      const client = yield* engine([])
+      const counts = yield* client.counts()
+      assert.deepStrictEqual(counts.workflows.map((row) => row.workflow), [...historyWorkflows].sort())
+      for (const row of counts.workflows) {
+        assert.deepStrictEqual(row.pending, { count: actual(row.workflow, "pending"), exact: true }, "counted")
+        for (const status of ["completed", "failed", "cancelled"] as const) {
+          close(row[status], actual(row.workflow, status), `${row.workflow} ${status}`)
+        }
+      }
+      close(
+        counts.total.completed,
+        truth.filter((row) => row.status === "completed").reduce((n, row) => n + row.runs, 0),
+        "total"
+      )
+      const alpha = yield* client.counts({ workflow: "h_alpha" })
+      assert.deepStrictEqual(alpha.workflows, counts.workflows.filter((row) => row.workflow === "h_alpha"))
+      // Of h_delta, few runs failed or were cancelled: counted, though the tables are large.
+      const [delta] = (yield* client.counts({ workflow: "h_delta" })).workflows
+      assert.deepStrictEqual(delta?.failed, { count: actual("h_delta", "failed"), exact: true })
+      assert.deepStrictEqual(delta?.cancelled, { count: actual("h_delta", "cancelled"), exact: true })
+      close(delta!.completed, actual("h_delta", "completed"), "h_delta completed")
+
+      // The run queue's archive (a message per failed run) is estimated, so is one of 25,000 messages;
+      // an empty one is counted.
+      const failed = truth.filter((row) => row.status === "failed").reduce((n, row) => n + row.runs, 0)
+      const ours = yield* client.queueMetrics()
+      close({ count: ours.archived, exact: ours.archivedExact }, failed, "the run queue's archive")
+      const queue = `${names.queue}_archive`
+      yield* sql.unsafe(
+        `INSERT INTO ${s}.queue_archive (msg_id, queue, read_ct, enqueued_at, vt, message)
+         SELECT nextval('${names.schema}.queue_msg_id_seq'), $1, 1, now(), now(), '{}'::jsonb
+         FROM generate_series(1, 25000)`,
+        [queue]
+      )
+      yield* sql.unsafe(`ANALYZE ${s}.queue_archive`)
+      const queues = yield* WorkQueue.WorkQueue
+      const big = yield* queues.metrics(queue)
+      close({ count: big.archived, exact: big.archivedExact }, 25_000, "an archive of 25,000")
+      const empty = yield* queues.metrics(`${names.queue}_empty`)
+      assert.deepStrictEqual([empty.archived, empty.archivedExact], [0, true])
+    }))
+
+  it.effect("migration 9 lists the failed and cancelled runs recorded before it", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient.SqlClient
+      const tag = Crypto.randomBytes(4).toString("hex")
+      const old = { schema: `before_${tag}`, queue: `q_${tag}`, notifyChannel: `c_${tag}` }
+      const oldSchema = Identifier.makeUnsafe("schema", old.schema)
+      const s = Identifier.quote(oldSchema)
+      yield* sql.unsafe(`CREATE SCHEMA ${s}`)
+      yield* Migrator.make({})({
+        loader: Effect.succeed(
+          PgMigrations.migrations(oldSchema).filter(([id]) => id <= 8).sort((a, b) => a[0] - b[0]).map((
+            [id, name, texts]
+          ) =>
+            [id, name, Effect.succeed(Effect.forEach(texts, (text) => sql.unsafe(text), { discard: true }))] as const
+          )
+        ),
+        table: `${old.schema}.migrations`
+      })
+      yield* sql.unsafe(
+        `INSERT INTO ${s}.runs (id, workflow, status, input, error, completed_at, created_at) VALUES
+          ('f1', 'legacy', 'failed', '{}', '{"source":"pgflows","error":{"_tag":"Old"}}', now() - interval '1 minute',
+            now() - interval '2 minutes'),
+          ('c1', 'legacy', 'cancelled', '{}', NULL, now(), now() - interval '1 minute'),
+          ('d1', 'legacy', 'completed', '{}', NULL, now(), now())`
+      )
+      yield* Effect.gen(function*() {
+        const client = yield* engine([])
+        const ids = (page: Run.Page) => page.runs.map((run) => run.id)
+        assert.deepStrictEqual(ids(yield* client.list({ status: "failed" })), ["f1"])
+        assert.deepStrictEqual(ids(yield* client.list({ status: "cancelled" })), ["c1"])
+        assert.deepStrictEqual((yield* client.deadLetters()).deadLetters.map((letter) => letter.id), ["f1"])
+        const [legacy] = (yield* client.counts()).workflows
+        assert.deepStrictEqual([legacy?.failed, legacy?.cancelled, legacy?.completed], [
+          { count: 1, exact: true },
+          { count: 1, exact: true },
+          { count: 1, exact: true }
+        ])
+      }).pipe(Effect.provide(Layer.fresh(postgres.layer(old))))
+    }))
+})
