@@ -30,6 +30,8 @@
  *    runs (`failed_runs`, `cancelled_runs`), so that the client's reads stay bounded by what they
  *    return whatever the history (docs/ARCHITECTURE.md, "Reads"). On a large `runs` table, building
  *    the index and filling the tables takes a while under a lock that blocks writes to `runs`.
+ * 12. `signals by run`: the index of every signal by its run (`signals_pending` holds only those not
+ *    consumed yet), so that a run's signals are read without a scan of them all.
  *
  * @since 0.1.0
  */
@@ -304,6 +306,11 @@ $fn$`
 SELECT id, workflow, version, created_at, coalesce(completed_at, updated_at) FROM ${s}.runs WHERE status = 'failed'`,
       `INSERT INTO ${s}.cancelled_runs (run_id, workflow, version, created_at, cancelled_at)
 SELECT id, workflow, version, created_at, coalesce(completed_at, updated_at) FROM ${s}.runs WHERE status = 'cancelled'`
+    ]],
+    [12, "signals by run", [
+      // The signals of a run, consumed or not (a run's page, and pruning): `signals_pending` holds
+      // only those not consumed yet. Signals are inserted and consumed, never moved between runs.
+      `CREATE INDEX signals_run ON ${s}.signals (run_id, id)`
     ]]
   ]
 }

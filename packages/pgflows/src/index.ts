@@ -226,6 +226,8 @@ export * as PgDatabase from "./PgDatabase.ts"
  *    runs (`failed_runs`, `cancelled_runs`), so that the client's reads stay bounded by what they
  *    return whatever the history (docs/ARCHITECTURE.md, "Reads"). On a large `runs` table, building
  *    the index and filling the tables takes a while under a lock that blocks writes to `runs`.
+ * 12. `signals by run`: the index of every signal by its run (`signals_pending` holds only those not
+ *    consumed yet), so that a run's signals are read without a scan of them all.
  *
  * @since 0.1.0
  */

@@ -9,10 +9,10 @@
  * runs' tables from the runs recorded before it.
  *
  * The plans are those of the statements prepared, as `@effect/sql-pg` prepares them, and executed
- * with `plan_cache_mode` forcing the generic plan, then a custom one.
+ * with `plan_cache_mode` forcing the generic plan, then a custom one (`QueryPlans`).
  */
 import { assert, layer } from "@effect/vitest"
-import { TestDatabase } from "@pgflows/testing"
+import { QueryPlans, TestDatabase } from "@pgflows/testing"
 import { Effect, Layer } from "effect"
 import { Migrator, SqlClient } from "effect/sql"
 import * as Crypto from "node:crypto"
@@ -31,67 +31,6 @@ const queueReads = Statements.queueReads(schema)
 /** 48,000 ended runs and 300 pending ones; 20,000 messages and 20,000 archived ones of another queue. */
 const history = { runs: 48_000, pending: 300, otherMessages: 20_000 }
 
-interface PlanNode {
-  readonly "Node Type": string
-  readonly "Relation Name"?: string
-  readonly "Index Name"?: string
-  readonly Plans?: ReadonlyArray<PlanNode>
-}
-
-/** Every scan of a plan, as `Node Type [on relation] [using index]`. */
-const scans = (node: PlanNode): Array<string> => [
-  ...(node["Relation Name"] === undefined && node["Index Name"] === undefined
-    ? []
-    : [
-      [
-        node["Node Type"],
-        ...(node["Relation Name"] === undefined ? [] : [`on ${node["Relation Name"]}`]),
-        ...(node["Index Name"] === undefined ? [] : [`using ${node["Index Name"]}`])
-      ].join(" ")
-    ]),
-  ...(node.Plans ?? []).flatMap(scans)
-]
-
-let prepared = 0
-
-/**
- * A test value as an SQL literal of no type yet, which EXECUTE coerces to its parameter's type (a
- * bound parameter of EXECUTE would need one): NULL, a quoted number or text, an array literal.
- */
-const literal = (value: unknown): string =>
-  value === null || value === undefined
-    ? "NULL"
-    : Array.isArray(value)
-    ? literal(`{${value.map((item) => `"${String(item)}"`).join(",")}}`)
-    : `'${String(value).replaceAll("'", "''")}'`
-
-/**
- * The scans of a statement's plans: its generic plan, and its custom plan for each set of values.
- * The statement is prepared, then explained as executed with `plan_cache_mode` forcing each, in a
- * transaction of its own.
- */
-const plans = (text: string, cases: ReadonlyArray<ReadonlyArray<unknown>>) =>
-  Effect.gen(function*() {
-    const sql = yield* SqlClient.SqlClient
-    const name = `plan_${++prepared}`
-    const explain = (mode: "force_generic_plan" | "force_custom_plan", values: ReadonlyArray<unknown>) =>
-      sql.withTransaction(Effect.gen(function*() {
-        yield* sql.unsafe(`SET LOCAL plan_cache_mode = ${mode}`)
-        yield* sql.unsafe(`PREPARE ${name} AS ${text}`)
-        const args = values.length === 0 ? "" : `(${values.map(literal).join(", ")})`
-        const rows = yield* sql.unsafe<{ "QUERY PLAN": ReadonlyArray<{ Plan: PlanNode }> }>(
-          `EXPLAIN (FORMAT JSON) EXECUTE ${name}${args}`
-        )
-        yield* sql.unsafe(`DEALLOCATE ${name}`)
-        return scans(rows[0]!["QUERY PLAN"][0]!.Plan)
-      }))
-    const found: Record<string, Array<string>> = { generic: yield* explain("force_generic_plan", cases[0]!) }
-    for (const [index, values] of cases.entries()) {
-      found[`custom #${index + 1}`] = yield* explain("force_custom_plan", values)
-    }
-    return found
-  })
-
 /**
  * The tables whose size is the history's: none of them may be scanned whole. (`queue_messages`
  * holds the messages in flight, of every queue: a scan of it reads no history.)
@@ -107,23 +46,7 @@ const expectPlans = (
   text: string,
   cases: ReadonlyArray<ReadonlyArray<unknown>>,
   indexes: ReadonlyArray<string | ReadonlyArray<string>>
-) =>
-  Effect.gen(function*() {
-    for (const [kind, scanned] of Object.entries(yield* plans(text, cases))) {
-      const where = `${label} (${kind} plan: ${scanned.join("; ")})`
-      for (const index of indexes) {
-        const any = typeof index === "string" ? [index] : index
-        assert.isTrue(
-          scanned.some((scan) => any.some((name) => scan.endsWith(`using ${name}`))),
-          `${where} uses ${any.join(" or ")}`
-        )
-      }
-      for (const scan of scanned) {
-        const table = scan.match(/^Seq Scan on (\w+)/)?.[1]
-        assert.isFalse(table !== undefined && historyTables.includes(table), `${where} scans ${table}`)
-      }
-    }
-  })
+) => QueryPlans.expect(label, text, cases, { uses: indexes, neverScanned: historyTables })
 
 interface Executed {
   readonly scan: string
@@ -131,16 +54,9 @@ interface Executed {
   readonly read: number
 }
 
-interface AnalyzedNode extends PlanNode {
-  readonly "Actual Rows"?: number
-  readonly "Actual Loops"?: number
-  readonly "Rows Removed by Filter"?: number
-  readonly Plans?: ReadonlyArray<AnalyzedNode>
-}
-
 /** The scans a plan executed (never-executed parts left out), with the rows each read. */
-const executed = (node: AnalyzedNode): Array<Executed> => [
-  ...((node["Actual Loops"] ?? 0) === 0 ? [] : scans({ ...node, Plans: [] }).map((scan) => ({
+const executed = (node: QueryPlans.PlanNode): Array<Executed> => [
+  ...((node["Actual Loops"] ?? 0) === 0 ? [] : QueryPlans.scans({ ...node, Plans: [] }).map((scan) => ({
     scan,
     read: ((node["Actual Rows"] ?? 0) + (node["Rows Removed by Filter"] ?? 0)) * (node["Actual Loops"] ?? 0)
   }))),
@@ -154,18 +70,8 @@ const executed = (node: AnalyzedNode): Array<Executed> => [
  */
 const expectExecuted = (label: string, text: string, values: ReadonlyArray<unknown>, indexes: ReadonlyArray<string>) =>
   Effect.gen(function*() {
-    const sql = yield* SqlClient.SqlClient
-    const name = `plan_${++prepared}`
-    for (const mode of ["force_generic_plan", "force_custom_plan"]) {
-      const found = yield* sql.withTransaction(Effect.gen(function*() {
-        yield* sql.unsafe(`SET LOCAL plan_cache_mode = ${mode}`)
-        yield* sql.unsafe(`PREPARE ${name} AS ${text}`)
-        const rows = yield* sql.unsafe<{ "QUERY PLAN": ReadonlyArray<{ Plan: AnalyzedNode }> }>(
-          `EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE ${name}(${values.map(literal).join(", ")})`
-        )
-        yield* sql.unsafe(`DEALLOCATE ${name}`)
-        return executed(rows[0]!["QUERY PLAN"][0]!.Plan)
-      }))
+    for (const mode of ["generic", "custom"] as const) {
+      const found = executed(yield* QueryPlans.explain(text, values, mode, { analyze: true }))
       const where = `${label} (${mode}: ${found.map((f) => `${f.scan} (${f.read} rows)`).join("; ")})`
       for (const index of indexes) {
         assert.isTrue(found.some((f) => f.scan.endsWith(`using ${index}`)), `${where} uses ${index}`)

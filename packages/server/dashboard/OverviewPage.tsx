@@ -56,7 +56,7 @@ export const OverviewPage = () => {
             </div>
             <div class="card" data-metric="dead-letters">
               <h2>Dead letters</h2>
-              <p class="big">{stats.queue.archived}</p>
+              <p class="big">{stats.queue.archivedExact ? "" : "≈"}{stats.queue.archived}</p>
               <p class="muted">runs that ended failed, in the archive</p>
             </div>
             <div class="card" data-metric="workers">
@@ -66,6 +66,12 @@ export const OverviewPage = () => {
             </div>
           </div>
           <h2>Workflows</h2>
+          {stats.throughputFrom > stats.from && (
+            <p class="muted" data-notice="throughput-partial">
+              The range holds more runs than the charts read (the newest 100,000): they are whole from{" "}
+              <Time iso={stats.throughputFrom} /> on.
+            </p>
+          )}
           {stats.workflows.length === 0 ? <p class="muted">No run yet.</p> : (
             <div class="workflow-grid">
               {stats.workflows.map((workflow) => (
@@ -80,6 +86,7 @@ export const OverviewPage = () => {
                         class={`badge badge-${status}`}
                         href={`#/?workflow=${encodeURIComponent(workflow.workflow)}&status=${status}`}
                       >
+                        {workflow.estimated.includes(status) ? "≈" : ""}
                         {count} {status}
                       </a>
                     ))}

@@ -162,7 +162,7 @@ export const RunsPage = (
             name="q"
             value={draft.q}
             onInput={set("q")}
-            placeholder="part of a run id  ( / )"
+            placeholder="a run id: it and its children  ( / )"
             autoComplete="off"
           />
         </label>

@@ -97,10 +97,12 @@ export interface Stats {
   readonly from: string
   readonly to: string
   readonly bucketSeconds: number
+  readonly throughputFrom: string
   readonly workflows: ReadonlyArray<{
     readonly workflow: string
     readonly versions: ReadonlyArray<number>
     readonly counts: Readonly<Record<string, number>>
+    readonly estimated: ReadonlyArray<string>
     readonly buckets: ReadonlyArray<Bucket>
   }>
   readonly queue: {
@@ -109,6 +111,7 @@ export interface Stats {
     readonly visible: number
     readonly oldestAgeSeconds: number | null
     readonly archived: number
+    readonly archivedExact: boolean
   }
   readonly deadLetters: ReadonlyArray<{
     readonly id: string

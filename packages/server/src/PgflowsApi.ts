@@ -245,7 +245,7 @@ export const ForkResult = Schema.Struct({
 
 /**
  * `GET /views/runs`: the dashboard's list, with more filters than `GET /runs`: the version, a
- * creation time range `[from, to)`, and `q`, a part of the run id.
+ * creation time range `[from, to)`, and `q`, a run id (the run and its children).
  *
  * @category schemas
  * @since 0.1.0
@@ -336,7 +336,8 @@ export const StatsQuery = Schema.Struct({
 })
 
 /**
- * One bucket of a workflow's throughput: runs created in it, and runs that ended in it by outcome.
+ * One bucket of a workflow's throughput: runs created in it, and runs (of those created in the
+ * range) that ended in it, by outcome.
  *
  * @category schemas
  * @since 0.1.0
@@ -350,8 +351,9 @@ export const Bucket = Schema.Struct({
 })
 
 /**
- * Counts, throughput and failures per workflow over `[from, to)`; the run queue's depth; the latest
- * dead letters (failed runs); the workers that announced themselves.
+ * Per workflow, its runs by state and the throughput and failures of the runs created in `[from,
+ * to)`; the run queue's depth; the latest dead letters (failed runs); the workers that announced
+ * themselves.
  *
  * @category schemas
  * @since 0.1.0
@@ -360,11 +362,18 @@ export const Stats = Schema.Struct({
   from: Schema.String,
   to: Schema.String,
   bucketSeconds: Schema.Number,
+  /**
+   * From when the buckets are whole: `from`, unless the range holds more runs than the server reads
+   * for them (the newest 100,000), then the creation time of the oldest run read.
+   */
+  throughputFrom: Schema.String,
   workflows: Schema.Array(Schema.Struct({
     workflow: Schema.String,
     versions: Schema.Array(Schema.Number),
-    /** Runs not ended (any age) and runs created in the range, by state. */
+    /** Every run by state (the client's `counts`): the states with runs. */
     counts: Schema.Record(Schema.String, Schema.Number),
+    /** The states whose count is estimated from the planner's statistics (beyond 1,000 ended runs). */
+    estimated: Schema.Array(Schema.String),
     buckets: Schema.Array(Bucket)
   })),
   queue: Schema.Struct({
@@ -372,7 +381,9 @@ export const Stats = Schema.Struct({
     depth: Schema.Number,
     visible: Schema.Number,
     oldestAgeSeconds: Schema.NullOr(Schema.Number),
-    archived: Schema.Number
+    archived: Schema.Number,
+    /** Whether `archived` was counted (else estimated, beyond 1,000). */
+    archivedExact: Schema.Boolean
   }),
   deadLetters: Schema.Array(Schema.Struct({
     id: Schema.String,
@@ -590,7 +601,7 @@ export class ViewsGroup extends HttpApiGroup.make("views")
     HttpApiEndpoint.get("runs", "/views/runs", {
       query: RunsViewQuery,
       success: RunRowPage,
-      error: ServiceUnavailable
+      error: [BadRequest, ServiceUnavailable]
     }).annotateMerge(OpenApi.annotations({ summary: "Runs with filters (version, time range, id search)" })),
     HttpApiEndpoint.get("run", "/views/runs/:id", {
       params: { id: Text },

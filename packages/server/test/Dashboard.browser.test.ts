@@ -291,13 +291,15 @@ describe.skipIf(skipped !== undefined)(`dashboard${skipped === undefined ? "" : 
             await page.getByRole("button", { name: "Apply" }).click()
             await page.waitForFunction("location.hash.includes('status=failed')")
             await page.locator(`tr[data-run="${ids.completed}"]`).waitFor({ state: "detached" })
+            // The page may show no rows while the filtered list loads.
+            await page.locator(`tr[data-run="${ids.failed}"]`).waitFor()
             assert.deepStrictEqual(Object.values(await rowStatuses(page)), ["failed"])
 
             await page.goto(`${base}/dashboard/#/?workflow=approval`)
             await page.locator(`tr[data-run="${ids.waiting}"]`).waitFor()
             assert.sameMembers(Object.keys(await rowStatuses(page)), [ids.waiting, ids.toCancel, ids.readOnly])
 
-            await page.goto(`${base}/dashboard/#/?q=${encodeURIComponent(`declined-${id}`)}`)
+            await page.goto(`${base}/dashboard/#/?q=${encodeURIComponent(ids.failed)}`)
             await page.locator(`tr[data-run="${ids.failed}"]`).waitFor()
             assert.deepStrictEqual(Object.keys(await rowStatuses(page)), [ids.failed])
 

@@ -103,8 +103,26 @@ layer(Env, { excludeTestServices: true, timeout: "2 minutes" })("the dashboard's
       assert.deepStrictEqual(ofStatus.body.runs.map((run: any) => run.id), [ids.bad])
       const ofWorkflow = yield* read("/views/runs?workflow=gate")
       assert.deepStrictEqual(ofWorkflow.body.runs.map((run: any) => run.id), [ids.gate])
-      const searched = yield* read(`/views/runs?q=${encodeURIComponent(`ok-${suffix}`)}`)
-      assert.sameMembers(searched.body.runs.map((run: any) => run.id), [ids.ok, `${ids.ok}:3`])
+      // A search is a run id: the run and its children (by the primary key and the index of children).
+      const searched = yield* read(`/views/runs?q=${encodeURIComponent(ids.ok)}`)
+      assert.deepStrictEqual(searched.body.runs.map((run: any) => run.id).sort(), [ids.ok, `${ids.ok}:3`].sort())
+      const child = yield* read(`/views/runs?q=${encodeURIComponent(ids.ok)}&status=completed&limit=1`)
+      assert.strictEqual(child.body.runs.length, 1)
+      const rest = yield* read(
+        `/views/runs?q=${encodeURIComponent(ids.ok)}&status=completed&limit=1&cursor=${child.body.nextCursor}`
+      )
+      assert.deepStrictEqual(
+        [...child.body.runs, ...rest.body.runs].map((run: any) => run.id).sort(),
+        [ids.ok, `${ids.ok}:3`].sort()
+      )
+      assert.strictEqual(rest.body.nextCursor, null)
+      assert.strictEqual((yield* read(`/views/runs?q=${encodeURIComponent(`ok-${suffix}`)}`)).body.runs.length, 0)
+      // A cursor of the list is not one of a search.
+      const listCursor = (yield* read("/views/runs?limit=1")).body.nextCursor
+      const foreign = yield* read(`/views/runs?q=${encodeURIComponent(ids.ok)}&cursor=${listCursor}`)
+      assert.deepStrictEqual([foreign.status, foreign.body._tag], [400, "BadRequest"])
+      const badCursor = yield* read("/views/runs?cursor=bm90LWEtY3Vyc29y")
+      assert.deepStrictEqual([badCursor.status, badCursor.body._tag], [400, "BadRequest"])
       assert.strictEqual((yield* read("/views/runs?version=3")).body.runs.length, 0)
       const past = yield* read("/views/runs?from=2001-01-01T00:00:00Z&to=2001-01-02T00:00:00Z")
       assert.strictEqual(past.body.runs.length, 0)
@@ -161,6 +179,9 @@ layer(Env, { excludeTestServices: true, timeout: "2 minutes" })("the dashboard's
       assert.strictEqual(stats.status, 200, stats.text)
       const tallyStats = stats.body.workflows.find((w: any) => w.workflow === "tally")
       assert.deepStrictEqual(tallyStats.counts, { completed: 1, failed: 1 })
+      assert.deepStrictEqual(tallyStats.estimated, [])
+      assert.strictEqual(stats.body.throughputFrom, stats.body.from)
+      assert.isTrue(stats.body.queue.archivedExact)
       assert.strictEqual(tallyStats.buckets.length, 12)
       const sum = (key: string) => tallyStats.buckets.reduce((total: number, b: any) => total + b[key], 0)
       assert.deepStrictEqual([sum("started"), sum("completed"), sum("failed")], [2, 1, 1])

@@ -36,6 +36,20 @@ export * as DatabaseServer from "./DatabaseServer.ts"
 export * as EmbeddedServer from "./EmbeddedServer.ts"
 
 /**
+ * The plans PostgreSQL makes for a statement, read with `EXPLAIN`: which tables it scans and with
+ * which indexes, in the generic plan a prepared statement switches to after five executions and in
+ * the custom plan for given values. Tests use it to check, on a table large enough that the planner
+ * would rather scan it, that a statement uses the index it was written for, so that a later change
+ * of the statement cannot quietly bring back a scan of a table that grows with history.
+ *
+ * The statement is prepared, then explained as executed with `plan_cache_mode` forcing each plan,
+ * in a transaction of its own (on one connection, since `PREPARE` is the session's).
+ *
+ * @since 0.1.0
+ */
+export * as QueryPlans from "./QueryPlans.ts"
+
+/**
  * One real, empty PostgreSQL database per test file.
  *
  * `TestDatabase.layer` creates a database (copied from the run's template, so it is fast), provides

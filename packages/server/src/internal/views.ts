@@ -3,37 +3,31 @@
  * (an `Identifier` checked by `PgflowsConfig`), every value a bound parameter, and the client for
  * what it already answers (a run's status and journal, the queue's metrics).
  *
- * Times are read as ISO 8601 text with microseconds, so the list's cursor (the creation time and
- * id of the last row) is exact. None of these queries is on the engine's hot path: the list uses the
- * `runs_created` and `runs_workflow_created` indexes; the statistics scan the runs of the range.
+ * Every read is bounded by what it returns, never by the history the tables hold (pgflows'
+ * docs/ARCHITECTURE.md, "Reads"; the server's README, "Reads on a long history"): the list, the
+ * counts and the dead letters are the client's reads (`list`, `counts`, `deadLetters`), and what the
+ * dashboard shows beyond them is read by primary key for the rows of the page; a search is a run id
+ * (the run and its children, by the primary key and the `parent_id` index); the versions are a
+ * loose index scan; the throughput reads the runs created in the range, at most
+ * `throughputLimit`. `test/Views.pg.test.ts` checks the plans on a long history.
+ *
+ * Times are read as ISO 8601 text with microseconds, so a search's cursor (the creation time and
+ * id of the last row) is exact.
  */
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import type * as SqlClient from "effect/sql/SqlClient"
-import * as Identifier from "pgflows/Identifier"
 import type * as Pgflows from "pgflows/Pgflows"
 import type * as PgflowsConfig from "pgflows/PgflowsConfig"
 import type * as PgflowsApi from "../PgflowsApi.ts"
-import { RunNotFound, ServiceUnavailable } from "../ServerError.ts"
+import { BadRequest, RunNotFound, ServiceUnavailable } from "../ServerError.ts"
 import * as Runs from "./runs.ts"
+import * as ViewStatements from "./viewStatements.ts"
 
 type Client = Pgflows.Pgflows["Service"]
 
-/** A timestamptz column as ISO 8601 text in UTC, with microseconds. */
-const iso = (column: string) => `to_char(${column} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`
-
-/** A stored JSON value, unless it is larger than the dashboard should load (then its size). */
-const bounded = (column: string) =>
-  `CASE WHEN pg_column_size(${column}) > 65536 THEN jsonb_build_object('_truncated', pg_column_size(${column})) ` +
-  `ELSE ${column} END`
-
-/**
- * A stored error's tag and a line about it. The stored form is an envelope (`{ source, error }`, see
- * pgflows' internal/failure.ts): the tag is the inner error's; the line its message, else its fields.
- */
-const errorTag = "coalesce(error->'error'->>'_tag', error->>'_tag')"
-const errorMessage = "left(coalesce(error->'error'->>'message', error->>'message', " +
-  "CASE WHEN jsonb_typeof(error->'error') = 'object' THEN ((error->'error') - '_tag')::text END), 300)"
+/** The states, in the order the dashboard shows their counts. */
+const statuses = ["pending", "running", "suspended", "completed", "failed", "cancelled"] as const
 
 const unavailable = (operation: string) => (cause: unknown) =>
   Effect.andThen(
@@ -59,7 +53,13 @@ interface RunRowRecord {
   readonly wake_at: string | null
 }
 
-/** The list's cursor: the creation time (as text) and id of the page's last row. */
+/**
+ * The most runs of a range the throughput reads, newest first: beyond, the buckets before the
+ * oldest run read are partial, and `throughputFrom` says from when they are whole.
+ */
+export const throughputLimit = 100_000
+
+/** A search's cursor: the creation time (as text) and id of the page's last row. */
 const encodeCursor = (createdAt: string, id: string) =>
   Buffer.from(JSON.stringify([createdAt, id]), "utf8").toString("base64url")
 
@@ -78,7 +78,7 @@ const decodeCursor = (cursor: string): readonly [string, string] | undefined => 
 export interface Views {
   readonly runs: (
     query: typeof PgflowsApi.RunsViewQuery.Type
-  ) => Effect.Effect<typeof PgflowsApi.RunRowPage.Type, ServiceUnavailable>
+  ) => Effect.Effect<typeof PgflowsApi.RunRowPage.Type, BadRequest | ServiceUnavailable>
   readonly run: (id: string) => Effect.Effect<typeof PgflowsApi.RunDetail.Type, RunNotFound | ServiceUnavailable>
   readonly stats: (
     query: typeof PgflowsApi.StatsQuery.Type
@@ -90,64 +90,94 @@ export const make = (
   config: PgflowsConfig.PgflowsConfig,
   client: Client
 ): Views => {
-  const s = Identifier.quote(config.schema)
+  const statements = ViewStatements.make(config.schema)
+
+  const toRow = (row: RunRowRecord): typeof PgflowsApi.RunRow.Type => ({
+    id: row.id,
+    workflow: row.workflow,
+    version: Number(row.version),
+    status: row.status,
+    executions: Number(row.executions),
+    parentId: row.parent_id,
+    forkedFrom: row.forked_from,
+    errorTag: row.error_tag,
+    errorMessage: row.error_message,
+    createdAt: row.created_at,
+    updatedAt: row.updated_at,
+    completedAt: row.completed_at,
+    wakeAt: row.wake_at
+  })
+
+  /** The rows of these runs, by primary key, in the order given (a run gone meanwhile is left out). */
+  const byId = (ids: ReadonlyArray<string>) =>
+    ids.length === 0
+      ? Effect.succeed([])
+      : Effect.map(
+        sql.unsafe<RunRowRecord>(statements.byId, [ids]),
+        (rows) => {
+          const found = new Map(rows.map((row) => [row.id, row]))
+          return ids.flatMap((id) => {
+            const row = found.get(id)
+            return row === undefined ? [] : [toRow(row)]
+          })
+        }
+      )
+
+  const badCursor = new BadRequest({ message: "cursor: not one that this list handed out", issues: [] })
+
+  /** The client's list, each run of the page then read by primary key for the dashboard's columns. */
+  const listed = (query: typeof PgflowsApi.RunsViewQuery.Type, limit: number) =>
+    client.list({
+      workflow: query.workflow,
+      version: query.version,
+      status: query.status,
+      createdAfter: query.from === undefined ? undefined : new Date(query.from),
+      createdBefore: query.to === undefined ? undefined : new Date(query.to),
+      limit,
+      cursor: query.cursor
+    }).pipe(
+      Effect.catchTags({
+        InvalidFilter: (error) => Effect.fail(new BadRequest({ message: error.message, issues: [] })),
+        StoreError: unavailable("listing runs")
+      }),
+      Effect.flatMap((page) =>
+        Effect.map(
+          byId(page.runs.map((run) => run.id)).pipe(Effect.catch(unavailable("listing runs"))),
+          (rows) => ({ runs: rows, nextCursor: page.nextCursor ?? null })
+        )
+      )
+    )
+
+  /** A search: the run with this id and its children, with the other filters, newest first. */
+  const searched = (query: typeof PgflowsApi.RunsViewQuery.Type, id: string, limit: number) =>
+    Effect.gen(function*() {
+      const cursor = query.cursor === undefined ? undefined : decodeCursor(query.cursor)
+      if (query.cursor !== undefined && cursor === undefined) return yield* Effect.fail(badCursor)
+      const rows = yield* sql.unsafe<RunRowRecord & { readonly created_text: string }>(
+        statements.search,
+        [
+          id,
+          query.workflow ?? null,
+          query.version ?? null,
+          query.status ?? null,
+          query.from ?? null,
+          query.to ?? null,
+          cursor?.[0] ?? null,
+          cursor?.[1] ?? null,
+          limit + 1
+        ]
+      ).pipe(Effect.catch(unavailable("searching runs")))
+      const page = rows.slice(0, limit)
+      const last = page[page.length - 1]
+      return {
+        runs: page.map(toRow),
+        nextCursor: rows.length > limit && last !== undefined ? encodeCursor(last.created_at, last.id) : null
+      }
+    })
 
   const runs: Views["runs"] = (query) => {
     const limit = query.limit ?? 50
-    const cursor = query.cursor === undefined ? undefined : decodeCursor(query.cursor)
-    const params = [
-      query.workflow ?? null,
-      query.version ?? null,
-      query.status ?? null,
-      query.from ?? null,
-      query.to ?? null,
-      query.q ?? null,
-      cursor?.[0] ?? null,
-      cursor?.[1] ?? null,
-      limit + 1
-    ]
-    return sql.unsafe<RunRowRecord>(
-      `SELECT id, workflow, version, status, executions, parent_id, forked_from,
-  CASE WHEN status = 'failed' THEN ${errorTag} END AS error_tag,
-  CASE WHEN status = 'failed' THEN ${errorMessage} END AS error_message,
-  ${iso("created_at")} AS created_at, ${iso("updated_at")} AS updated_at,
-  ${iso("completed_at")} AS completed_at, ${iso("wake_at")} AS wake_at
-FROM ${s}.runs
-WHERE ($1::text IS NULL OR workflow = $1)
-  AND ($2::int IS NULL OR version = $2)
-  AND ($3::text IS NULL OR status = $3)
-  AND ($4::timestamptz IS NULL OR created_at >= $4::timestamptz)
-  AND ($5::timestamptz IS NULL OR created_at < $5::timestamptz)
-  AND ($6::text IS NULL OR strpos(id, $6) > 0)
-  AND ($7::timestamptz IS NULL OR (created_at, id) < ($7::timestamptz, $8::text))
-ORDER BY created_at DESC, id DESC
-LIMIT $9`,
-      params
-    ).pipe(
-      Effect.map((rows) => {
-        const page = rows.slice(0, limit)
-        const last = page[page.length - 1]
-        return {
-          runs: page.map((row) => ({
-            id: row.id,
-            workflow: row.workflow,
-            version: Number(row.version),
-            status: row.status,
-            executions: Number(row.executions),
-            parentId: row.parent_id,
-            forkedFrom: row.forked_from,
-            errorTag: row.error_tag,
-            errorMessage: row.error_message,
-            createdAt: row.created_at,
-            updatedAt: row.updated_at,
-            completedAt: row.completed_at,
-            wakeAt: row.wake_at
-          })),
-          nextCursor: rows.length > limit && last !== undefined ? encodeCursor(last.created_at, last.id) : null
-        }
-      }),
-      Effect.catch(unavailable("listing runs"))
-    )
+    return query.q === undefined ? listed(query, limit) : searched(query, query.q, limit)
   }
 
   const run: Views["run"] = (id) =>
@@ -166,9 +196,7 @@ LIMIT $9`,
           consumed_key: string | null
           consumed_at: string | null
         }>(
-          `SELECT name, ${bounded("payload")} AS payload, ${iso("sent_at")} AS sent_at, consumed_key,
-  ${iso("consumed_at")} AS consumed_at
-FROM ${s}.signals WHERE run_id = $1 ORDER BY id LIMIT 500`,
+          statements.signals,
           [id]
         ),
         sql.unsafe<{
@@ -179,14 +207,11 @@ FROM ${s}.signals WHERE run_id = $1 ORDER BY id LIMIT 500`,
           created_at: string
           completed_at: string | null
         }>(
-          `SELECT id, workflow, version, status, ${iso("created_at")} AS created_at,
-  ${iso("completed_at")} AS completed_at
-FROM ${s}.runs WHERE parent_id = $1 ORDER BY created_at, id LIMIT 500`,
+          statements.children,
           [id]
         ),
         sql.unsafe<{ key: string; value: unknown; updated_at: string }>(
-          `SELECT key, ${bounded("value")} AS value, ${iso("updated_at")} AS updated_at
-FROM ${s}.events WHERE run_id = $1 ORDER BY key LIMIT 500`,
+          statements.events,
           [id]
         )
       ], { concurrency: "unbounded" }).pipe(Effect.catch(unavailable("reading a run's signals, children and events")))
@@ -220,44 +245,20 @@ FROM ${s}.events WHERE run_id = $1 ORDER BY key LIMIT 500`,
       const span = Math.max(1, to.getTime() - from.getTime())
       const count = query.buckets ?? 30
       const bucketSeconds = Math.max(1, Math.ceil(span / count / 1000))
-      const params = [from.toISOString(), to.toISOString(), bucketSeconds]
-      const [counts, ended, started, versions, dead, workers] = yield* Effect.all([
-        sql.unsafe<{ workflow: string; status: string; n: number }>(
-          `SELECT workflow, status, count(*)::int AS n FROM ${s}.runs
-WHERE status IN ('pending', 'running', 'suspended') OR (created_at >= $1::timestamptz AND created_at < $2::timestamptz)
-GROUP BY workflow, status`,
-          params.slice(0, 2)
-        ),
-        sql.unsafe<{ workflow: string; bucket: number; status: string; n: number }>(
-          `SELECT workflow, floor(extract(epoch FROM completed_at - $1::timestamptz) / $3)::int AS bucket, status,
-  count(*)::int AS n
-FROM ${s}.runs
-WHERE completed_at >= $1::timestamptz AND completed_at < $2::timestamptz
-  AND status IN ('completed', 'failed', 'cancelled')
-GROUP BY 1, 2, 3`,
-          params
-        ),
-        sql.unsafe<{ workflow: string; bucket: number; n: number }>(
-          `SELECT workflow, floor(extract(epoch FROM created_at - $1::timestamptz) / $3)::int AS bucket,
-  count(*)::int AS n
-FROM ${s}.runs WHERE created_at >= $1::timestamptz AND created_at < $2::timestamptz
-GROUP BY 1, 2`,
-          params
+      const [throughput, versions, workers] = yield* Effect.all([
+        sql.unsafe<{
+          workflow: string
+          status: string
+          created: number
+          ended: number | null
+          n: number
+          oldest: string
+        }>(
+          statements.throughput,
+          [from.toISOString(), to.toISOString(), bucketSeconds, throughputLimit]
         ),
         sql.unsafe<{ workflow: string; version: number }>(
-          `SELECT workflow, version FROM ${s}.runs GROUP BY 1, 2 ORDER BY 1, 2 LIMIT 2000`
-        ),
-        sql.unsafe<{
-          id: string
-          workflow: string
-          version: number
-          error_tag: string | null
-          error_message: string | null
-          completed_at: string | null
-        }>(
-          `SELECT id, workflow, version, ${errorTag} AS error_tag, ${errorMessage} AS error_message,
-  ${iso("completed_at")} AS completed_at
-FROM ${s}.runs WHERE status = 'failed' ORDER BY completed_at DESC NULLS LAST, id DESC LIMIT 20`
+          statements.versions
         ),
         sql.unsafe<{
           id: string
@@ -266,18 +267,33 @@ FROM ${s}.runs WHERE status = 'failed' ORDER BY completed_at DESC NULLS LAST, id
           heartbeat_at: string
           alive: boolean
         }>(
-          `SELECT id, workflows, ${iso("started_at")} AS started_at, ${iso("heartbeat_at")} AS heartbeat_at,
-  expires_at > now() AS alive
-FROM ${s}.workers WHERE queue = $1 ORDER BY heartbeat_at DESC LIMIT 100`,
+          statements.workers,
           [config.queue]
         )
       ], { concurrency: "unbounded" }).pipe(Effect.catch(unavailable("reading statistics")))
-      const metrics = yield* client.queueMetrics().pipe(Effect.catch(unavailable("reading the queue")))
+      const [counts, letters, metrics] = yield* Effect.all([
+        client.counts(),
+        client.deadLetters({ limit: 20 }),
+        client.queueMetrics()
+      ], { concurrency: "unbounded" }).pipe(
+        Effect.catchTags({
+          // No filter is given, so none can be refused.
+          InvalidFilter: Effect.die,
+          StoreError: unavailable("reading statistics")
+        })
+      )
+      const dead = yield* byId(letters.deadLetters.map((letter) => letter.id)).pipe(
+        Effect.catch(unavailable("reading dead letters"))
+      )
+      const failedAt = new Map(letters.deadLetters.map((letter) => [letter.id, letter.failedAt.toISOString()]))
+      const read = throughput.reduce((total, row) => total + row.n, 0)
+      const throughputFrom = read < throughputLimit || throughput.length === 0
+        ? from.toISOString()
+        : throughput.reduce((oldest, row) => row.oldest < oldest ? row.oldest : oldest, to.toISOString())
       const buckets = Math.ceil(span / 1000 / bucketSeconds)
       const names = new Set<string>([
-        ...counts.map((row) => row.workflow),
-        ...ended.map((row) => row.workflow),
-        ...started.map((row) => row.workflow),
+        ...counts.workflows.map((row) => row.workflow),
+        ...throughput.map((row) => row.workflow),
         ...versions.map((row) => row.workflow)
       ])
       const workflows = [...names].sort().map((workflow) => {
@@ -288,24 +304,27 @@ FROM ${s}.workers WHERE queue = $1 ORDER BY heartbeat_at DESC LIMIT 100`,
           failed: 0,
           cancelled: 0
         }))
-        for (const row of started) {
-          if (row.workflow === workflow && series[row.bucket] !== undefined) series[row.bucket]!.started += row.n
-        }
-        for (const row of ended) {
-          const bucket = row.workflow === workflow ? series[row.bucket] : undefined
+        for (const row of throughput) {
+          if (row.workflow !== workflow) continue
+          const created = series[row.created]
+          if (created !== undefined) created.started += row.n
+          const ended = row.ended === null ? undefined : series[row.ended]
           if (
-            bucket !== undefined &&
+            ended !== undefined &&
             (row.status === "completed" || row.status === "failed" || row.status === "cancelled")
           ) {
-            bucket[row.status] += row.n
+            ended[row.status] += row.n
           }
         }
+        const counted = counts.workflows.find((row) => row.workflow === workflow)
+        const states = counted === undefined
+          ? []
+          : statuses.flatMap((status) => counted[status].count > 0 ? [[status, counted[status]] as const] : [])
         return {
           workflow,
           versions: versions.filter((row) => row.workflow === workflow).map((row) => Number(row.version)),
-          counts: Object.fromEntries(
-            counts.filter((row) => row.workflow === workflow).map((row) => [row.status, row.n])
-          ),
+          counts: Object.fromEntries(states.map(([status, { count }]) => [status, count])),
+          estimated: states.flatMap(([status, { exact }]) => exact ? [] : [status]),
           buckets: series
         }
       })
@@ -313,6 +332,7 @@ FROM ${s}.workers WHERE queue = $1 ORDER BY heartbeat_at DESC LIMIT 100`,
         from: from.toISOString(),
         to: to.toISOString(),
         bucketSeconds,
+        throughputFrom,
         workflows,
         queue: {
           name: metrics.queue,
@@ -321,15 +341,16 @@ FROM ${s}.workers WHERE queue = $1 ORDER BY heartbeat_at DESC LIMIT 100`,
           oldestAgeSeconds: metrics.oldestMessageAge === undefined
             ? null
             : Duration.toMillis(metrics.oldestMessageAge) / 1000,
-          archived: metrics.archived
+          archived: metrics.archived,
+          archivedExact: metrics.archivedExact
         },
         deadLetters: dead.map((row) => ({
           id: row.id,
           workflow: row.workflow,
-          version: Number(row.version),
-          errorTag: row.error_tag,
-          errorMessage: row.error_message,
-          completedAt: row.completed_at
+          version: row.version,
+          errorTag: row.errorTag,
+          errorMessage: row.errorMessage,
+          completedAt: failedAt.get(row.id) ?? row.completedAt
         })),
         workers: workers.map((row) => ({
           id: row.id,
