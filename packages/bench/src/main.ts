@@ -49,6 +49,12 @@ const historySamples = arg("history-samples", 200)
  * measurements.
  */
 const only = process.argv.find((a) => a.startsWith("--only="))?.split("=")[1]
+/**
+ * `--statements`: load `pg_stat_statements` into the embedded server and report, for the per-call
+ * phase, every statement with its calls, rows and execution time per workflow (the extension's own
+ * cost is in every figure of such a run: compare figures of runs without it).
+ */
+const statements = process.argv.includes("--statements")
 
 const percentile = (sorted: ReadonlyArray<number>, p: number) =>
   sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? Number.NaN
@@ -142,6 +148,40 @@ const measured = <E, R>(postmaster: number | undefined, workflows: number, body:
       postgresCpuMsPerWorkflow: pg0 === undefined || pg1 === undefined ? null : round((pg1 - pg0) / workflows, 3),
       writeTransactionsPerWorkflow: round((Number(after.xid) - Number(before.xid)) / workflows),
       walBytesPerWorkflow: round(Number(wal!.bytes) / workflows, 0)
+    }
+  })
+
+/** A statement's text on one line, cut to a length a table can show. */
+const oneLine = (query: string) => {
+  const line = query.replace(/\s+/g, " ").trim()
+  return line.length > 160 ? `${line.slice(0, 157)}...` : line
+}
+
+/**
+ * Runs `body` (which completes `workflows` runs) with `pg_stat_statements` reset before, and reads
+ * what each statement cost per workflow after: calls, rows, execution time.
+ */
+const perStatement = <A, E, R>(workflows: number, body: Effect.Effect<A, E, R>) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    yield* sql`CREATE EXTENSION IF NOT EXISTS pg_stat_statements`
+    yield* sql`SELECT pg_stat_statements_reset()`
+    const figures = yield* body
+    const rows = yield* sql<{ query: string; calls: string; rows: string; ms: number }>`
+      SELECT query, calls::text, rows::text, total_exec_time AS ms FROM pg_stat_statements
+      WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+        AND query NOT LIKE '%pg_stat_statements%'
+      ORDER BY calls DESC, total_exec_time DESC`
+    const per = (n: number | string, digits = 2) => round(Number(n) / workflows, digits)
+    return {
+      figures,
+      statementsPerWorkflow: per(rows.reduce((total, row) => total + Number(row.calls), 0)),
+      statements: rows.filter((row) => Number(row.calls) >= workflows / 20).map((row) => ({
+        callsPerWorkflow: per(row.calls),
+        rowsPerWorkflow: per(row.rows),
+        msPerWorkflow: per(row.ms, 4),
+        query: oneLine(row.query)
+      }))
     }
   })
 
@@ -244,7 +284,11 @@ const main = Effect.gen(function*() {
     server = "DATABASE_URL"
   } else {
     yield* progress("starting an embedded PostgreSQL (default, durable settings)")
-    const embedded = yield* EmbeddedServer.start()
+    const embedded = yield* EmbeddedServer.start(
+      statements
+        ? { settings: { shared_preload_libraries: "pg_stat_statements", "pg_stat_statements.track": "all" } }
+        : {}
+    )
     url = embedded.url
     postmaster = embedded.pid
     server = `embedded PostgreSQL ${embedded.version}`
@@ -262,7 +306,8 @@ const main = Effect.gen(function*() {
     yield* progress(`sequential latency, ${latencyRuns} runs of a 3-step workflow`)
     const sequential = skip("latency") ? null : yield* latency
     yield* progress(`per call, ${throughputRuns} runs of a 3-step workflow by ${concurrency} callers (start, result)`)
-    const calls = skip("per-call") ? null : yield* perCall(postmaster)
+    const counted = skip("per-call") || !statements ? null : yield* perStatement(throughputRuns, perCall(postmaster))
+    const calls = skip("per-call") ? null : counted?.figures ?? (yield* perCall(postmaster))
     yield* progress(`batch, ${throughputRuns} runs of a 3-step workflow (startBatch) at concurrency ${concurrency}`)
     const flow = skip("throughput") ? null : yield* throughput(postmaster)
     yield* Fiber.interrupt(worker)
@@ -287,7 +332,13 @@ const main = Effect.gen(function*() {
       cpus: Os.cpus().length,
       rawInsertsPerSecond: { connections1: insert1, connections8: insert8 },
       sequentialLatencyMs: sequential,
-      perCall: { runs: throughputRuns, callers: concurrency, ...calls },
+      perCall: {
+        runs: throughputRuns,
+        callers: concurrency,
+        ...calls,
+        ...(counted === null ? {} : { statementsPerWorkflow: counted.statementsPerWorkflow })
+      },
+      statements: counted?.statements ?? null,
       throughput: { runs: throughputRuns, concurrency, ...flow },
       recoveryAfterKillMs: recovered,
       http,

@@ -39,7 +39,6 @@ import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
-import * as PubSub from "effect/PubSub"
 import * as Queue from "effect/Queue"
 import * as Result from "effect/Result"
 import type * as SqlClient from "effect/sql/SqlClient"
@@ -53,6 +52,7 @@ import * as Fork from "./internal/fork.ts"
 import { storeProblem } from "./internal/json.ts"
 import * as Keys from "./internal/keys.ts"
 import * as Listener from "./internal/listener.ts"
+import * as RunEvents from "./internal/runEvents.ts"
 import * as Runner from "./internal/runner.ts"
 import type * as Slots from "./internal/slots.ts"
 import * as Telemetry from "./internal/telemetry.ts"
@@ -108,6 +108,12 @@ import * as Store from "./Store.ts"
 import * as StoredText from "./StoredText.ts"
 import type * as Workflow from "./Workflow.ts"
 import * as WorkQueue from "./WorkQueue.ts"
+
+/** What wakes a wait for a run's end: its end, here or in another process, or its cancel. */
+const isEnd = (event: RunEvents.Event) => event._tag !== "Event"
+
+/** What wakes a wait for a run's event: an event it published. */
+const isEvent = (event: RunEvents.Event) => event._tag === "Event"
 
 /**
  * @category models
@@ -486,7 +492,7 @@ const make = <const W extends ReadonlyArray<Workflow.Any>>(options: Options<W>) 
       tracer: config.otelEnabled ? yield* Telemetry.tracerFor(services) : undefined
     }
     const workerId = `${Os.hostname()}:${process.pid}:${Crypto.randomBytes(3).toString("hex")}`
-    const events = yield* PubSub.unbounded<Runner.Event>()
+    const events = RunEvents.make()
     const runner = yield* Runner.make({ env, registry, worker: workerId, events })
     const wakeups = yield* Queue.make<void>({ capacity: 1, strategy: "dropping" })
     /** The worker running in this process, if any: `start` hands it new runs directly. */
@@ -707,7 +713,7 @@ const make = <const W extends ReadonlyArray<Workflow.Any>>(options: Options<W>) 
 
     const result = Effect.fn("Pgflows.result")(function*(id: string, resultOptions?: { timeout?: Duration.Input }) {
       const wait = Effect.scoped(Effect.gen(function*() {
-        const subscription = yield* PubSub.subscribe(events)
+        const watch = yield* events.watch(id, isEnd)
         let pause = 10
         while (true) {
           // A run executing here announces its end with its outcome: no need to read it meanwhile.
@@ -721,12 +727,7 @@ const make = <const W extends ReadonlyArray<Workflow.Any>>(options: Options<W>) 
             }
           }
           // Woken by the run's end (NOTIFY or a local execution), else polled with backoff.
-          const event = yield* PubSub.take(subscription).pipe(
-            Effect.repeat({
-              until: (event) => event._tag !== "Runnable" && event.runId === id
-            }),
-            Effect.timeoutOption(Duration.millis(pause))
-          )
+          const event = yield* watch.next(pause)
           if (Option.isSome(event) && event.value._tag === "Ended") return event.value satisfies Ending
           pause = Math.min(pause * 2, Duration.toMillis(config.pollInterval))
         }
@@ -871,7 +872,7 @@ const make = <const W extends ReadonlyArray<Workflow.Any>>(options: Options<W>) 
       if (outcome === "not-found") return yield* new RunNotFound({ runId: id })
       if (outcome === "cancelled") {
         yield* runner.interrupt(id, "cancelled")
-        yield* PubSub.publish(events, { _tag: "Cancelled", runId: id })
+        events.publish({ _tag: "Cancelled", runId: id })
       }
       return outcome satisfies CancelOutcome
     })
@@ -915,7 +916,7 @@ const make = <const W extends ReadonlyArray<Workflow.Any>>(options: Options<W>) 
         ? 0
         : Duration.toMillis(Duration.fromInputUnsafe(eventOptions.timeout))
       return yield* Effect.scoped(Effect.gen(function*() {
-        const subscription = yield* PubSub.subscribe(events)
+        const watch = yield* events.watch(id, isEvent)
         const deadline = (yield* Clock.currentTimeMillis) + timeout
         let pause = 10
         while (true) {
@@ -923,10 +924,7 @@ const make = <const W extends ReadonlyArray<Workflow.Any>>(options: Options<W>) 
           if (Option.isSome(value)) return value
           const left = deadline - (yield* Clock.currentTimeMillis)
           if (left <= 0) return value
-          yield* PubSub.take(subscription).pipe(
-            Effect.repeat({ until: (event) => event._tag === "Event" && event.runId === id }),
-            Effect.timeoutOption(Duration.millis(Math.min(pause, left)))
-          )
+          yield* watch.next(Math.min(pause, left))
           pause = Math.min(pause * 2, Duration.toMillis(config.pollInterval))
         }
       }))

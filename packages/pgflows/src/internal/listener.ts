@@ -5,7 +5,6 @@
  * polling covers the gap.
  */
 import * as Effect from "effect/Effect"
-import * as PubSub from "effect/PubSub"
 import * as Queue from "effect/Queue"
 import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
@@ -30,7 +29,7 @@ export const listen = (options: {
         if (notification._tag === "Runnable") yield* Queue.offer(wakeups, undefined)
         else {
           if (notification._tag === "Cancelled") yield* runner.interrupt(notification.runId, "cancelled")
-          yield* PubSub.publish(runner.events, notification)
+          runner.events.publish(notification)
         }
       }
     })).pipe(

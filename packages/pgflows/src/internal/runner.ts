@@ -19,11 +19,11 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Latch from "effect/Latch"
-import * as PubSub from "effect/PubSub"
 import type * as Scope from "effect/Scope"
 import type * as Store from "../Store.ts"
 import type * as Workflow from "../Workflow.ts"
 import { type EngineEnv, markerDelay, type Outcome, RunExecution, type StopReason } from "./engine.ts"
+import type * as RunEvents from "./runEvents.ts"
 import * as Versions from "./versions.ts"
 
 export interface Inflight {
@@ -35,18 +35,6 @@ export interface Inflight {
  * What a process learns about runs: the store's notifications, and the ends of runs executed here,
  * which carry their outcome so a waiting `result` needs no query.
  */
-export type Event =
-  | Store.Notification
-  | {
-    readonly _tag: "Ended"
-    readonly runId: string
-    readonly workflow: string
-    readonly version: number
-    readonly status: "completed" | "failed"
-    readonly output: unknown
-    readonly error: unknown
-  }
-
 export interface Runner {
   readonly worker: string
   readonly inflight: ReadonlyMap<string, Inflight>
@@ -57,7 +45,7 @@ export interface Runner {
   /** Stops executions with `shutdown` (their runs are handed back) and waits for them to end. */
   readonly handBack: (executions: ReadonlyArray<Inflight>) => Effect.Effect<void>
   /** Notifications, and the ends of runs executed here. */
-  readonly events: PubSub.PubSub<Event>
+  readonly events: RunEvents.RunEvents
   /** Whether the engine is shutting down: workers claim nothing more. */
   readonly closing: () => boolean
 }
@@ -67,7 +55,7 @@ export const make = (options: {
   /** The definitions this process executes, by workflow key (`internal/versions.ts`). */
   readonly registry: ReadonlyMap<string, Workflow.Any>
   readonly worker: string
-  readonly events: PubSub.PubSub<Event>
+  readonly events: RunEvents.RunEvents
 }): Effect.Effect<Runner, never, Scope.Scope> =>
   Effect.gen(function*() {
     const { env, registry, events } = options
@@ -85,15 +73,17 @@ export const make = (options: {
         const fiber = yield* execution.run.pipe(
           Effect.tap((outcome) =>
             outcome._tag === "Ended" && (outcome.kind === "complete" || outcome.kind === "fail")
-              ? PubSub.publish(events, {
-                _tag: "Ended",
-                runId: claimed.run.id,
-                workflow: claimed.run.workflow,
-                version: claimed.run.version,
-                status: outcome.kind === "complete" ? "completed" : "failed",
-                output: outcome.kind === "complete" ? outcome.output : null,
-                error: outcome.kind === "fail" ? outcome.error : null
-              })
+              ? Effect.sync(() =>
+                events.publish({
+                  _tag: "Ended",
+                  runId: claimed.run.id,
+                  workflow: claimed.run.workflow,
+                  version: claimed.run.version,
+                  status: outcome.kind === "complete" ? "completed" : "failed",
+                  output: outcome.kind === "complete" ? outcome.output : null,
+                  error: outcome.kind === "fail" ? outcome.error : null
+                })
+              )
               : Effect.void
           ),
           Effect.ensuring(Effect.sync(() => {
