@@ -154,7 +154,7 @@ const measured = <E, R>(postmaster: number | undefined, workflows: number, body:
 /** A statement's text on one line, cut to a length a table can show. */
 const oneLine = (query: string) => {
   const line = query.replace(/\s+/g, " ").trim()
-  return line.length > 160 ? `${line.slice(0, 157)}...` : line
+  return line.length > 400 ? `${line.slice(0, 397)}...` : line
 }
 
 /**
@@ -176,7 +176,7 @@ const perStatement = <A, E, R>(workflows: number, body: Effect.Effect<A, E, R>) 
     return {
       figures,
       statementsPerWorkflow: per(rows.reduce((total, row) => total + Number(row.calls), 0)),
-      statements: rows.filter((row) => Number(row.calls) >= workflows / 20).map((row) => ({
+      statements: rows.filter((row) => Number(row.calls) >= workflows / 100).map((row) => ({
         callsPerWorkflow: per(row.calls),
         rowsPerWorkflow: per(row.rows),
         msPerWorkflow: per(row.ms, 4),

@@ -53,6 +53,7 @@ import { storeProblem } from "./internal/json.ts"
 import * as Keys from "./internal/keys.ts"
 import * as Listener from "./internal/listener.ts"
 import * as RunEvents from "./internal/runEvents.ts"
+import * as RunIds from "./internal/runIds.ts"
 import * as Runner from "./internal/runner.ts"
 import type * as Slots from "./internal/slots.ts"
 import * as Telemetry from "./internal/telemetry.ts"
@@ -557,7 +558,7 @@ const make = <const W extends ReadonlyArray<Workflow.Any>>(options: Options<W>) 
         // With telemetry on, the caller's span becomes the parent of the run's first execution.
         const caller = config.otelEnabled ? yield* Effect.option(Effect.currentParentSpan) : Option.none()
         return {
-          id: startOptions?.id ?? newRunId(yield* Clock.currentTimeMillis),
+          id: startOptions?.id ?? RunIds.make(yield* Clock.currentTimeMillis),
           workflow: workflow.name,
           version: workflow.version,
           input: encoded.success,
@@ -970,7 +971,7 @@ const make = <const W extends ReadonlyArray<Workflow.Any>>(options: Options<W>) 
     const fork = Effect.fn("Pgflows.fork")(function*(id: string, forkOptions: ForkOptions) {
       const plan = yield* forkPlan(id, forkOptions)
       const fromStep = typeof forkOptions.fromStep === "string" ? forkOptions.fromStep : forkOptions.fromStep.name
-      const forkId = forkOptions.id ?? newRunId(yield* Clock.currentTimeMillis)
+      const forkId = forkOptions.id ?? RunIds.make(yield* Clock.currentTimeMillis)
       const idProblem = StoredText.problem(forkId)
       if (idProblem !== undefined) {
         return yield* new InvalidFork({ runId: id, fromStep, reason: `the fork's id cannot be stored: ${idProblem}` })
@@ -1210,13 +1211,3 @@ interface Ending {
 }
 
 const toDate = (millis: number | null): Date | undefined => millis === null ? undefined : new Date(millis)
-
-/** A UUID version 7: time-ordered, so new runs land at the end of the primary-key index. */
-const newRunId = (millis: number): string => {
-  const bytes = Crypto.randomBytes(16)
-  bytes.writeUIntBE(millis, 0, 6)
-  bytes[6] = (bytes[6]! & 0x0f) | 0x70
-  bytes[8] = (bytes[8]! & 0x3f) | 0x80
-  const hex = bytes.toString("hex")
-  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`
-}
