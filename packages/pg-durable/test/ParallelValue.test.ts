@@ -2,9 +2,9 @@
 // decoded from what pg_durable returns agree. The rule: a parallel's value is a tuple with one
 // element per branch, in order, each what a capture of that branch holds read as JSON (a step's
 // output, a SQL node's first column of its first row, an envelope, ...); nested parallels stay
-// nested. Graphs are compiled, read back with PostgreSQL's parser, and run as pg_durable would
-// (fixtures/simulator.ts, steps by a StepWorker) against a stand-in of pg_durable's API
-// (PgDurableHarness.install), whose df.result then goes through PgDurableClient.result.
+// nested. Graphs are compiled, read back with PostgreSQL's parser, started through the client on a
+// stand-in of pg_durable's API and run node by node as pg_durable would (PgDurableHarness, steps by a
+// StepWorker), whose df.result then goes through PgDurableClient.result.
 import { assert, describe, layer } from "@effect/vitest"
 import {
   Compiler,
@@ -20,7 +20,6 @@ import { TestDatabase } from "@pgflows/testing"
 import { Effect, Fiber, Layer, Option, Schema } from "effect"
 import { SqlClient } from "effect/sql"
 import { PgWorkQueue, Step } from "pgflows"
-import { simulate } from "./fixtures/simulator.ts"
 import { double } from "./fixtures/steps.ts"
 
 const echo = Step.make("echo_value", { input: Schema.Unknown, output: Schema.Unknown, run: Effect.succeed })
@@ -38,23 +37,19 @@ const Client = Layer.mergeAll(
 type Equal<A, B> = (<T>() => T extends A ? 1 : 2) extends (<T>() => T extends B ? 1 : 2) ? true : false
 
 /**
- * Starts the graph through the client (pg_durable's stand-in stores it), runs its compiled SQL as
- * pg_durable would and stores the root's result as pg_durable does (jsonb).
+ * Starts the graph through the client (pg_durable's stand-in stores it) and runs it as pg_durable
+ * would (`PgDurableHarness.execute`, which stores the root's result as pg_durable does).
  */
 const simulateRun = (graph: Graph.Any) =>
   Effect.gen(function*() {
-    const sql = yield* SqlClient.SqlClient
     const client = yield* PgDurableClient.PgDurableClient
     const worker = yield* StepWorker.StepWorker
     const compiled = yield* Compiler.compileNode(graph.node, { steps, schemas: graph.schemas }).pipe(Effect.orDie)
     yield* Decompiler.verify(compiled).pipe(Effect.orDie)
     const id = yield* client.start(graph as any).pipe(Effect.orDie)
-    const statement = Compiler.startStatement(compiled)
-    const { durable } = yield* Decompiler.parse(statement.text, statement.params).pipe(Effect.orDie)
     const fiber = yield* Effect.forkChild(worker.run)
-    const simulated = yield* simulate(durable, id).pipe(Effect.ensuring(Fiber.interrupt(fiber)))
-    yield* sql`UPDATE df.instances SET status = 'completed', completed_at = now(),
-      result = ${JSON.stringify(simulated.result)}::jsonb WHERE id = ${id}`
+    const simulated = yield* PgDurableHarness.execute(id).pipe(Effect.orDie, Effect.ensuring(Fiber.interrupt(fiber)))
+    assert.strictEqual(simulated.status, "completed", simulated.error)
     return { id, simulated }
   })
 

@@ -1,15 +1,14 @@
 // The worker binding against a real PostgreSQL without pg_durable: the migrations, the push-mode SQL
 // functions called directly (playing pg_durable's part), the StepWorker running steps with their
 // Schemas, retries and timeouts, and a compiled graph whose SQL nodes are executed exactly as
-// pg_durable would execute them (fixtures/simulator.ts).
+// pg_durable would execute them (PgDurableHarness, on its stand-in of pg_durable's API).
 import { assert, describe, layer } from "@effect/vitest"
-import { Compiler, Decompiler, Graph, PgDurableMigrations, StepWorker } from "@pgflows/pg-durable"
+import { Compiler, Graph, PgDurableHarness, PgDurableMigrations, StepWorker } from "@pgflows/pg-durable"
 import { TestDatabase } from "@pgflows/testing"
 import { Effect, Fiber, Layer, Schema } from "effect"
 import { SqlClient } from "effect/sql"
 import * as Crypto from "node:crypto"
 import { PgflowsConfig, PgWorkQueue, Plugin, Step, WorkQueue } from "pgflows"
-import { simulate } from "./fixtures/simulator.ts"
 import { chargePayment, double, flaky, sendReceipt } from "./fixtures/steps.ts"
 
 const unique = () => Crypto.randomBytes(4).toString("hex")
@@ -49,6 +48,25 @@ const withWorker = <A, E, R>(
     const { schema } = yield* PgflowsConfig.PgflowsConfig
     return yield* body(worker, `"${schema}"`)
   }).pipe(Effect.provide(PgWorkQueue.layer.pipe(Layer.orDie)), Effect.provide(setup(config)))
+
+/**
+ * Starts a compiled graph on the stand-in of pg_durable's API with the statement PgDurableClient
+ * sends, and runs it node by node as pg_durable would (PgDurableHarness), the worker taking its steps.
+ */
+const runGraph = (
+  compiled: Compiler.Compiled,
+  worker: StepWorker.StepWorker["Service"],
+  options?: { readonly label?: string }
+) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    yield* PgDurableHarness.install
+    const statement = Compiler.startStatement(compiled, options)
+    const [row] = yield* sql.unsafe<{ instance_id: string }>(statement.text, [...statement.params])
+    const fiber = yield* Effect.forkChild(worker.run)
+    const outcome = yield* PgDurableHarness.execute(row!.instance_id).pipe(Effect.ensuring(Fiber.interrupt(fiber)))
+    return { id: row!.instance_id, ...outcome }
+  }).pipe(Effect.orDie)
 
 const enqueue = (s: string, step: string, input: unknown, key = "s1", instance = unique()) =>
   Effect.gen(function*() {
@@ -307,17 +325,14 @@ layer(TestDatabase.layer, { excludeTestServices: true })("push mode on PostgreSQ
             Effect.catchTag("GraphCompileError", (error) => Effect.die(error))
           )
           // The parameterised statement, with its values: what PgDurableClient sends.
-          const statement = Compiler.startStatement(compiled, { label: "sim" })
-          const { durable } = yield* Decompiler.parse(statement.text, statement.params)
-          const fiber = yield* Effect.forkChild(worker.run)
-          const run = yield* simulate(durable, "abcd0123")
-          yield* Fiber.interrupt(fiber)
+          const run = yield* runGraph(compiled, worker, { label: "sim" })
+          assert.strictEqual(run.status, "completed", run.error)
           assert.deepStrictEqual(run.result, {
-            rows: [{ sent_to: "CHG-O-'7' $x {y}", instance: "abcd0123" }],
+            rows: [{ sent_to: "CHG-O-'7' $x {y}", instance: run.id }],
             row_count: 1
           })
           assert.include(run.executed[1]!, "pgd_enqueue_step('")
-          assert.include(run.executed[1]!, "'abcd0123', 's1', 'charge_payment'")
+          assert.include(run.executed[1]!, `'${run.id}', 's1', 'charge_payment'`)
         }), { pollInterval: "50 millis" }))
 
     it.effect("a step in a loop gets one call per iteration", () =>
@@ -333,18 +348,17 @@ layer(TestDatabase.layer, { excludeTestServices: true })("push mode on PostgreSQ
             { while: `SELECT count(*) < 3 FROM ${s}.ticks` }
           )
           const compiled = yield* Compiler.compile(graph).pipe(Effect.orDie)
-          const { durable } = yield* Decompiler.parse(compiled.statement)
-          const fiber = yield* Effect.forkChild(worker.run)
-          const run = yield* simulate(durable, "loop0001")
-          yield* Fiber.interrupt(fiber)
+          const run = yield* runGraph(compiled, worker)
+          assert.strictEqual(run.status, "completed", run.error)
           assert.deepStrictEqual(run.result, { rows: [{ output: "2" }], row_count: 1 })
           const rows = yield* sql.unsafe<{ call_id: string; iteration: number; status: string }>(
-            `SELECT call_id, iteration, status FROM ${s}.step_results WHERE instance_id = 'loop0001' ORDER BY iteration`
+            `SELECT call_id, iteration, status FROM ${s}.step_results WHERE instance_id = $1 ORDER BY iteration`,
+            [run.id]
           )
           assert.deepStrictEqual(rows.map((row) => [row.call_id, row.iteration, row.status]), [
-            ["loop0001:s1:1", 1, "completed"],
-            ["loop0001:s1:2", 2, "completed"],
-            ["loop0001:s1:3", 3, "completed"]
+            [`${run.id}:s1:1`, 1, "completed"],
+            [`${run.id}:s1:2`, 2, "completed"],
+            [`${run.id}:s1:3`, 3, "completed"]
           ])
         }), { pollInterval: "50 millis" }))
 
@@ -354,12 +368,10 @@ layer(TestDatabase.layer, { excludeTestServices: true })("push mode on PostgreSQ
           const compiled = yield* Compiler.compile(
             Graph.step(chargePayment, { input: Graph.value({ orderId: "big", amount: 1e6 }) })
           ).pipe(Effect.orDie)
-          const { durable } = yield* Decompiler.parse(compiled.statement)
-          const fiber = yield* Effect.forkChild(worker.run)
-          const error = yield* Effect.flip(simulate(durable, "fail0001"))
-          yield* Fiber.interrupt(fiber)
+          const run = yield* runGraph(compiled, worker)
+          assert.strictEqual(run.status, "failed")
           assert.include(
-            messages(error),
+            run.error,
             "step \"charge_payment\" failed: Declined {\"reason\":\"amount 1000000 over the limit\"}"
           )
         }), { pollInterval: "50 millis" }))
