@@ -13,35 +13,19 @@
  */
 import { NodeRuntime } from "@effect/platform-node"
 import { PgClient } from "@effect/sql-pg"
-import { EmbeddedServer } from "@pgflows/testing"
 import { Console, Effect, Fiber, Layer, Option, Redacted } from "effect"
 import * as ChildProcess from "node:child_process"
 import * as Crypto from "node:crypto"
 import * as Path from "node:path"
-import { DatabaseUrl, Pgflows, PgflowsConfig, type Run } from "pgflows"
+import { Pgflows, PgflowsConfig, type Run } from "pgflows"
+import * as ExampleDatabase from "./ExampleDatabase.ts"
 import { OrderInput, processOrder } from "./Order.ts"
 import { createEffects, sendParcel } from "./Parcel.ts"
 
 const say = (line: string) => Console.log(`[demo] ${line}`)
 
 /** The database to use: the configured one, or an embedded server that lives as long as the scope. */
-const database = Effect.gen(function*() {
-  const config = yield* PgflowsConfig.fromEnv
-  if (config.databaseUrl !== undefined) {
-    yield* say(`using ${DatabaseUrl.describe(config.databaseUrl)} (from the environment)`)
-    return config.databaseUrl.url
-  }
-  yield* say("no DATABASE_URL: starting an embedded PostgreSQL in a temporary directory...")
-  // Registered before the server, so it runs after the server's own finalizer has stopped it.
-  let started = false
-  yield* Effect.addFinalizer(() =>
-    started ? say("embedded PostgreSQL stopped, its data directory removed") : Effect.void
-  )
-  const server = yield* EmbeddedServer.start()
-  started = true
-  yield* say(`embedded PostgreSQL ${server.version} is up on ${server.host}:${server.port} (pid ${server.pid})`)
-  return server.url
-})
+const database = ExampleDatabase.url(say)
 
 const orders = [
   new OrderInput({ orderId: "ORD-1001", amount: 25, express: false }),

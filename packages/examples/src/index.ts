@@ -41,6 +41,14 @@ export * as CheckoutService from "./CheckoutService.ts"
 export * as Diagnoser from "./Diagnoser.ts"
 
 /**
+ * The database the runnable examples use (`npm start`, `npm run example:sre`, `npm run
+ * example:push`): the one the environment names (`DATABASE_URL` or `PGFLOWS_DATABASE_URL`), else an
+ * embedded PostgreSQL in a temporary directory that lives as long as the scope, each step said on
+ * the example's own output.
+ */
+export * as ExampleDatabase from "./ExampleDatabase.ts"
+
+/**
  * The push-mode example's workflow: an expense claim as a `@pgflows/pg-durable` graph, which
  * pg_durable (or, without it, `PgDurableHarness`) runs inside PostgreSQL, calling back into typed
  * pgflows steps.

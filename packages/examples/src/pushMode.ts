@@ -23,32 +23,17 @@ import { NodeRuntime } from "@effect/platform-node"
 import { PgClient } from "@effect/sql-pg"
 import { Compiler, PgDurableClient, PgDurableHarness, StepBinding, StepWorker } from "@pgflows/pg-durable"
 import { Auth, PgflowsServer } from "@pgflows/server"
-import { EmbeddedServer } from "@pgflows/testing"
 import { Console, Effect, Layer, Option, Redacted } from "effect"
 import { HttpServer } from "effect/http"
 import * as Crypto from "node:crypto"
-import { DatabaseUrl, Pgflows, PgflowsConfig, Plugin } from "pgflows"
+import { Pgflows, Plugin } from "pgflows"
+import * as ExampleDatabase from "./ExampleDatabase.ts"
 import { expenseClaim, steps } from "./ExpenseClaim.ts"
 
 const say = (line: string) => Console.log(`[push] ${line}`)
 
 /** The database to use: the configured one, or an embedded server that lives as long as the scope. */
-const database = Effect.gen(function*() {
-  const config = yield* PgflowsConfig.fromEnv
-  if (config.databaseUrl !== undefined) {
-    yield* say(`using ${DatabaseUrl.describe(config.databaseUrl)} (from the environment)`)
-    return config.databaseUrl.url
-  }
-  yield* say("no DATABASE_URL: starting an embedded PostgreSQL in a temporary directory...")
-  let started = false
-  yield* Effect.addFinalizer(() =>
-    started ? say("embedded PostgreSQL stopped, its data directory removed") : Effect.void
-  )
-  const server = yield* EmbeddedServer.start()
-  started = true
-  yield* say(`embedded PostgreSQL ${server.version} is up on ${server.host}:${server.port} (pid ${server.pid})`)
-  return server.url
-})
+const database = ExampleDatabase.url(say)
 
 // ---------------------------------------------------------------------------------------------------
 // Progress: the step calls of each instance, seen by a plugin of the StepWorker and of the server

@@ -21,14 +21,14 @@
  */
 import { NodeRuntime } from "@effect/platform-node"
 import { PgClient } from "@effect/sql-pg"
-import { EmbeddedServer } from "@pgflows/testing"
 import { Console, Effect, Layer, Redacted, Schema } from "effect"
 import { FetchHttpClient, HttpClient, HttpClientRequest } from "effect/http"
 import * as ChildProcess from "node:child_process"
 import * as Path from "node:path"
-import { DatabaseUrl, Pgflows, PgflowsConfig, type Run } from "pgflows"
+import { Pgflows, PgflowsConfig, type Run } from "pgflows"
 import * as CheckoutService from "./CheckoutService.ts"
 import * as Diagnoser from "./Diagnoser.ts"
+import * as ExampleDatabase from "./ExampleDatabase.ts"
 import { Alert, createTables, incidentResponse } from "./Incident.ts"
 import * as IncidentApi from "./IncidentApi.ts"
 import * as IncidentTelemetry from "./IncidentTelemetry.ts"
@@ -37,22 +37,7 @@ const say = (line: string) => Console.log(`[sre] ${line}`)
 const lease = "2 seconds"
 
 /** The database to use: the configured one, or an embedded server that lives as long as the scope. */
-const database = Effect.gen(function*() {
-  const config = yield* PgflowsConfig.fromEnv
-  if (config.databaseUrl !== undefined) {
-    yield* say(`using ${DatabaseUrl.describe(config.databaseUrl)} (from the environment)`)
-    return config.databaseUrl.url
-  }
-  yield* say("no DATABASE_URL: starting an embedded PostgreSQL in a temporary directory...")
-  let started = false
-  yield* Effect.addFinalizer(() =>
-    started ? say("embedded PostgreSQL stopped, its data directory removed") : Effect.void
-  )
-  const server = yield* EmbeddedServer.start()
-  started = true
-  yield* say(`embedded PostgreSQL ${server.version} is up (pid ${server.pid})`)
-  return server.url
-})
+const database = ExampleDatabase.url(say)
 
 /** Relays a child's output, line by line, with its name in front. */
 const relay = (
