@@ -5,10 +5,11 @@
  * to `result` of a 3-step workflow, (c) the per-call path: 2,000 three-step workflows by 64
  * concurrent callers, each doing `start` then `result`, with the worker in this process (the way
  * peers are measured), (d) the batch path: the same 2,000 workflows started with `startBatch` and
- * drained by the worker at concurrency 64, (e) time for a second worker to finish a run whose
+ * drained by the worker at concurrency 64, (d') the queue path: 64 enqueuers each calling `start`
+ * without waiting, drained by the worker of this process, (e) time for a second worker to finish a run whose
  * worker was SIGKILLed, (f) @pgflows/server over loopback HTTP (`http.ts`): the step endpoint and
  * `start`, requests/s and p50/p99, (g) with `--history=100000,1000000`, (b) to (d) again and every
- * client read on top of a preloaded history of ended runs of each size (`history.ts`). (c) and (d)
+ * client read on top of a preloaded history of ended runs of each size (`history.ts`). (c), (d) and (d')
  * report CPU per workflow of this process and of PostgreSQL, write transactions per workflow and WAL
  * bytes per workflow.
  *
@@ -45,7 +46,7 @@ const historySizes = (process.argv.find((a) => a.startsWith("--history="))?.spli
   .split(",").filter((size) => size !== "").map(Number).sort((a, b) => a - b)
 const historySamples = arg("history-samples", 200)
 /**
- * `--only=latency` (or `inserts`, `per-call`, `throughput`, `recovery`, `http`, `history`) skips the other
+ * `--only=latency` (or `inserts`, `per-call`, `queue`, `throughput`, `recovery`, `http`, `history`) skips the other
  * measurements.
  */
 const only = process.argv.find((a) => a.startsWith("--only="))?.split("=")[1]
@@ -205,6 +206,39 @@ const perCall = (postmaster: number | undefined) =>
     })
   )
 
+/** Until none of the benchmark's runs is in flight: the queue's messages, whatever the history. */
+const drained = Effect.gen(function*() {
+  const client = yield* Pgflows.Pgflows
+  let left = throughputRuns
+  while (left > 0) {
+    yield* Effect.sleep("20 millis")
+    left = (yield* client.runsInFlight(threeSteps.name)).reduce((sum, row) => sum + row.runs, 0)
+    if (process.env.BENCH_DEBUG) yield* progress(`left ${left}`)
+  }
+})
+
+/**
+ * 64 enqueuers (`--concurrency`), each calling `start` without waiting for the result, and the
+ * worker of this process draining what they start.
+ */
+const enqueued = (postmaster: number | undefined) =>
+  measured(
+    postmaster,
+    throughputRuns,
+    Effect.gen(function*() {
+      const client = yield* Pgflows.Pgflows
+      let next = 0
+      const enqueuer = Effect.gen(function*() {
+        while (next < throughputRuns) yield* client.start(threeSteps, { n: next++ })
+      })
+      yield* Effect.all(Array.from({ length: concurrency }, () => enqueuer), {
+        concurrency: "unbounded",
+        discard: true
+      })
+      yield* drained
+    })
+  )
+
 const throughput = (postmaster: number | undefined) =>
   measured(
     postmaster,
@@ -217,12 +251,7 @@ const throughput = (postmaster: number | undefined) =>
       }
       // Done when none of them is in flight: the queue's messages, so the poll costs the same whatever
       // history the runs table holds (the history phase measures this with a million ended runs).
-      let left = throughputRuns
-      while (left > 0) {
-        yield* Effect.sleep("20 millis")
-        left = (yield* client.runsInFlight(threeSteps.name)).reduce((sum, row) => sum + row.runs, 0)
-        if (process.env.BENCH_DEBUG) yield* progress(`left ${left}`)
-      }
+      yield* drained
     })
   )
 
@@ -308,6 +337,8 @@ const main = Effect.gen(function*() {
     yield* progress(`per call, ${throughputRuns} runs of a 3-step workflow by ${concurrency} callers (start, result)`)
     const counted = skip("per-call") || !statements ? null : yield* perStatement(throughputRuns, perCall(postmaster))
     const calls = skip("per-call") ? null : counted?.figures ?? (yield* perCall(postmaster))
+    yield* progress(`queue, ${throughputRuns} runs of a 3-step workflow started by ${concurrency} enqueuers (start)`)
+    const queue = skip("queue") ? null : yield* enqueued(postmaster)
     yield* progress(`batch, ${throughputRuns} runs of a 3-step workflow (startBatch) at concurrency ${concurrency}`)
     const flow = skip("throughput") ? null : yield* throughput(postmaster)
     yield* Fiber.interrupt(worker)
@@ -339,6 +370,7 @@ const main = Effect.gen(function*() {
         ...(counted === null ? {} : { statementsPerWorkflow: counted.statementsPerWorkflow })
       },
       statements: counted?.statements ?? null,
+      queue: { runs: throughputRuns, enqueuers: concurrency, ...queue },
       throughput: { runs: throughputRuns, concurrency, ...flow },
       recoveryAfterKillMs: recovered,
       http,
