@@ -4,7 +4,7 @@
  * what it already answers (a run's status and journal, the queue's metrics).
  *
  * Every read is bounded by what it returns, never by the history the tables hold (pgflows'
- * docs/ARCHITECTURE.md, "Reads"; the server's README, "Reads on a long history"): the list, the
+ * docs/ARCHITECTURE.md, "Reads"; its README, "Reads on a long history"): the list, the
  * counts and the dead letters are the client's reads (`list`, `counts`, `deadLetters`), and what the
  * dashboard shows beyond them is read by primary key for the rows of the page; a search is a run id
  * (the run and its children, by the primary key and the `parent_id` index); the versions are a
