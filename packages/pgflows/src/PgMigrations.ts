@@ -30,6 +30,9 @@
  *    runs (`failed_runs`, `cancelled_runs`), so that the client's reads stay bounded by what they
  *    return whatever the history (docs/ARCHITECTURE.md, "Reads"). On a large `runs` table, building
  *    the index and filling the tables takes a while under a lock that blocks writes to `runs`.
+ * 10. `flow_control`: a run's concurrency key and priority (for the named queues of `FlowQueue`),
+ *    and the table `flow_slots` of the runs that hold a slot of a limited queue (docs/ARCHITECTURE.md,
+ *    "Queues and flow control"). Constant defaults: adding the columns rewrites no table.
  *
  * @since 0.1.0
  */
@@ -304,6 +307,23 @@ $fn$`
 SELECT id, workflow, version, created_at, coalesce(completed_at, updated_at) FROM ${s}.runs WHERE status = 'failed'`,
       `INSERT INTO ${s}.cancelled_runs (run_id, workflow, version, created_at, cancelled_at)
 SELECT id, workflow, version, created_at, coalesce(completed_at, updated_at) FROM ${s}.runs WHERE status = 'cancelled'`
+    ]],
+    [10, "flow_control", [
+      // Set when a run of a named queue starts, never changed after: no index, so the updates of the
+      // hot path stay HOT (docs/ARCHITECTURE.md, "Reads").
+      `ALTER TABLE ${s}.runs ADD COLUMN concurrency_key text`,
+      `ALTER TABLE ${s}.runs ADD COLUMN priority integer NOT NULL DEFAULT 0`,
+      // A row per claim of a run of a limited queue, written by that claim. It holds a slot while its
+      // run still has that claim's live lease (the run's row says so: nothing else writes here when a
+      // run ends, parks or loses its lease); the queue's next claim deletes the rows that no longer do.
+      `CREATE TABLE ${s}.flow_slots (
+  run_id text PRIMARY KEY,
+  queue text NOT NULL,
+  key text,
+  token text NOT NULL,
+  claimed_at timestamptz NOT NULL DEFAULT now()
+)`,
+      `CREATE INDEX flow_slots_queue ON ${s}.flow_slots (queue, key)`
     ]]
   ]
 }

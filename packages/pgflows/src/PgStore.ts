@@ -111,7 +111,9 @@ export const layer: Layer.Layer<
         Params.floats(planned.map((run) => run.deadlineAt ?? null)),
         Params.floats(planned.map((run) => run.timeoutMillis ?? null)),
         Params.texts(planned.map((run) => run.trace === undefined ? null : JSON.stringify(run.trace))),
-        Params.ints(planned.map((run) => run.version ?? null))
+        Params.ints(planned.map((run) => run.version ?? null)),
+        Params.texts(planned.map((run) => run.concurrencyKey ?? null)),
+        Params.ints(planned.map((run) => run.priority ?? null))
       ])
       return yield* Effect.forEach(rows, (row, index) => {
         if (row.workflow === null) {
@@ -148,15 +150,45 @@ export const layer: Layer.Layer<
       })
     }, Effect.mapError((cause) => storeError("createRuns", cause)))
 
-    const claim = Effect.fnUntraced(function*(request: Store.ClaimRequest) {
-      const rows = yield* sql.unsafe<ClaimRow>(statements.claim, [
+    /**
+     * The claim statement of a request: the default queue's, or a named queue's (docs/ARCHITECTURE.md,
+     * "Queues and flow control"), whose claims run one at a time when it has limits, each in a
+     * transaction that takes the queue's lock first, so that its statement (a new snapshot) counts
+     * every slot the claim before it took.
+     */
+    const readClaim = (request: Store.ClaimRequest) => {
+      const keys = Params.texts(request.workflows.map((served) => Versions.key(served.workflow, served.version)))
+      const flow = request.queue
+      if (flow === undefined) {
+        return sql.unsafe<ClaimRow>(statements.claim, [
+          q,
+          request.limit,
+          request.leaseMillis,
+          request.worker,
+          keys,
+          limit
+        ])
+      }
+      const statement = sql.unsafe<ClaimRow>(statements.flowClaim, [
         q,
         request.limit,
         request.leaseMillis,
         request.worker,
-        Params.texts(request.workflows.map((served) => Versions.key(served.workflow, served.version))),
-        limit
+        keys,
+        limit,
+        flow.name,
+        flow.concurrency ?? null,
+        flow.keyConcurrency ?? null,
+        flowWindow
       ])
+      if (flow.concurrency === undefined && flow.keyConcurrency === undefined) return statement
+      return sql.withTransaction(
+        Effect.andThen(sql.unsafe(statements.flowLock, [`${config.schema}:${q}:${flow.name}`]), statement)
+      )
+    }
+
+    const claim = Effect.fnUntraced(function*(request: Store.ClaimRequest) {
+      const rows = yield* readClaim(request)
       const claimed: Array<Store.ClaimedRun> = []
       const claimedRuns = new Set<string>()
       for (const row of rows) {
@@ -392,6 +424,25 @@ export const layer: Layer.Layer<
       Effect.mapError((cause) => storeError("inFlight", cause))
     )
 
+    const queueState = (queue: string, workflows: ReadonlyArray<Store.WorkflowVersion>) =>
+      sql.unsafe<{ kind: "due" | "running"; key: string | null; n: number }>(statements.queueState, [
+        q,
+        Params.texts(workflows.map((served) => Versions.key(served.workflow, served.version))),
+        queue
+      ]).pipe(
+        Effect.map((rows): Store.QueueState => {
+          const running = rows.filter((row) => row.kind === "running")
+          return {
+            queue,
+            due: rows.find((row) => row.kind === "due")?.n ?? 0,
+            running: running.reduce((total, row) => total + row.n, 0),
+            runningByKey: running.flatMap((row) => row.key === null ? [] : [{ key: row.key, running: row.n }])
+              .sort((a, b) => a.key < b.key ? -1 : a.key > b.key ? 1 : 0)
+          }
+        }),
+        Effect.mapError((cause) => storeError("queueState", cause))
+      )
+
     const nextWakeup = sql.unsafe<{ ms: number | null }>(statements.nextWakeup, [q]).pipe(
       Effect.map((rows) => rows[0]?.ms ?? undefined),
       Effect.map((ms) => ms === null || ms === undefined ? undefined : Math.max(0, Number(ms))),
@@ -554,6 +605,7 @@ export const layer: Layer.Layer<
       findRuns,
       forkRun,
       inFlight,
+      queueState,
       nextWakeup: engine(nextWakeup),
       announceWorker: (announcement) => engine(announceWorker(announcement)),
       retireWorker: (worker) => engine(retireWorker(worker)),
@@ -565,6 +617,12 @@ export const layer: Layer.Layer<
 ).pipe(Layer.provide(PgflowsConfig.layerDefault))
 
 // internal
+
+/**
+ * A named queue's claim considers this many of its oldest due messages: priorities and per-key
+ * limits order and skip runs among them (docs/ARCHITECTURE.md, "Queues and flow control").
+ */
+const flowWindow = 1000
 
 /** Room left in a message for the other columns of a row that holds one stored value. */
 const rowOverhead = 64 * 1024

@@ -162,6 +162,10 @@ export interface NewRun {
   readonly timeoutMillis?: number | undefined
   /** The span context of the code that starts the run (telemetry on). */
   readonly trace?: TraceContext | undefined
+  /** The run's concurrency key in its named queue (see `FlowQueue`). */
+  readonly concurrencyKey?: string | undefined
+  /** Runs of a named queue are claimed highest priority first (default 0). */
+  readonly priority?: number | undefined
   /**
    * Claim the new run for this worker token at once (the in-process fast path). A store may decline
    * (`PgStore` does inside the caller's transaction: the run must not execute before the commit);
@@ -199,6 +203,40 @@ export interface ClaimRequest {
   readonly workflows: ReadonlyArray<WorkflowVersion>
   readonly limit: number
   readonly leaseMillis: number
+  /**
+   * The named queue the `workflows` belong to: its runs are claimed highest priority first, within
+   * its limits across all workers. Without it, the default queue: in due order, no limits.
+   */
+  readonly queue?: ClaimQueue | undefined
+}
+
+/**
+ * A named queue as a claim sees it: its name and limits (see `FlowQueue`).
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface ClaimQueue {
+  readonly name: string
+  readonly concurrency?: number | undefined
+  readonly keyConcurrency?: number | undefined
+}
+
+/**
+ * What a named queue holds now: runs due and waiting for a slot, runs executing (per concurrency
+ * key), and due runs its last claims left waiting because a limit was reached.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface QueueState {
+  readonly queue: string
+  /** Runs due now, not executing (waiting for a worker or a slot). */
+  readonly due: number
+  /** Runs executing (holding a live lease). */
+  readonly running: number
+  /** Runs executing, per concurrency key (runs without a key are left out). */
+  readonly runningByKey: ReadonlyArray<{ readonly key: string; readonly running: number }>
 }
 
 /**
@@ -597,6 +635,11 @@ export class Store extends Context.Service<Store, {
   readonly forkRun: (request: ForkRequest) => Effect.Effect<ForkResult, StoreError>
   /** Runs that have not ended, by workflow and version. */
   readonly inFlight: Effect.Effect<ReadonlyArray<InFlight>, StoreError>
+  /** The state of a named queue whose runs are those of the given workflow versions. */
+  readonly queueState: (
+    queue: string,
+    workflows: ReadonlyArray<WorkflowVersion>
+  ) => Effect.Effect<QueueState, StoreError>
   /** Milliseconds until the next queued message becomes visible, if any. */
   readonly nextWakeup: Effect.Effect<number | undefined, StoreError>
   /** Records (or renews) a running worker and the workflow versions it serves on this store's queue. */

@@ -39,6 +39,8 @@ export interface Options {
   /** Where `start` finds the worker of this process for the local fast path. */
   readonly local: { current: Slots.LocalWorker | undefined }
   readonly concurrency: number
+  /** Claim again whenever one of its executions ends (it serves a limited queue, whose slot it freed). */
+  readonly wakeOnEnd?: boolean | undefined
 }
 
 /** Claims at most this many runs per statement. */
@@ -48,7 +50,7 @@ export const run = (options: Options): Effect.Effect<never> =>
   Effect.gen(function*() {
     const { runner, config, store, claim, wakeups, concurrency } = options
     const worker = runner.worker
-    const slots = Slots.make(concurrency, () => Queue.offerUnsafe(wakeups, undefined))
+    const slots = Slots.make(concurrency, () => Queue.offerUnsafe(wakeups, undefined), options.wakeOnEnd === true)
     const previous = options.local.current
     options.local.current = Slots.local(slots, runner, yield* Effect.context<never>())
 
