@@ -185,16 +185,12 @@ const make = (
     (run.status === "running" && (run.leaseExpiresAt ?? 0) < now)
 
   /**
-   * The messages a named queue's claim reads (as `PgStore`'s `flowClaim`): among the oldest due
-   * messages of its workflows, the claimable runs highest priority first, then in due order, within
-   * the queue's limits, and the messages whose run cannot be claimed (so the claim fixes them).
+   * What a named queue's claim of up to `limit` runs takes (as `PgStore`'s `flowClaim`): among the
+   * oldest due messages of its workflows, the claimable runs highest priority first, then in due
+   * order, within the queue's limits; how many were claimable; and the messages whose run cannot be
+   * claimed (the claim reads them too, so it fixes them).
    */
-  const readFlow = (
-    request: Store.ClaimRequest,
-    flow: Store.ClaimQueue,
-    keys: ReadonlySet<string>,
-    now: number
-  ) => {
+  const planFlow = (limit: number, flow: Store.ClaimQueue, keys: ReadonlySet<string>, now: number) => {
     const live = liveSlots(flow.name, now)
     const candidates = [...state.messages.values()]
       .filter((m) => m.queue === queue && m.visibleAt <= now && keys.has((m.message as { workflow: string }).workflow))
@@ -208,10 +204,7 @@ const make = (
     const ranked = candidates.filter(isClaimable).sort((a, b) =>
       runOf(b)!.priority - runOf(a)!.priority || a.visibleAt - b.visibleAt || a.msgId - b.msgId
     )
-    const room = Math.min(
-      request.limit,
-      flow.concurrency === undefined ? request.limit : flow.concurrency - live.length
-    )
+    const room = Math.min(limit, flow.concurrency === undefined ? limit : flow.concurrency - live.length)
     const perKey = new Map<string, number>()
     for (const slot of live) if (slot.key !== null) perKey.set(slot.key, (perKey.get(slot.key) ?? 0) + 1)
     const chosen: Array<MemoryMessage> = []
@@ -225,7 +218,18 @@ const make = (
       }
       chosen.push(m)
     }
-    const read = [...chosen, ...candidates.filter((m) => !isClaimable(m))]
+    return { chosen, claimable: ranked.length, unclaimable: candidates.filter((m) => !isClaimable(m)) }
+  }
+
+  /** The claimable due runs of a queue that its limits hold back now. */
+  const throttledIn = (flow: Store.ClaimQueue, keys: ReadonlySet<string>, now: number) => {
+    const plan = planFlow(Number.MAX_SAFE_INTEGER, flow, keys, now)
+    return plan.claimable - plan.chosen.length
+  }
+
+  const readFlow = (request: Store.ClaimRequest, flow: Store.ClaimQueue, keys: ReadonlySet<string>, now: number) => {
+    const plan = planFlow(request.limit, flow, keys, now)
+    const read = [...plan.chosen, ...plan.unclaimable]
     for (const m of read) {
       m.readCount++
       m.visibleAt = now + request.leaseMillis
@@ -694,8 +698,9 @@ const make = (
       return [...counts].sort(([a], [b]) => a < b ? -1 : 1).map(([key, runs]) => ({ ...Versions.parse(key), runs }))
     }),
 
-    queueState: (name, workflows) =>
+    queueState: (flow, workflows) =>
       atNow((now): Store.QueueState => {
+        const name = flow.name
         const keys = new Set(workflows.map((served) => Versions.key(served.workflow, served.version)))
         let due = 0
         for (const m of state.messages.values()) {
@@ -709,7 +714,8 @@ const make = (
           due,
           running: live.length,
           runningByKey: [...byKey].map(([key, running]) => ({ key, running }))
-            .sort((a, b) => a.key < b.key ? -1 : a.key > b.key ? 1 : 0)
+            .sort((a, b) => a.key < b.key ? -1 : a.key > b.key ? 1 : 0),
+          throttled: throttledIn(flow, keys, now)
         }
       }),
 

@@ -424,20 +424,28 @@ export const layer: Layer.Layer<
       Effect.mapError((cause) => storeError("inFlight", cause))
     )
 
-    const queueState = (queue: string, workflows: ReadonlyArray<Store.WorkflowVersion>) =>
-      sql.unsafe<{ kind: "due" | "running"; key: string | null; n: number }>(statements.queueState, [
+    const queueState = (queue: Store.ClaimQueue, workflows: ReadonlyArray<Store.WorkflowVersion>) =>
+      sql.unsafe<{ kind: "due" | "running" | "throttled"; key: string | null; n: number }>(statements.queueState, [
         q,
+        0,
+        0,
+        "",
         Params.texts(workflows.map((served) => Versions.key(served.workflow, served.version))),
-        queue
+        limit,
+        queue.name,
+        queue.concurrency ?? null,
+        queue.keyConcurrency ?? null,
+        flowWindow
       ]).pipe(
         Effect.map((rows): Store.QueueState => {
           const running = rows.filter((row) => row.kind === "running")
           return {
-            queue,
+            queue: queue.name,
             due: rows.find((row) => row.kind === "due")?.n ?? 0,
             running: running.reduce((total, row) => total + row.n, 0),
             runningByKey: running.flatMap((row) => row.key === null ? [] : [{ key: row.key, running: row.n }])
-              .sort((a, b) => a.key < b.key ? -1 : a.key > b.key ? 1 : 0)
+              .sort((a, b) => a.key < b.key ? -1 : a.key > b.key ? 1 : 0),
+            throttled: rows.find((row) => row.kind === "throttled")?.n ?? 0
           }
         }),
         Effect.mapError((cause) => storeError("queueState", cause))

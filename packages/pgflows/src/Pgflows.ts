@@ -573,13 +573,7 @@ const make = <const W extends ReadonlyArray<Workflow.Any>>(options: Options<W>) 
           workflows: group.workflows,
           limit,
           leaseMillis,
-          ...(group.queue.name === FlowQueue.defaultName ? {} : {
-            queue: {
-              name: group.queue.name,
-              concurrency: group.queue.concurrency,
-              keyConcurrency: group.queue.keyConcurrency
-            }
-          })
+          ...(group.queue.name === FlowQueue.defaultName ? {} : { queue: claimQueue(group.queue) })
         })
       if (served.length === 1) return (limit: number) => one(served[0]!, limit)
       return (limit: number) =>
@@ -1300,7 +1294,11 @@ const make = <const W extends ReadonlyArray<Workflow.Any>>(options: Options<W>) 
           local,
           concurrency: workerOptions?.concurrency ?? config.workerConcurrency,
           // A limited queue's slot freed by one of this worker's runs may let it claim another at once.
-          wakeOnEnd: served.some((group) => FlowQueue.isLimited(group.queue))
+          wakeOnEnd: served.some((group) => FlowQueue.isLimited(group.queue)),
+          queues: served.filter((group) => group.queue.name !== FlowQueue.defaultName).map((group) => ({
+            queue: claimQueue(group.queue),
+            workflows: group.workflows
+          }))
         })
       })
 
@@ -1311,7 +1309,10 @@ const make = <const W extends ReadonlyArray<Workflow.Any>>(options: Options<W>) 
         const named = name === config.queue
           ? [...groups.values()].filter((group) => group.queue.name !== FlowQueue.defaultName)
           : []
-        const states = yield* Effect.forEach(named, (group) => store.queueState(group.queue.name, group.workflows))
+        const states = yield* Effect.forEach(
+          named,
+          (group) => store.queueState(claimQueue(group.queue), group.workflows)
+        )
         return { ...metrics, queues: states } satisfies QueueMetrics
       })
 
@@ -1345,6 +1346,13 @@ const make = <const W extends ReadonlyArray<Workflow.Any>>(options: Options<W>) 
       definitions
     })
   })
+
+/** A named queue as the store's claims see it. */
+const claimQueue = (queue: FlowQueue.FlowQueue): Store.ClaimQueue => ({
+  name: queue.name,
+  concurrency: queue.concurrency,
+  keyConcurrency: queue.keyConcurrency
+})
 
 /** A queue of the registered workflows, and their versions in it. */
 interface ClaimGroup {

@@ -224,7 +224,7 @@ export interface ClaimQueue {
 
 /**
  * What a named queue holds now: runs due and waiting for a slot, runs executing (per concurrency
- * key), and due runs its last claims left waiting because a limit was reached.
+ * key), and due runs held back because a limit is reached.
  *
  * @category models
  * @since 0.1.0
@@ -237,6 +237,11 @@ export interface QueueState {
   readonly running: number
   /** Runs executing, per concurrency key (runs without a key are left out). */
   readonly runningByKey: ReadonlyArray<{ readonly key: string; readonly running: number }>
+  /**
+   * Due runs that a claim would leave waiting now because the queue, or their key, is at its limit
+   * (among the oldest due runs a claim considers).
+   */
+  readonly throttled: number
 }
 
 /**
@@ -637,7 +642,7 @@ export class Store extends Context.Service<Store, {
   readonly inFlight: Effect.Effect<ReadonlyArray<InFlight>, StoreError>
   /** The state of a named queue whose runs are those of the given workflow versions. */
   readonly queueState: (
-    queue: string,
+    queue: ClaimQueue,
     workflows: ReadonlyArray<WorkflowVersion>
   ) => Effect.Effect<QueueState, StoreError>
   /** Milliseconds until the next queued message becomes visible, if any. */

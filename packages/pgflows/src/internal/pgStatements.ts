@@ -505,6 +505,34 @@ UNION ALL SELECT 'n', NULL, NULL FROM (SELECT count(*) AS c FROM notified) AS fo
       OR (r.status = 'suspended' AND r.wake_at <= now())
       OR (r.status = 'running' AND r.lease_expires_at < now())`.slice(1)
   /**
+   * What a named queue's claim would take (`$1` run queue, `$5` workflow keys, `$7` queue, `$8` and
+   * `$9` its limits, `$10` the window): `live`, the runs holding a slot; `candidates`, the oldest due
+   * messages of its workflows and whether their run is claimable; `ranked`, the claimable ones
+   * numbered within their key; `allowed`, those their key's limit lets through, numbered in claim
+   * order (priority, then due order). The queue's own limit is applied by what follows.
+   */
+  const flowPlan = `live AS MATERIALIZED (
+  SELECT f.run_id, f.key FROM ${s}.flow_slots f JOIN ${s}.runs r ON r.id = f.run_id
+  WHERE f.queue = $7 AND r.lease_owner = f.token AND r.status = 'running' AND r.lease_expires_at > now()
+), candidates AS MATERIALIZED (
+  SELECT m.msg_id, m.vt, m.run_id, r.concurrency_key AS key, coalesce(r.priority, 0) AS priority,
+    coalesce(${workflowKey("r.workflow", "r.version")} = ANY($5::text[]) AND (${claimable}), false) AS claimable
+  FROM (
+    SELECT q.msg_id, q.vt, q.message->>'run' AS run_id FROM ${s}.queue_messages q
+    WHERE q.queue = $1 AND q.vt <= now() AND q.message->>'workflow' = ANY($5::text[])
+    ORDER BY q.vt, q.msg_id
+    LIMIT $10
+  ) m
+  LEFT JOIN ${s}.runs r ON r.id = m.run_id
+), ranked AS (
+  SELECT c.*, row_number() OVER (PARTITION BY c.key ORDER BY c.priority DESC, c.vt, c.msg_id) AS of_key
+  FROM candidates c WHERE c.claimable
+), allowed AS (
+  SELECT a.msg_id, row_number() OVER (ORDER BY a.priority DESC, a.vt, a.msg_id) AS nth FROM ranked a
+  WHERE $9::int IS NULL OR a.key IS NULL
+    OR a.of_key + (SELECT count(*) FROM live l WHERE l.key = a.key) <= $9::int
+)`
+  /**
    * A claim after its `due` CTE (the messages to read): hide them for the lease, claim their runs
    * that are due, and return each message with its run (claimed, or as it is now). `returning`: more
    * columns of the claimed runs, for `ctes`, more CTEs after `claimed`.
@@ -617,32 +645,12 @@ WITH due AS (
      * back) and writes one for each run it claims.
      */
     flowClaim: `
-WITH live AS MATERIALIZED (
-  SELECT f.run_id, f.key FROM ${s}.flow_slots f JOIN ${s}.runs r ON r.id = f.run_id
-  WHERE f.queue = $7 AND r.lease_owner = f.token AND r.status = 'running' AND r.lease_expires_at > now()
-), candidates AS MATERIALIZED (
-  SELECT m.msg_id, m.vt, m.run_id, r.concurrency_key AS key, coalesce(r.priority, 0) AS priority,
-    coalesce(${workflowKey("r.workflow", "r.version")} = ANY($5::text[]) AND (${claimable}), false) AS claimable
-  FROM (
-    SELECT q.msg_id, q.vt, q.message->>'run' AS run_id FROM ${s}.queue_messages q
-    WHERE q.queue = $1 AND q.vt <= now() AND q.message->>'workflow' = ANY($5::text[])
-    ORDER BY q.vt, q.msg_id
-    LIMIT $10
-  ) m
-  LEFT JOIN ${s}.runs r ON r.id = m.run_id
-), freed AS (
+WITH ${flowPlan}, freed AS (
   -- A candidate's own row stays: its claim writes it again.
   DELETE FROM ${s}.flow_slots f WHERE f.queue = $7
     AND NOT EXISTS (
       SELECT 1 FROM ${s}.runs r WHERE r.id = f.run_id AND r.lease_owner = f.token AND r.status = 'running')
     AND NOT EXISTS (SELECT 1 FROM candidates c WHERE c.run_id = f.run_id)
-), ranked AS (
-  SELECT c.*, row_number() OVER (PARTITION BY c.key ORDER BY c.priority DESC, c.vt, c.msg_id) AS of_key
-  FROM candidates c WHERE c.claimable
-), allowed AS (
-  SELECT a.msg_id, row_number() OVER (ORDER BY a.priority DESC, a.vt, a.msg_id) AS nth FROM ranked a
-  WHERE $9::int IS NULL OR a.key IS NULL
-    OR a.of_key + (SELECT count(*) FROM live l WHERE l.key = a.key) <= $9::int
 ), chosen AS (
   SELECT msg_id FROM allowed
   WHERE nth <= least($2::int, coalesce($8::int - (SELECT count(*) FROM live)::int, $2::int))
@@ -664,16 +672,18 @@ WITH live AS MATERIALIZED (
     /** Serializes the claims of a limited named queue (`$1`: the queue's lock name). */
     flowLock: `SELECT pg_advisory_xact_lock(${flowLockSpace}, hashtext($1))`,
     /**
-     * A named queue's state: its due messages (of its workflows, `$2`), and the runs holding a slot
-     * (of queue `$3`), by concurrency key.
+     * A named queue's state (the parameters of `flowClaim`, unused ones aside): its due messages, the
+     * runs holding a slot by concurrency key, and the claimable runs its limits hold back.
      */
     queueState: `
+WITH ${flowPlan},
+-- The claim's parameters this statement does not use, typed (a statement must type all it has).
+unused AS (SELECT $2::int, $3::float8, $4::text, $6::int)
 SELECT 'due' AS kind, NULL::text AS key, count(*)::int AS n FROM ${s}.queue_messages q
-WHERE q.queue = $1 AND q.vt <= now() AND q.message->>'workflow' = ANY($2::text[])
-UNION ALL
-SELECT 'running', f.key, count(*)::int FROM ${s}.flow_slots f JOIN ${s}.runs r ON r.id = f.run_id
-WHERE f.queue = $3 AND r.lease_owner = f.token AND r.status = 'running' AND r.lease_expires_at > now()
-GROUP BY f.key`,
+WHERE q.queue = $1 AND q.vt <= now() AND q.message->>'workflow' = ANY($5::text[])
+UNION ALL SELECT 'running', l.key, count(*)::int FROM live l GROUP BY l.key
+UNION ALL SELECT 'throttled', NULL, ((SELECT count(*) FROM ranked) - (SELECT count(*) FROM allowed
+  WHERE nth <= coalesce($8::int - (SELECT count(*) FROM live)::int, nth)))::int`,
     fixMessages: `
 WITH fix AS (
   SELECT * FROM unnest($1::bigint[], $2::text[], $3::float8[]) AS f(msg_id, action, at_ms)

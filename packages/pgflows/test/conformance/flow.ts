@@ -2,8 +2,8 @@
 // run on every backend: limits held across engines (workers) on one store, priorities, parking that
 // gives a slot back, children in their own queue, and key functions that fail only their start.
 import { assert } from "@effect/vitest"
-import { Deferred, Effect, Fiber, Ref, Schema } from "effect"
-import { FlowQueue, type PgflowsConfig, PgflowsError, Step, Workflow } from "pgflows"
+import { Deferred, Effect, Fiber, Metric, Ref, Schema } from "effect"
+import { FlowQueue, Metrics, type PgflowsConfig, PgflowsError, Step, Workflow } from "pgflows"
 import { type Backend, engine } from "./backend.ts"
 import type { Tester } from "./engine.ts"
 
@@ -56,7 +56,13 @@ export const flowSuite = <R>(backend: Backend<R>, it: Tester<R>) => {
       assert.deepStrictEqual(yield* startedAtLeast(backend, started, 2), ["t1", "t2"])
       assert.strictEqual(yield* second.processOnce, 0, "the queue is full: no other worker may claim")
       const state = yield* first.queueMetrics()
-      assert.deepStrictEqual(state.queues, [{ queue: "limited_global", due: 3, running: 2, runningByKey: [] }])
+      assert.deepStrictEqual(state.queues, [{
+        queue: "limited_global",
+        due: 3,
+        running: 2,
+        runningByKey: [],
+        throttled: 3
+      }])
       yield* Deferred.succeed(gate, undefined)
       assert.strictEqual(yield* drive(processing), 2)
       // Slots given back by the ends: the next claims take the rest, two at a time.
@@ -91,6 +97,7 @@ export const flowSuite = <R>(backend: Backend<R>, it: Tester<R>) => {
         { key: "c", running: 1 }
       ])
       assert.strictEqual(state?.due, 3)
+      assert.strictEqual(state?.throttled, 3, "a2, a3 and b2 wait for their key")
       yield* Deferred.succeed(gate, undefined)
       assert.strictEqual(yield* drive(processing), 3)
       assert.strictEqual(yield* other.processOnce, 2, "a2 and b2, one per key")
@@ -161,6 +168,8 @@ export const flowSuite = <R>(backend: Backend<R>, it: Tester<R>) => {
         assert.deepStrictEqual(yield* startedAtLeast(backend, started, 1), ["b1"], "the parked run's slot was free")
         yield* backend.advance("2 hours")
         assert.strictEqual(yield* other.processOnce, 0, "the woken sleeper waits for the slot the blocker holds")
+        const [parked] = (yield* worker.queueMetrics()).queues
+        assert.deepStrictEqual([parked?.due, parked?.running, parked?.throttled], [1, 1, 1])
         assert.strictEqual((yield* worker.status(sleeping)).status, "suspended")
         yield* Deferred.succeed(gate, undefined)
         assert.strictEqual(yield* drive(holding), 1)
@@ -210,6 +219,41 @@ export const flowSuite = <R>(backend: Backend<R>, it: Tester<R>) => {
       }
       yield* Fiber.interrupt(processing)
     })))
+
+  it.effect("a running worker sets the queue gauges: due, running, running per key, throttled", () =>
+    within(
+      Effect.gen(function*() {
+        const { gate, started, step } = yield* gated
+        const queue = FlowQueue.make("gauged", { concurrency: 1 })
+        const job = Workflow.make("gauged_job", {
+          input: Job,
+          output: Job,
+          queue,
+          concurrencyKey: (input) => input.tenant,
+          run: step("work")
+        })
+        const client = yield* engine([job])
+        for (const tenant of ["a", "a", "b"]) {
+          yield* client.start(job, { tenant, n: 1 })
+          yield* pause
+        }
+        const worker = yield* Effect.forkChild(client.runWorker())
+        assert.deepStrictEqual(yield* startedAtLeast(backend, started, 1), ["a1"])
+        for (let i = 0; i < 3; i++) {
+          yield* backend.advance("1 second")
+          yield* backend.settle(yield* Effect.forkChild(Effect.sleep("500 millis")))
+        }
+        const gauge = (metric: Metric.Gauge<number>, attributes: Record<string, string>) =>
+          Effect.map(Metric.value(Metric.withAttributes(metric, attributes)), (state) => state.value)
+        assert.strictEqual(yield* gauge(Metrics.queueDue, { queue: "gauged" }), 2)
+        assert.strictEqual(yield* gauge(Metrics.queueRunning, { queue: "gauged" }), 1)
+        assert.strictEqual(yield* gauge(Metrics.queueThrottled, { queue: "gauged" }), 2)
+        assert.strictEqual(yield* gauge(Metrics.queueRunningByKey, { queue: "gauged", key: "a" }), 1)
+        yield* Deferred.succeed(gate, undefined)
+        yield* Fiber.interrupt(worker)
+      }),
+      { pollInterval: "100 millis", lease: "1 hour" }
+    ))
 
   it.effect("a key function that throws or returns a non-string fails only that start, writing nothing", () =>
     within(Effect.gen(function*() {
