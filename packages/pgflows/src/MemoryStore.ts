@@ -75,6 +75,8 @@ const make = (
   const snapshot = ({ input: _, concurrencyKey: _key, priority: _priority, ...run }: MutableRun): Store.RunRecord => ({
     ...run
   })
+  /** The latest run started with each deduplication key, by workflow and key. */
+  const deduplication = new Map<string, string>()
   /** The runs that took a slot of a named queue, by run: the slot is held while the claim's lease is. */
   const slots = new Map<string, { readonly queue: string; readonly key: string | null; readonly token: string }>()
   const holdsSlot = (runId: string, slot: { readonly token: string }, now: number) => {
@@ -242,6 +244,16 @@ const make = (
       atNow((now) => {
         let runnable = false
         const result = newRuns.map((input): Store.Created => {
+          const dedup = input.deduplication
+          const dedupKey = dedup === undefined ? undefined : `${input.workflow}\u0000${dedup.key}`
+          const latest = dedupKey === undefined ? undefined : runs.get(deduplication.get(dedupKey) ?? "")
+          if (
+            latest !== undefined &&
+            (latest.status === "pending" ||
+              (dedup!.whileRunning && (latest.status === "running" || latest.status === "suspended")))
+          ) {
+            return { id: latest.id, created: false, workflow: latest.workflow, deduplicated: true }
+          }
           const existing = runs.get(input.id)
           if (existing !== undefined) {
             return { id: input.id, created: false, workflow: existing.workflow }
@@ -284,6 +296,7 @@ const make = (
             completedAt: null
           })
           if (claimed === undefined && delay <= 0) runnable = true
+          if (dedupKey !== undefined) deduplication.set(dedupKey, input.id)
           const run = runs.get(input.id)!
           return {
             id: input.id,

@@ -31,8 +31,9 @@
  *    return whatever the history (docs/ARCHITECTURE.md, "Reads"). On a large `runs` table, building
  *    the index and filling the tables takes a while under a lock that blocks writes to `runs`.
  * 10. `flow_control`: a run's concurrency key and priority (for the named queues of `FlowQueue`),
- *    and the table `flow_slots` of the runs that hold a slot of a limited queue (docs/ARCHITECTURE.md,
- *    "Queues and flow control"). Constant defaults: adding the columns rewrites no table.
+ *    the table `flow_slots` of the runs that hold a slot of a limited queue, and `run_dedup`, the
+ *    latest run started with each deduplication key (docs/ARCHITECTURE.md, "Queues and flow
+ *    control"). Constant defaults: adding the columns rewrites no table.
  *
  * @since 0.1.0
  */
@@ -323,7 +324,16 @@ SELECT id, workflow, version, created_at, coalesce(completed_at, updated_at) FRO
   token text NOT NULL,
   claimed_at timestamptz NOT NULL DEFAULT now()
 )`,
-      `CREATE INDEX flow_slots_queue ON ${s}.flow_slots (queue, key)`
+      `CREATE INDEX flow_slots_queue ON ${s}.flow_slots (queue, key)`,
+      // The latest run started with a deduplication key of a workflow: a start with the key returns
+      // it while it is pending (or not ended, by choice), else replaces it. One row per key.
+      `CREATE TABLE ${s}.run_dedup (
+  workflow text NOT NULL,
+  key text NOT NULL,
+  run_id text NOT NULL,
+  updated_at timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (workflow, key)
+)`
     ]]
   ]
 }

@@ -93,7 +93,7 @@ export const layer: Layer.Layer<
       { maxBatch: 512, flushers: 2, split: (error) => !error.retryable }
     )
 
-    const createRuns = Effect.fnUntraced(function*(runs: ReadonlyArray<Store.NewRun>) {
+    const insertRuns = Effect.fnUntraced(function*(runs: ReadonlyArray<Store.NewRun>) {
       if (runs.length === 0) return []
       // Inside the caller's transaction the runs must not execute before its commit: none is claimed.
       const inTransaction = Option.isSome(yield* Effect.serviceOption(sql.transactionService))
@@ -149,6 +149,36 @@ export const layer: Layer.Layer<
         })
       })
     }, Effect.mapError((cause) => storeError("createRuns", cause)))
+
+    /**
+     * A start with a deduplication key, in a transaction that holds the key's lock (so two starts
+     * with the key never both create a run): the run the key points to while it is pending (or not
+     * ended, by choice), else a new run, which the key then points to.
+     */
+    const deduplicated = (run: Store.NewRun, dedup: NonNullable<Store.NewRun["deduplication"]>) =>
+      sql.withTransaction(Effect.gen(function*() {
+        yield* sql.unsafe(statements.dedupLock, [`${config.schema}:${q}:${run.workflow}\u001f${dedup.key}`])
+        const [found] = yield* sql.unsafe<{ id: string }>(statements.dedupFind, [
+          run.workflow,
+          dedup.key,
+          dedup.whileRunning
+        ])
+        if (found !== undefined) {
+          return { id: found.id, created: false, workflow: run.workflow, deduplicated: true } satisfies Store.Created
+        }
+        const [created] = yield* insertRuns([run])
+        if (created?.created === true) yield* sql.unsafe(statements.dedupRecord, [run.workflow, dedup.key, created.id])
+        return created!
+      })).pipe(Effect.mapError((cause) => storeError("createRuns", cause)))
+
+    /** Writes new runs: in one statement, unless some have a deduplication key (one at a time then). */
+    const createRuns = (runs: ReadonlyArray<Store.NewRun>): Effect.Effect<ReadonlyArray<Store.Created>, StoreError> =>
+      runs.some((run) => run.deduplication !== undefined)
+        ? Effect.forEach(runs, (run) =>
+          run.deduplication === undefined
+            ? Effect.map(insertRuns([run]), (rows) => rows[0]!)
+            : deduplicated(run, run.deduplication))
+        : insertRuns(runs)
 
     /**
      * The claim statement of a request: the default queue's, or a named queue's (docs/ARCHITECTURE.md,

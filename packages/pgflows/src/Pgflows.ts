@@ -132,6 +132,13 @@ export interface StartOptions {
    * the order they became due within a priority. An integer; default 0.
    */
   readonly priority?: number | undefined
+  /**
+   * Deduplication: while a run of the workflow started with this `key` is pending (or, with
+   * `whileRunning`, has not ended), the start returns that run and starts nothing. Once it runs (or
+   * ended), the next start with the key starts a new run, which the key then names. Starts with one
+   * key are serialized by the database, so concurrent starts never both create a run.
+   */
+  readonly deduplication?: { readonly key: string; readonly whileRunning?: boolean | undefined } | undefined
 }
 
 /**
@@ -643,6 +650,18 @@ const make = <const W extends ReadonlyArray<Workflow.Any>>(options: Options<W>) 
         }
         const key = Flow.keyOf(workflow, input)
         if (Result.isFailure(key)) return yield* key.failure
+        const dedup = startOptions?.deduplication
+        const dedupProblem = dedup === undefined
+          ? undefined
+          : dedup.key.length > Flow.maxKeyLength
+          ? `is ${dedup.key.length} characters long, more than ${Flow.maxKeyLength}`
+          : StoredText.problem(dedup.key)
+        if (dedupProblem !== undefined) {
+          return yield* new InvalidInput({
+            workflow: workflow.name,
+            issues: [{ path: "deduplication.key", message: `the deduplication key ${dedupProblem}` }]
+          })
+        }
         const idProblem = startOptions?.id === undefined ? undefined : StoredText.problem(startOptions.id)
         if (idProblem !== undefined) {
           return yield* new InvalidInput({
@@ -663,6 +682,9 @@ const make = <const W extends ReadonlyArray<Workflow.Any>>(options: Options<W>) 
           delayMillis: delay,
           ...(key.success === undefined ? {} : { concurrencyKey: key.success }),
           ...(priority === undefined || priority === 0 ? {} : { priority }),
+          ...(dedup === undefined
+            ? {}
+            : { deduplication: { key: dedup.key, whileRunning: dedup.whileRunning === true } }),
           ...(workflow.timeout === undefined ? {} : { timeoutMillis: Duration.toMillis(workflow.timeout) }),
           ...(Option.isSome(caller) ? { trace: { traceId: caller.value.traceId, spanId: caller.value.spanId } } : {})
         } satisfies Store.NewRun

@@ -167,6 +167,11 @@ export interface NewRun {
   /** Runs of a named queue are claimed highest priority first (default 0). */
   readonly priority?: number | undefined
   /**
+   * Start nothing when a run of the same workflow with this key is pending (or, with
+   * `whileRunning`, has not ended): `Created` is then that run, `deduplicated` set.
+   */
+  readonly deduplication?: { readonly key: string; readonly whileRunning: boolean } | undefined
+  /**
    * Claim the new run for this worker token at once (the in-process fast path). A store may decline
    * (`PgStore` does inside the caller's transaction: the run must not execute before the commit);
    * `Created.claimed` says whether it did.
@@ -187,6 +192,8 @@ export interface Created {
   readonly created: boolean
   readonly workflow: string
   readonly claimed?: ClaimedRun | undefined
+  /** Set when the run was not created because of a run with the same deduplication key (`id`). */
+  readonly deduplicated?: boolean | undefined
 }
 
 /**

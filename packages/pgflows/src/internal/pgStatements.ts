@@ -353,6 +353,9 @@ ORDER BY archived_at DESC, msg_id DESC LIMIT $2`
  */
 export const flowLockSpace = 160_001
 
+/** The first key of the advisory locks that serialize the starts with one deduplication key. */
+export const dedupLockSpace = 160_002
+
 /**
  * Counting stops after this many rows: a table (or a workflow's rows, or a queue's archive) with
  * more is estimated.
@@ -669,6 +672,20 @@ WITH ${flowPlan}, freed AS (
 )`
       )
     }`,
+    /** Serializes the starts with one deduplication key (`$1`: its lock name). */
+    dedupLock: `SELECT pg_advisory_xact_lock(${dedupLockSpace}, hashtext($1))`,
+    /**
+     * The run a start with deduplication key `$2` of workflow `$1` returns instead of starting one:
+     * the latest started with the key, while it is pending (or, with `$3`, not ended).
+     */
+    dedupFind: `
+SELECT r.id FROM ${s}.run_dedup d JOIN ${s}.runs r ON r.id = d.run_id
+WHERE d.workflow = $1 AND d.key = $2
+  AND (r.status = 'pending' OR ($3::boolean AND r.status IN ('running', 'suspended')))`,
+    /** Records run `$3` as the latest started with deduplication key `$2` of workflow `$1`. */
+    dedupRecord: `
+INSERT INTO ${s}.run_dedup (workflow, key, run_id) VALUES ($1, $2, $3)
+ON CONFLICT (workflow, key) DO UPDATE SET run_id = EXCLUDED.run_id, updated_at = now()`,
     /** Serializes the claims of a limited named queue (`$1`: the queue's lock name). */
     flowLock: `SELECT pg_advisory_xact_lock(${flowLockSpace}, hashtext($1))`,
     /**

@@ -286,6 +286,51 @@ export const flowSuite = <R>(backend: Backend<R>, it: Tester<R>) => {
       assert.deepStrictEqual(yield* client.result(good), { tenant: "fine", n: 2 })
     })))
 
+  it.effect("deduplication: while the keyed run is pending a start returns it; once it runs, a new run starts", () =>
+    within(Effect.gen(function*() {
+      const job = Workflow.make("dedup_job", { input: Job, output: Job, run: Effect.succeed })
+      const client = yield* engine([job])
+      const dedup = { deduplication: { key: "nightly" } }
+      const first = yield* client.start(job, { tenant: "t", n: 1 }, dedup)
+      // Concurrent starts with the key: the database serializes them, none creates a second run.
+      const again = yield* Effect.all(
+        Array.from({ length: 8 }, (_, n) => client.start(job, { tenant: "t", n: n + 2 }, dedup)),
+        { concurrency: "unbounded" }
+      )
+      assert.deepStrictEqual(new Set(again), new Set([first]))
+      const other = yield* client.start(job, { tenant: "t", n: 9 }, { deduplication: { key: "weekly" } })
+      assert.notStrictEqual(other, first)
+      assert.strictEqual((yield* client.list({ workflow: "dedup_job" })).runs.length, 2)
+      assert.strictEqual(yield* client.processOnce, 2)
+      assert.deepStrictEqual(yield* client.result(first), { tenant: "t", n: 1 }, "the first input, kept")
+      const next = yield* client.start(job, { tenant: "t", n: 10 }, dedup)
+      assert.notStrictEqual(next, first, "the keyed run ended: a new one starts")
+      assert.strictEqual(yield* client.start(job, { tenant: "t", n: 11 }, dedup), next)
+      const invalid = yield* Effect.flip(
+        client.start(job, { tenant: "t", n: 1 }, { deduplication: { key: "a\u0000" } })
+      )
+      assert.instanceOf(invalid, PgflowsError.InvalidInput)
+    })))
+
+  it.effect("deduplication while running, by choice: a running keyed run is returned only with whileRunning", () =>
+    within(Effect.gen(function*() {
+      const { gate, started, step } = yield* gated
+      const job = Workflow.make("dedup_running", { input: Job, output: Job, run: step("work") })
+      const client = yield* engine([job])
+      const running = yield* client.start(job, { tenant: "r", n: 1 }, { deduplication: { key: "k" } })
+      const processing = yield* Effect.forkChild(client.processOnce)
+      assert.deepStrictEqual(yield* startedAtLeast(backend, started, 1), ["r1"])
+      const same = yield* client.start(job, { tenant: "r", n: 2 }, {
+        deduplication: { key: "k", whileRunning: true }
+      })
+      assert.strictEqual(same, running)
+      const fresh = yield* client.start(job, { tenant: "r", n: 3 }, { deduplication: { key: "k" } })
+      assert.notStrictEqual(fresh, running, "pending only: the running run does not count")
+      assert.strictEqual(yield* client.start(job, { tenant: "r", n: 4 }, { deduplication: { key: "k" } }), fresh)
+      yield* Deferred.succeed(gate, undefined)
+      yield* drive(processing)
+    })))
+
   it.effect("the default queue is unchanged: no limits, and a key needs a named queue", () =>
     Effect.sync(() => {
       assert.throws(
