@@ -9,7 +9,10 @@
  * - `concurrency`: runs of the queue executing at once, across all workers;
  * - `keyConcurrency`: runs executing at once per concurrency key, the key computed by each of the
  *   queue's workflows from its decoded input (`Workflow.make(name, { concurrencyKey })`), for
- *   example per tenant.
+ *   example per tenant;
+ * - `rateLimit`: runs started (first executions; a resume is not a start) per period, for the
+ *   queue or (`perKey`) per concurrency key. A run held back waits, due, and is looked at again by
+ *   the next claim (at the latest after the poll interval).
  *
  * The limits are enforced by the database: claims of a limited queue are serialized by an
  * advisory lock and count the runs of the queue that hold a live lease, so several worker
@@ -37,6 +40,7 @@
  *
  * @since 0.1.0
  */
+import * as Duration from "effect/Duration"
 import * as StoredText from "./StoredText.ts"
 
 /**
@@ -58,6 +62,21 @@ export interface FlowQueue {
   readonly concurrency: number | undefined
   /** Runs executing at once per concurrency key; `undefined`: no limit. */
   readonly keyConcurrency: number | undefined
+  /** Runs started per period, for the queue or per key; `undefined`: no limit. */
+  readonly rateLimit: RateLimit | undefined
+}
+
+/**
+ * At most `limit` runs start in any `period` (a sliding window), for the queue or, with `perKey`,
+ * per concurrency key.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface RateLimit {
+  readonly limit: number
+  readonly period: Duration.Duration
+  readonly perKey: boolean
 }
 
 /**
@@ -69,6 +88,12 @@ export interface Options {
   readonly concurrency?: number | undefined
   /** At most this many runs with the same concurrency key execute at once (an integer, 1 or more). */
   readonly keyConcurrency?: number | undefined
+  /** At most `limit` runs start per `period` (at least 1 millisecond), or per key with `perKey`. */
+  readonly rateLimit?: {
+    readonly limit: number
+    readonly period: Duration.Input
+    readonly perKey?: boolean | undefined
+  } | undefined
 }
 
 /**
@@ -89,7 +114,8 @@ export const defaultQueue: FlowQueue = {
   [TypeId]: TypeId,
   name: defaultName,
   concurrency: undefined,
-  keyConcurrency: undefined
+  keyConcurrency: undefined,
+  rateLimit: undefined
 }
 
 /**
@@ -111,7 +137,25 @@ export const make = (name: string, options: Options = {}): FlowQueue => {
       )
     }
   }
-  return { [TypeId]: TypeId, name, concurrency: options.concurrency, keyConcurrency: options.keyConcurrency }
+  const rate = options.rateLimit
+  if (rate !== undefined && !(Number.isSafeInteger(rate.limit) && rate.limit >= 1 && rate.limit <= maxLimit)) {
+    throw new globalThis.Error(
+      `invalid rateLimit.limit ${String(rate.limit)} of queue "${name}": it must be an integer from 1 to ${maxLimit}`
+    )
+  }
+  const period = rate === undefined ? undefined : Duration.fromInputUnsafe(rate.period)
+  if (period !== undefined && !(Duration.toMillis(period) >= 1 && Number.isFinite(Duration.toMillis(period)))) {
+    throw new globalThis.Error(`invalid rateLimit.period of queue "${name}": it must be at least 1 millisecond`)
+  }
+  return {
+    [TypeId]: TypeId,
+    name,
+    concurrency: options.concurrency,
+    keyConcurrency: options.keyConcurrency,
+    rateLimit: rate === undefined || period === undefined
+      ? undefined
+      : { limit: rate.limit, period, perKey: rate.perKey === true }
+  }
 }
 
 /**
@@ -121,7 +165,7 @@ export const make = (name: string, options: Options = {}): FlowQueue => {
  * @since 0.1.0
  */
 export const isLimited = (queue: FlowQueue): boolean =>
-  queue.concurrency !== undefined || queue.keyConcurrency !== undefined
+  queue.concurrency !== undefined || queue.keyConcurrency !== undefined || queue.rateLimit !== undefined
 
 /**
  * Why a text is not a queue name, or `undefined`.

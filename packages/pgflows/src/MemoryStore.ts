@@ -75,6 +75,8 @@ const make = (
   const snapshot = ({ input: _, concurrencyKey: _key, priority: _priority, ...run }: MutableRun): Store.RunRecord => ({
     ...run
   })
+  /** The starts (first executions) of runs of rate-limited queues. */
+  const starts: Array<{ readonly queue: string; readonly bucket: string; readonly at: number }> = []
   /** The latest run started with each deduplication key, by workflow and key. */
   const deduplication = new Map<string, string>()
   /** The runs that took a slot of a named queue, by run: the slot is held while the claim's lease is. */
@@ -209,15 +211,32 @@ const make = (
     const room = Math.min(limit, flow.concurrency === undefined ? limit : flow.concurrency - live.length)
     const perKey = new Map<string, number>()
     for (const slot of live) if (slot.key !== null) perKey.set(slot.key, (perKey.get(slot.key) ?? 0) + 1)
+    // The starts within the rate limit's period, per bucket (the key, or "" for the whole queue).
+    const rate = flow.rateLimit
+    const bucketOf = (run: MutableRun) => rate?.perKey === true ? run.concurrencyKey ?? "" : ""
+    const recent = new Map<string, number>()
+    if (rate !== undefined) {
+      for (let i = starts.length - 1; i >= 0; i--) {
+        if (starts[i]!.queue === flow.name && starts[i]!.at <= now - rate.periodMillis) starts.splice(i, 1)
+      }
+      for (const start of starts) {
+        if (start.queue === flow.name && start.at > now - rate.periodMillis) {
+          recent.set(start.bucket, (recent.get(start.bucket) ?? 0) + 1)
+        }
+      }
+    }
     const chosen: Array<MemoryMessage> = []
     for (const m of ranked) {
       if (chosen.length >= room) break
-      const key = runOf(m)!.concurrencyKey
+      const run = runOf(m)!
+      if (rate !== undefined && run.executions === 0 && (recent.get(bucketOf(run)) ?? 0) >= rate.limit) continue
+      const key = run.concurrencyKey
       if (flow.keyConcurrency !== undefined && key !== null) {
         const taken = perKey.get(key) ?? 0
         if (taken >= flow.keyConcurrency) continue
         perKey.set(key, taken + 1)
       }
+      if (rate !== undefined && run.executions === 0) recent.set(bucketOf(run), (recent.get(bucketOf(run)) ?? 0) + 1)
       chosen.push(m)
     }
     return { chosen, claimable: ranked.length, unclaimable: candidates.filter((m) => !isClaimable(m)) }
@@ -359,6 +378,10 @@ const make = (
           claimedRuns.add(run.id)
           if (request.queue !== undefined) {
             slots.set(run.id, { queue: request.queue.name, key: run.concurrencyKey, token })
+            const rate = request.queue.rateLimit
+            if (rate !== undefined && run.executions === 1) {
+              starts.push({ queue: request.queue.name, bucket: rate.perKey ? run.concurrencyKey ?? "" : "", at: now })
+            }
           }
           claimed.push({
             run: snapshot(run),

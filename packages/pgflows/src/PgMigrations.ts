@@ -31,7 +31,8 @@
  *    return whatever the history (docs/ARCHITECTURE.md, "Reads"). On a large `runs` table, building
  *    the index and filling the tables takes a while under a lock that blocks writes to `runs`.
  * 10. `flow_control`: a run's concurrency key and priority (for the named queues of `FlowQueue`),
- *    the table `flow_slots` of the runs that hold a slot of a limited queue, and `run_dedup`, the
+ *    the table `flow_slots` of the runs that hold a slot of a limited queue, `flow_starts` of the
+ *    starts of a rate-limited queue's runs within its period, and `run_dedup`, the
  *    latest run started with each deduplication key (docs/ARCHITECTURE.md, "Queues and flow
  *    control"). Constant defaults: adding the columns rewrites no table.
  *
@@ -325,6 +326,14 @@ SELECT id, workflow, version, created_at, coalesce(completed_at, updated_at) FRO
   claimed_at timestamptz NOT NULL DEFAULT now()
 )`,
       `CREATE INDEX flow_slots_queue ON ${s}.flow_slots (queue, key)`,
+      // The starts (first executions) of runs of a rate-limited queue, by bucket (the key, or '' for
+      // the whole queue): a claim counts those within the period and deletes the older ones.
+      `CREATE TABLE ${s}.flow_starts (
+  queue text NOT NULL,
+  key text NOT NULL,
+  started_at timestamptz NOT NULL DEFAULT now()
+)`,
+      `CREATE INDEX flow_starts_queue ON ${s}.flow_starts (queue, key, started_at)`,
       // The latest run started with a deduplication key of a workflow: a start with the key returns
       // it while it is pending (or not ended, by choice), else replaces it. One row per key.
       `CREATE TABLE ${s}.run_dedup (

@@ -209,9 +209,14 @@ export const layer: Layer.Layer<
         flow.name,
         flow.concurrency ?? null,
         flow.keyConcurrency ?? null,
-        flowWindow
+        flowWindow,
+        flow.rateLimit?.limit ?? null,
+        flow.rateLimit?.periodMillis ?? null,
+        flow.rateLimit?.perKey ?? false
       ])
-      if (flow.concurrency === undefined && flow.keyConcurrency === undefined) return statement
+      if (flow.concurrency === undefined && flow.keyConcurrency === undefined && flow.rateLimit === undefined) {
+        return statement
+      }
       return sql.withTransaction(
         Effect.andThen(sql.unsafe(statements.flowLock, [`${config.schema}:${q}:${flow.name}`]), statement)
       )
@@ -465,7 +470,10 @@ export const layer: Layer.Layer<
         queue.name,
         queue.concurrency ?? null,
         queue.keyConcurrency ?? null,
-        flowWindow
+        flowWindow,
+        queue.rateLimit?.limit ?? null,
+        queue.rateLimit?.periodMillis ?? null,
+        queue.rateLimit?.perKey ?? false
       ]).pipe(
         Effect.map((rows): Store.QueueState => {
           const running = rows.filter((row) => row.kind === "running")

@@ -559,7 +559,7 @@ const make = <const W extends ReadonlyArray<Workflow.Any>>(options: Options<W>) 
         groups.set(w.queue.name, { queue: w.queue, workflows: [{ workflow: w.name, version: w.version }] })
         continue
       }
-      if (group.queue.concurrency !== w.queue.concurrency || group.queue.keyConcurrency !== w.queue.keyConcurrency) {
+      if (JSON.stringify(claimQueue(group.queue)) !== JSON.stringify(claimQueue(w.queue))) {
         return yield* Effect.die(
           new Error(`two different definitions of queue "${w.queue.name}" (their limits differ)`)
         )
@@ -1373,7 +1373,14 @@ const make = <const W extends ReadonlyArray<Workflow.Any>>(options: Options<W>) 
 const claimQueue = (queue: FlowQueue.FlowQueue): Store.ClaimQueue => ({
   name: queue.name,
   concurrency: queue.concurrency,
-  keyConcurrency: queue.keyConcurrency
+  keyConcurrency: queue.keyConcurrency,
+  ...(queue.rateLimit === undefined ? {} : {
+    rateLimit: {
+      limit: queue.rateLimit.limit,
+      periodMillis: Duration.toMillis(queue.rateLimit.period),
+      perKey: queue.rateLimit.perKey
+    }
+  })
 })
 
 /** A queue of the registered workflows, and their versions in it. */

@@ -227,6 +227,8 @@ export interface ClaimQueue {
   readonly name: string
   readonly concurrency?: number | undefined
   readonly keyConcurrency?: number | undefined
+  /** At most `limit` first executions per `periodMillis`, for the queue or per key. */
+  readonly rateLimit?: { readonly limit: number; readonly periodMillis: number; readonly perKey: boolean } | undefined
 }
 
 /**

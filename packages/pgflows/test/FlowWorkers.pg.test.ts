@@ -4,13 +4,14 @@
  * execute, the test samples from the database how many runs hold a lease, and every step records
  * its interval, so the test also computes afterwards how many ran at once. Sized for a shared
  * 2-core machine: 200 runs under a global limit of 5, 80 runs of 10 keys under a per-key limit of 2,
- * and a backlog of 24 runs ordered by priority in a queue of one slot.
+ * a backlog of 24 runs ordered by priority in a queue of one slot, and 60 runs under a rate limit of
+ * 20 starts per second.
  */
 import { assert, layer } from "@effect/vitest"
 import { TestDatabase } from "@pgflows/testing"
 import { Effect, Fiber, Ref } from "effect"
 import { SqlClient } from "effect/sql"
-import { flowWorkflows, globalJob, keyedJob, serialJob } from "./fixtures/flowWorkflows.ts"
+import { flowWorkflows, globalJob, keyedJob, ratedJob, serialJob } from "./fixtures/flowWorkflows.ts"
 import { client as clientOf, eventually, settings, spawnWorker, stopGracefully } from "./fixtures/processes.ts"
 
 const createTables = Effect.gen(function*() {
@@ -69,7 +70,7 @@ const done = (schema: string, workflow: string, runs: number) =>
 
 layer(TestDatabase.layer, { excludeTestServices: true })("flow control across worker processes", (it) => {
   it.effect(
-    "four workers: a global limit of 5, a per-key limit of 2 for each of 10 keys, and priorities ordering a backlog",
+    "four workers: a global limit of 5, a per-key limit of 2 for each of 10 keys, priorities ordering a backlog, a rate limit",
     () =>
       Effect.gen(function*() {
         const database = yield* TestDatabase.TestDatabase
@@ -137,6 +138,24 @@ layer(TestDatabase.layer, { excludeTestServices: true })("flow control across wo
         const [serialOverlap] = yield* overlap("flow_serial", false)
         assert.strictEqual(serialOverlap!.n, 1, "one at a time")
         assert.strictEqual((yield* flows.status(gated)).status, "completed")
+
+        // A rate limit of 20 starts per second: 60 runs take two seconds at least, and the starts the
+        // database counts within the last second (sampled) never exceed 20.
+        const ratePeak = yield* Ref.make(0)
+        const sampleRate = yield* Effect.forkChild(Effect.forever(Effect.gen(function*() {
+          const [row] = yield* sql<{ n: number }>`SELECT count(*)::int AS n FROM ${sql(`${schema}.flow_starts`)}
+            WHERE queue = 'flow_rated' AND started_at > clock_timestamp() - interval '1 second'`
+          yield* Ref.update(ratePeak, (peak) => Math.max(peak, row!.n))
+          yield* Effect.sleep("5 millis")
+        })))
+        const rateStarted = Date.now()
+        yield* flows.startBatch(ratedJob, Array.from({ length: 60 }, (_, n) => ({ key: "rated", n })))
+        yield* done(schema, ratedJob.name, 60)
+        const rateSeconds = (Date.now() - rateStarted) / 1000
+        yield* Fiber.interrupt(sampleRate)
+        assert.isAtMost(yield* Ref.get(ratePeak), 20, "never more than 20 starts within a second")
+        assert.isAtLeast(yield* Ref.get(ratePeak), 10, "the limit was approached")
+        assert.isAtLeast(rateSeconds, 2, "60 runs at 20 per second take two seconds at least")
 
         yield* Effect.forEach(workers, stopGracefully, { concurrency: "unbounded", discard: true })
       }),

@@ -519,7 +519,9 @@ UNION ALL SELECT 'n', NULL, NULL FROM (SELECT count(*) AS c FROM notified) AS fo
   WHERE f.queue = $7 AND r.lease_owner = f.token AND r.status = 'running' AND r.lease_expires_at > now()
 ), candidates AS MATERIALIZED (
   SELECT m.msg_id, m.vt, m.run_id, r.concurrency_key AS key, coalesce(r.priority, 0) AS priority,
-    coalesce(${workflowKey("r.workflow", "r.version")} = ANY($5::text[]) AND (${claimable}), false) AS claimable
+    coalesce(${workflowKey("r.workflow", "r.version")} = ANY($5::text[]) AND (${claimable}), false) AS claimable,
+    coalesce(r.executions = 0, false) AS fresh, CASE WHEN $13::boolean THEN coalesce(r.concurrency_key, '') ELSE '' END
+      AS bucket
   FROM (
     SELECT q.msg_id, q.vt, q.message->>'run' AS run_id FROM ${s}.queue_messages q
     WHERE q.queue = $1 AND q.vt <= now() AND q.message->>'workflow' = ANY($5::text[])
@@ -527,13 +529,23 @@ UNION ALL SELECT 'n', NULL, NULL FROM (SELECT count(*) AS c FROM notified) AS fo
     LIMIT $10
   ) m
   LEFT JOIN ${s}.runs r ON r.id = m.run_id
+), recent AS MATERIALIZED (
+  -- The starts within the rate limit's period, per bucket (the key, or '' for the whole queue). The
+  -- clock of the statement, not of its transaction, which began before the queue's lock was taken.
+  SELECT fs.key AS bucket, count(*) AS n FROM ${s}.flow_starts fs
+  WHERE $11::int IS NOT NULL AND fs.queue = $7
+    AND fs.started_at > clock_timestamp() - $12::float8 * interval '1 millisecond'
+  GROUP BY 1
 ), ranked AS (
-  SELECT c.*, row_number() OVER (PARTITION BY c.key ORDER BY c.priority DESC, c.vt, c.msg_id) AS of_key
+  SELECT c.*, row_number() OVER (PARTITION BY c.key ORDER BY c.priority DESC, c.vt, c.msg_id) AS of_key,
+    row_number() OVER (PARTITION BY c.bucket, c.fresh ORDER BY c.priority DESC, c.vt, c.msg_id) AS of_bucket
   FROM candidates c WHERE c.claimable
 ), allowed AS (
   SELECT a.msg_id, row_number() OVER (ORDER BY a.priority DESC, a.vt, a.msg_id) AS nth FROM ranked a
-  WHERE $9::int IS NULL OR a.key IS NULL
-    OR a.of_key + (SELECT count(*) FROM live l WHERE l.key = a.key) <= $9::int
+  WHERE ($9::int IS NULL OR a.key IS NULL
+      OR a.of_key + (SELECT count(*) FROM live l WHERE l.key = a.key) <= $9::int)
+    AND ($11::int IS NULL OR NOT a.fresh
+      OR a.of_bucket + coalesce((SELECT n FROM recent WHERE recent.bucket = a.bucket), 0) <= $11::int)
 )`
   /**
    * A claim after its `due` CTE (the messages to read): hide them for the lease, claim their runs
@@ -669,6 +681,14 @@ WITH ${flowPlan}, freed AS (
   SELECT c.id, $7, c.concurrency_key, c.lease_owner FROM claimed c
   ON CONFLICT (run_id) DO UPDATE SET queue = EXCLUDED.queue, key = EXCLUDED.key, token = EXCLUDED.token,
     claimed_at = now()
+), starts AS (
+  -- A run's first execution is a start, for the rate limit.
+  INSERT INTO ${s}.flow_starts (queue, key, started_at)
+  SELECT $7, CASE WHEN $13::boolean THEN coalesce(c.concurrency_key, '') ELSE '' END, clock_timestamp() FROM claimed c
+  WHERE $11::int IS NOT NULL AND c.executions = 1
+), expired AS (
+  DELETE FROM ${s}.flow_starts fs
+  WHERE fs.queue = $7 AND fs.started_at <= clock_timestamp() - coalesce($12::float8, 0) * interval '1 millisecond'
 )`
       )
     }`,
@@ -695,7 +715,7 @@ ON CONFLICT (workflow, key) DO UPDATE SET run_id = EXCLUDED.run_id, updated_at =
     queueState: `
 WITH ${flowPlan},
 -- The claim's parameters this statement does not use, typed (a statement must type all it has).
-unused AS (SELECT $2::int, $3::float8, $4::text, $6::int)
+unused AS (SELECT $2::int, $3::float8, $4::text, $6::int, $11::int, $12::float8, $13::boolean)
 SELECT 'due' AS kind, NULL::text AS key, count(*)::int AS n FROM ${s}.queue_messages q
 WHERE q.queue = $1 AND q.vt <= now() AND q.message->>'workflow' = ANY($5::text[])
 UNION ALL SELECT 'running', l.key, count(*)::int FROM live l GROUP BY l.key

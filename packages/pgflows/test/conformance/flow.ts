@@ -286,6 +286,43 @@ export const flowSuite = <R>(backend: Backend<R>, it: Tester<R>) => {
       assert.deepStrictEqual(yield* client.result(good), { tenant: "fine", n: 2 })
     })))
 
+  it.effect("a rate limit holds: at most N starts per period, for the queue or per key", () =>
+    within(Effect.gen(function*() {
+      const queue = FlowQueue.make("rated", { rateLimit: { limit: 2, period: "1 minute" } })
+      const perKey = FlowQueue.make("rated_per_key", { rateLimit: { limit: 2, period: "1 minute", perKey: true } })
+      const job = Workflow.make("rated_job", { input: Job, output: Job, queue, run: Effect.succeed })
+      const keyed = Workflow.make("rated_keyed_job", {
+        input: Job,
+        output: Job,
+        queue: perKey,
+        concurrencyKey: (input) => input.tenant,
+        run: Effect.succeed
+      })
+      const client = yield* engine([job])
+      const other = yield* engine([job])
+      for (const n of [1, 2, 3, 4, 5]) yield* client.start(job, { tenant: "t", n })
+      assert.strictEqual(yield* client.processOnce, 2)
+      assert.strictEqual(yield* other.processOnce, 0, "two starts this minute, on any worker")
+      const [state] = (yield* client.queueMetrics()).queues
+      assert.deepStrictEqual([state?.due, state?.throttled], [3, 3])
+      yield* backend.advance("30 seconds")
+      assert.strictEqual(yield* other.processOnce, 0, "still within the minute")
+      yield* backend.advance("31 seconds")
+      assert.strictEqual(yield* other.processOnce, 2)
+      assert.strictEqual(yield* client.processOnce, 0)
+      yield* backend.advance("61 seconds")
+      assert.strictEqual(yield* client.processOnce, 1)
+
+      const keyedClient = yield* engine([keyed])
+      for (const [tenant, n] of [["a", 1], ["a", 2], ["a", 3], ["b", 1], ["b", 2], ["b", 3]] as const) {
+        yield* keyedClient.start(keyed, { tenant, n })
+      }
+      assert.strictEqual(yield* keyedClient.processOnce, 4, "two per key")
+      assert.strictEqual(yield* keyedClient.processOnce, 0)
+      yield* backend.advance("61 seconds")
+      assert.strictEqual(yield* keyedClient.processOnce, 2, "a3 and b3")
+    })))
+
   it.effect("deduplication: while the keyed run is pending a start returns it; once it runs, a new run starts", () =>
     within(Effect.gen(function*() {
       const job = Workflow.make("dedup_job", { input: Job, output: Job, run: Effect.succeed })
