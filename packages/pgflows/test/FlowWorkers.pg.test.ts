@@ -74,7 +74,9 @@ layer(TestDatabase.layer, { excludeTestServices: true })("flow control across wo
     () =>
       Effect.gen(function*() {
         const database = yield* TestDatabase.TestDatabase
-        const env = settings(database.url, { WORKER_WORKFLOWS: "flow" })
+        // A worker claims again when its own run ends; one whose slots another worker freed learns it
+        // at its next poll: a short poll lets all four take part.
+        const env = settings(database.url, { WORKER_WORKFLOWS: "flow", PGFLOWS_POLL_INTERVAL: "100 millis" })
         const schema = env.PGFLOWS_SCHEMA
         const sql = yield* SqlClient.SqlClient
         yield* createTables
