@@ -78,7 +78,7 @@ const make = (
   /** The starts (first executions) of runs of rate-limited queues. */
   const starts: Array<{ readonly queue: string; readonly bucket: string; readonly at: number }> = []
   /** The latest run started with each deduplication key, by workflow and key. */
-  const deduplication = new Map<string, string>()
+  const deduplication = new Map<string, { readonly runId: string; readonly until: number }>()
   /** The runs that took a slot of a named queue, by run: the slot is held while the claim's lease is. */
   const slots = new Map<string, { readonly queue: string; readonly key: string | null; readonly token: string }>()
   const holdsSlot = (runId: string, slot: { readonly token: string }, now: number) => {
@@ -265,8 +265,19 @@ const make = (
         const result = newRuns.map((input): Store.Created => {
           const dedup = input.deduplication
           const dedupKey = dedup === undefined ? undefined : `${input.workflow}\u0000${dedup.key}`
-          const latest = dedupKey === undefined ? undefined : runs.get(deduplication.get(dedupKey) ?? "")
-          if (
+          const named = dedupKey === undefined ? undefined : deduplication.get(dedupKey)
+          const latest = named === undefined ? undefined : runs.get(named.runId)
+          const debounce = dedup?.debounce
+          if (debounce !== undefined) {
+            if (latest !== undefined && latest.status === "pending" && latest.executions === 0) {
+              latest.input = input.input ?? null
+              latest.wakeAt = Math.min(now + debounce.periodMillis, named!.until)
+              latest.updatedAt = now
+              const message = latest.msgId === null ? undefined : state.messages.get(latest.msgId)
+              if (message !== undefined) message.visibleAt = latest.wakeAt
+              return { id: latest.id, created: false, workflow: latest.workflow, deduplicated: true }
+            }
+          } else if (
             latest !== undefined &&
             (latest.status === "pending" ||
               (dedup!.whileRunning && (latest.status === "running" || latest.status === "suspended")))
@@ -315,7 +326,12 @@ const make = (
             completedAt: null
           })
           if (claimed === undefined && delay <= 0) runnable = true
-          if (dedupKey !== undefined) deduplication.set(dedupKey, input.id)
+          if (dedupKey !== undefined) {
+            deduplication.set(dedupKey, {
+              runId: input.id,
+              until: now + (dedup?.debounce?.maxDelayMillis ?? Number.POSITIVE_INFINITY)
+            })
+          }
           const run = runs.get(input.id)!
           return {
             id: input.id,

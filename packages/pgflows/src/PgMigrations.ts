@@ -340,6 +340,8 @@ SELECT id, workflow, version, created_at, coalesce(completed_at, updated_at) FRO
   workflow text NOT NULL,
   key text NOT NULL,
   run_id text NOT NULL,
+  -- For a debounced run: the latest it may be pushed to (its first start and the maximum delay).
+  until_at timestamptz,
   updated_at timestamptz NOT NULL DEFAULT now(),
   PRIMARY KEY (workflow, key)
 )`

@@ -158,16 +158,27 @@ export const layer: Layer.Layer<
     const deduplicated = (run: Store.NewRun, dedup: NonNullable<Store.NewRun["deduplication"]>) =>
       sql.withTransaction(Effect.gen(function*() {
         yield* sql.unsafe(statements.dedupLock, [`${config.schema}:${q}:${run.workflow}\u001f${dedup.key}`])
-        const [found] = yield* sql.unsafe<{ id: string }>(statements.dedupFind, [
-          run.workflow,
-          dedup.key,
-          dedup.whileRunning
-        ])
+        const [found] = dedup.debounce === undefined
+          ? yield* sql.unsafe<{ id: string }>(statements.dedupFind, [run.workflow, dedup.key, dedup.whileRunning])
+          : yield* sql.unsafe<{ id: string }>(statements.debounce, [
+            run.workflow,
+            dedup.key,
+            JSON.stringify(run.input ?? null),
+            dedup.debounce.periodMillis,
+            dedup.debounce.maxDelayMillis ?? null
+          ])
         if (found !== undefined) {
           return { id: found.id, created: false, workflow: run.workflow, deduplicated: true } satisfies Store.Created
         }
         const [created] = yield* insertRuns([run])
-        if (created?.created === true) yield* sql.unsafe(statements.dedupRecord, [run.workflow, dedup.key, created.id])
+        if (created?.created === true) {
+          yield* sql.unsafe(statements.dedupRecord, [
+            run.workflow,
+            dedup.key,
+            created.id,
+            dedup.debounce?.maxDelayMillis ?? null
+          ])
+        }
         return created!
       })).pipe(Effect.mapError((cause) => storeError("createRuns", cause)))
 

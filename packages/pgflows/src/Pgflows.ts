@@ -139,6 +139,17 @@ export interface StartOptions {
    * key are serialized by the database, so concurrent starts never both create a run.
    */
   readonly deduplication?: { readonly key: string; readonly whileRunning?: boolean | undefined } | undefined
+  /**
+   * Debounce: the run starts `period` from now, unless a run of the workflow started with this `key`
+   * has not executed yet: that run then gets this input (the latest wins) and starts `period` from
+   * now, but no later than `maxDelay` after the first start. Returns that run. Not with `delay` or
+   * `deduplication`.
+   */
+  readonly debounce?: {
+    readonly key: string
+    readonly period: Duration.Input
+    readonly maxDelay?: Duration.Input | undefined
+  } | undefined
 }
 
 /**
@@ -651,17 +662,24 @@ const make = <const W extends ReadonlyArray<Workflow.Any>>(options: Options<W>) 
         const key = Flow.keyOf(workflow, input)
         if (Result.isFailure(key)) return yield* key.failure
         const dedup = startOptions?.deduplication
-        const dedupProblem = dedup === undefined
-          ? undefined
-          : dedup.key.length > Flow.maxKeyLength
-          ? `is ${dedup.key.length} characters long, more than ${Flow.maxKeyLength}`
-          : StoredText.problem(dedup.key)
-        if (dedupProblem !== undefined) {
-          return yield* new InvalidInput({
-            workflow: workflow.name,
-            issues: [{ path: "deduplication.key", message: `the deduplication key ${dedupProblem}` }]
-          })
+        const debounce = startOptions?.debounce
+        const keyProblem = (text: string) =>
+          text.length > Flow.maxKeyLength
+            ? `is ${text.length} characters long, more than ${Flow.maxKeyLength}`
+            : StoredText.problem(text)
+        const optionProblem = dedup !== undefined && debounce !== undefined
+          ? { path: "debounce", message: "debounce and deduplication cannot be combined" }
+          : debounce !== undefined && startOptions?.delay !== undefined
+          ? { path: "debounce", message: "debounce and delay cannot be combined (the period is the delay)" }
+          : dedup !== undefined && keyProblem(dedup.key) !== undefined
+          ? { path: "deduplication.key", message: `the deduplication key ${keyProblem(dedup.key)}` }
+          : debounce !== undefined && keyProblem(debounce.key) !== undefined
+          ? { path: "debounce.key", message: `the debounce key ${keyProblem(debounce.key)}` }
+          : undefined
+        if (optionProblem !== undefined) {
+          return yield* new InvalidInput({ workflow: workflow.name, issues: [optionProblem] })
         }
+        const debouncePeriod = debounce === undefined ? 0 : Duration.toMillis(Duration.fromInputUnsafe(debounce.period))
         const idProblem = startOptions?.id === undefined ? undefined : StoredText.problem(startOptions.id)
         if (idProblem !== undefined) {
           return yield* new InvalidInput({
@@ -669,7 +687,9 @@ const make = <const W extends ReadonlyArray<Workflow.Any>>(options: Options<W>) 
             issues: [{ path: "id", message: `the run id cannot be stored: ${idProblem}` }]
           })
         }
-        const delay = startOptions?.delay === undefined
+        const delay = debounce !== undefined
+          ? debouncePeriod
+          : startOptions?.delay === undefined
           ? 0
           : Duration.toMillis(Duration.fromInputUnsafe(startOptions.delay))
         // With telemetry on, the caller's span becomes the parent of the run's first execution.
@@ -685,6 +705,18 @@ const make = <const W extends ReadonlyArray<Workflow.Any>>(options: Options<W>) 
           ...(dedup === undefined
             ? {}
             : { deduplication: { key: dedup.key, whileRunning: dedup.whileRunning === true } }),
+          ...(debounce === undefined ? {} : {
+            deduplication: {
+              key: debounce.key,
+              whileRunning: false,
+              debounce: {
+                periodMillis: debouncePeriod,
+                maxDelayMillis: debounce.maxDelay === undefined
+                  ? undefined
+                  : Duration.toMillis(Duration.fromInputUnsafe(debounce.maxDelay))
+              }
+            }
+          }),
           ...(workflow.timeout === undefined ? {} : { timeoutMillis: Duration.toMillis(workflow.timeout) }),
           ...(Option.isSome(caller) ? { trace: { traceId: caller.value.traceId, spanId: caller.value.spanId } } : {})
         } satisfies Store.NewRun

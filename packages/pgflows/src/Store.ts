@@ -170,7 +170,15 @@ export interface NewRun {
    * Start nothing when a run of the same workflow with this key is pending (or, with
    * `whileRunning`, has not ended): `Created` is then that run, `deduplicated` set.
    */
-  readonly deduplication?: { readonly key: string; readonly whileRunning: boolean } | undefined
+  readonly deduplication?: {
+    readonly key: string
+    readonly whileRunning: boolean
+    /**
+     * Debounce instead: while the key's run has not started executing, give it this input and push
+     * its start to `periodMillis` from now, but no later than `maxDelayMillis` after it was created.
+     */
+    readonly debounce?: { readonly periodMillis: number; readonly maxDelayMillis?: number | undefined } | undefined
+  } | undefined
   /**
    * Claim the new run for this worker token at once (the in-process fast path). A store may decline
    * (`PgStore` does inside the caller's transaction: the run must not execute before the commit);

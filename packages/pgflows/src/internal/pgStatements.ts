@@ -702,10 +702,32 @@ WITH ${flowPlan}, freed AS (
 SELECT r.id FROM ${s}.run_dedup d JOIN ${s}.runs r ON r.id = d.run_id
 WHERE d.workflow = $1 AND d.key = $2
   AND (r.status = 'pending' OR ($3::boolean AND r.status IN ('running', 'suspended')))`,
-    /** Records run `$3` as the latest started with deduplication key `$2` of workflow `$1`. */
+    /**
+     * Debounce: the run key `$2` of workflow `$1` names, if it never executed, gets input `$3` and
+     * starts `$4` ms from now, but no later than the key's `until_at` (its first start and the
+     * maximum delay; `NULL`: none); its message with it. A claim that meets it meanwhile finds it not
+     * due (and defers its message).
+     */
+    debounce: `
+WITH target AS (
+  SELECT r.id, least(now() + $4::float8 ${ms}, d.until_at) AS wake
+  FROM ${s}.run_dedup d JOIN ${s}.runs r ON r.id = d.run_id
+  WHERE d.workflow = $1 AND d.key = $2 AND r.status = 'pending' AND r.executions = 0
+), moved AS (
+  UPDATE ${s}.runs r SET input = $3::jsonb, wake_at = t.wake, updated_at = now() FROM target t
+  WHERE r.id = t.id AND r.status = 'pending' AND r.executions = 0
+  RETURNING r.id, r.msg_id, r.wake_at
+), shown AS (
+  UPDATE ${s}.queue_messages q SET vt = m.wake_at FROM moved m WHERE q.msg_id = m.msg_id
+)
+SELECT id FROM moved`,
+    /**
+     * Records run `$3` as the latest started with deduplication key `$2` of workflow `$1`; a debounced
+     * one may be pushed back until `$4` ms from now (`NULL`: no limit).
+     */
     dedupRecord: `
-INSERT INTO ${s}.run_dedup (workflow, key, run_id) VALUES ($1, $2, $3)
-ON CONFLICT (workflow, key) DO UPDATE SET run_id = EXCLUDED.run_id, updated_at = now()`,
+INSERT INTO ${s}.run_dedup (workflow, key, run_id, until_at) VALUES ($1, $2, $3, now() + $4::float8 ${ms})
+ON CONFLICT (workflow, key) DO UPDATE SET run_id = EXCLUDED.run_id, until_at = EXCLUDED.until_at, updated_at = now()`,
     /** Serializes the claims of a limited named queue (`$1`: the queue's lock name). */
     flowLock: `SELECT pg_advisory_xact_lock(${flowLockSpace}, hashtext($1))`,
     /**

@@ -368,6 +368,33 @@ export const flowSuite = <R>(backend: Backend<R>, it: Tester<R>) => {
       yield* drive(processing)
     })))
 
+  it.effect("debounce: the latest input wins, the start waits for a quiet period, no longer than the maximum", () =>
+    within(Effect.gen(function*() {
+      const job = Workflow.make("debounced", { input: Job, output: Job, run: Effect.succeed })
+      const client = yield* engine([job])
+      const debounce = { debounce: { key: "search", period: "10 seconds", maxDelay: "25 seconds" } } as const
+      const id = yield* client.start(job, { tenant: "d", n: 1 }, debounce)
+      assert.strictEqual(yield* client.processOnce, 0, "quiet for 10 seconds first")
+      yield* backend.advance("5 seconds")
+      assert.strictEqual(yield* client.start(job, { tenant: "d", n: 2 }, debounce), id)
+      yield* backend.advance("7 seconds")
+      assert.strictEqual(yield* client.processOnce, 0, "7 seconds since the last start")
+      assert.strictEqual(yield* client.start(job, { tenant: "d", n: 3 }, debounce), id)
+      yield* backend.advance("8 seconds")
+      assert.strictEqual(yield* client.start(job, { tenant: "d", n: 4 }, debounce), id)
+      yield* backend.advance("4 seconds")
+      assert.strictEqual(yield* client.processOnce, 0, "24 seconds after the first start")
+      yield* backend.advance("2 seconds")
+      assert.strictEqual(yield* client.processOnce, 1, "the maximum delay, 25 seconds, has passed")
+      assert.deepStrictEqual(yield* client.result(id), { tenant: "d", n: 4 }, "the latest input")
+      const next = yield* client.start(job, { tenant: "d", n: 5 }, debounce)
+      assert.notStrictEqual(next, id, "the debounced run executed: the key starts a new one")
+      const both = yield* Effect.flip(
+        client.start(job, { tenant: "d", n: 6 }, { ...debounce, deduplication: { key: "search" } })
+      )
+      assert.instanceOf(both, PgflowsError.InvalidInput)
+    })))
+
   it.effect("the default queue is unchanged: no limits, and a key needs a named queue", () =>
     Effect.sync(() => {
       assert.throws(
