@@ -58,7 +58,10 @@ export * as DatabaseUrl from "./DatabaseUrl.ts"
  * - `concurrency`: runs of the queue executing at once, across all workers;
  * - `keyConcurrency`: runs executing at once per concurrency key, the key computed by each of the
  *   queue's workflows from its decoded input (`Workflow.make(name, { concurrencyKey })`), for
- *   example per tenant.
+ *   example per tenant;
+ * - `rateLimit`: runs started (first executions; a resume is not a start) per period, for the
+ *   queue or (`perKey`) per concurrency key. A run held back waits, due, and is looked at again by
+ *   the next claim (at the latest after the poll interval).
  *
  * The limits are enforced by the database: claims of a limited queue are serialized by an
  * advisory lock and count the runs of the queue that hold a live lease, so several worker
@@ -268,8 +271,10 @@ export * as PgDatabase from "./PgDatabase.ts"
  *    return whatever the history (docs/ARCHITECTURE.md, "Reads"). On a large `runs` table, building
  *    the index and filling the tables takes a while under a lock that blocks writes to `runs`.
  * 10. `flow_control`: a run's concurrency key and priority (for the named queues of `FlowQueue`),
- *    and the table `flow_slots` of the runs that hold a slot of a limited queue (docs/ARCHITECTURE.md,
- *    "Queues and flow control"). Constant defaults: adding the columns rewrites no table.
+ *    the table `flow_slots` of the runs that hold a slot of a limited queue, `flow_starts` of the
+ *    starts of a rate-limited queue's runs within its period, and `run_dedup`, the
+ *    latest run started with each deduplication key (docs/ARCHITECTURE.md, "Queues and flow
+ *    control"). Constant defaults: adding the columns rewrites no table.
  *
  * @since 0.1.0
  */
