@@ -11,7 +11,8 @@
  * `start`, requests/s and p50/p99, (g) with `--history=100000,1000000`, (b) to (d) again and every
  * client read on top of a preloaded history of ended runs of each size (`history.ts`). (c), (d) and (d')
  * report CPU per workflow of this process and of PostgreSQL, write transactions per workflow and WAL
- * bytes per workflow.
+ * bytes per workflow. (d) is measured again with the runs in a named queue with a per-key limit in force
+ * (`throughputKeyed`, `workflows.ts`), beside the default queue's figure.
  *
  * Uses `DATABASE_URL` when set, else an embedded PostgreSQL 18 with its default (durable) settings.
  * Progress goes to stderr; the JSON line to stdout.
@@ -25,10 +26,10 @@ import * as Crypto from "node:crypto"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
-import { Pgflows, PgflowsConfig } from "pgflows"
+import { FlowQueue, Pgflows, PgflowsConfig, type Workflow } from "pgflows"
 import * as History from "./history.ts"
 import * as Http from "./http.ts"
-import { recoverable, threeSteps, workflows } from "./workflows.ts"
+import { keyedQueue, keyedThreeSteps, recoverable, threeSteps, workflows } from "./workflows.ts"
 
 const progress = (line: string) => Effect.sync(() => process.stderr.write(`[bench] ${line}\n`))
 const arg = (name: string, fallback: number) => {
@@ -206,16 +207,17 @@ const perCall = (postmaster: number | undefined) =>
     })
   )
 
-/** Until none of the benchmark's runs is in flight: the queue's messages, whatever the history. */
-const drained = Effect.gen(function*() {
-  const client = yield* Pgflows.Pgflows
-  let left = throughputRuns
-  while (left > 0) {
-    yield* Effect.sleep("20 millis")
-    left = (yield* client.runsInFlight(threeSteps.name)).reduce((sum, row) => sum + row.runs, 0)
-    if (process.env.BENCH_DEBUG) yield* progress(`left ${left}`)
-  }
-})
+/** Until none of the benchmark's runs of `workflow` is in flight: the queue's messages, whatever the history. */
+const drained = (workflow: Workflow.Workflow<string, any, any, any, never> = threeSteps) =>
+  Effect.gen(function*() {
+    const client = yield* Pgflows.Pgflows
+    let left = throughputRuns
+    while (left > 0) {
+      yield* Effect.sleep("20 millis")
+      left = (yield* client.runsInFlight(workflow.name)).reduce((sum, row) => sum + row.runs, 0)
+      if (process.env.BENCH_DEBUG) yield* progress(`left ${left}`)
+    }
+  })
 
 /**
  * 64 enqueuers (`--concurrency`), each calling `start` without waiting for the result, and the
@@ -235,11 +237,14 @@ const enqueued = (postmaster: number | undefined) =>
         concurrency: "unbounded",
         discard: true
       })
-      yield* drained
+      yield* drained()
     })
   )
 
-const throughput = (postmaster: number | undefined) =>
+const throughput = (
+  postmaster: number | undefined,
+  workflow: Workflow.Workflow<string, any, any, any, never> = threeSteps
+) =>
   measured(
     postmaster,
     throughputRuns,
@@ -247,11 +252,11 @@ const throughput = (postmaster: number | undefined) =>
       const client = yield* Pgflows.Pgflows
       for (let offset = 0; offset < throughputRuns; offset += 500) {
         const size = Math.min(500, throughputRuns - offset)
-        yield* client.startBatch(threeSteps, Array.from({ length: size }, (_, i) => ({ n: offset + i })))
+        yield* client.startBatch(workflow, Array.from({ length: size }, (_, i) => ({ n: offset + i })))
       }
       // Done when none of them is in flight: the queue's messages, so the poll costs the same whatever
       // history the runs table holds (the history phase measures this with a million ended runs).
-      yield* drained
+      yield* drained(workflow)
     })
   )
 
@@ -331,7 +336,8 @@ const main = Effect.gen(function*() {
     yield* progress(`raw INSERT commit rate, ${insertSeconds}s at 8 connections`)
     const insert8 = skip("inserts") ? null : yield* rawInserts(8)
     const client = yield* Pgflows.Pgflows
-    const worker = yield* Effect.forkChild(client.runWorker({ concurrency }))
+    // The default queue's worker (its figures are those of a worker that serves no named queue).
+    const worker = yield* Effect.forkChild(client.runWorker({ concurrency, queues: [FlowQueue.defaultName] }))
     yield* progress(`sequential latency, ${latencyRuns} runs of a 3-step workflow`)
     const sequential = skip("latency") ? null : yield* latency
     yield* progress(`per call, ${throughputRuns} runs of a 3-step workflow by ${concurrency} callers (start, result)`)
@@ -342,6 +348,13 @@ const main = Effect.gen(function*() {
     yield* progress(`batch, ${throughputRuns} runs of a 3-step workflow (startBatch) at concurrency ${concurrency}`)
     const flow = skip("throughput") ? null : yield* throughput(postmaster)
     yield* Fiber.interrupt(worker)
+    yield* progress(
+      `batch, ${throughputRuns} runs in a named queue with a per-key limit (${keyedQueue.keyConcurrency} per key, ` +
+        `32 keys) at concurrency ${concurrency}`
+    )
+    const keyedWorker = yield* Effect.forkChild(client.runWorker({ concurrency, queues: [keyedQueue] }))
+    const keyed = skip("throughput") ? null : yield* throughput(postmaster, keyedThreeSteps)
+    yield* Fiber.interrupt(keyedWorker)
     yield* progress("recovery after SIGKILL")
     const recovered = skip("recovery") ? null : yield* recovery(url)
     yield* progress(`HTTP, ${httpRequests} requests of each kind by ${httpCallers} callers over loopback`)
@@ -372,6 +385,13 @@ const main = Effect.gen(function*() {
       statements: counted?.statements ?? null,
       queue: { runs: throughputRuns, enqueuers: concurrency, ...queue },
       throughput: { runs: throughputRuns, concurrency, ...flow },
+      throughputKeyed: {
+        runs: throughputRuns,
+        concurrency,
+        keyConcurrency: keyedQueue.keyConcurrency,
+        keys: 32,
+        ...keyed
+      },
       recoveryAfterKillMs: recovered,
       http,
       history

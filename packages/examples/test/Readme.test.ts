@@ -73,6 +73,34 @@ layer(TestDatabase.layer, { excludeTestServices: true })("README examples", (it)
       assert.strictEqual(readmeBlock("Testing your workflows"), shown("packages/examples/test/Reminder.test.ts"))
     }))
 
+  it.effect(
+    "the README shows flowControl.ts as it is; its limits and priorities order the claims",
+    () =>
+      Effect.sync(() => {
+        assert.strictEqual(readmeBlock("Queues and flow control"), shown("packages/examples/src/flowControl.ts"))
+        const result = ChildProcess.spawnSync(
+          process.execPath,
+          [Path.join(root, "packages/examples/src/flowControl.ts")],
+          { encoding: "utf8", timeout: 60_000 }
+        )
+        assert.strictEqual(result.status, 0, result.stdout + result.stderr)
+        assert.strictEqual(
+          result.stdout,
+          [
+            "emails: 4 due, 0 running",
+            "deliver to hank@globex.test",
+            "deliver to ann@acme.test",
+            "pass 1: 2 emails",
+            "deliver to bob@acme.test",
+            "deliver to peter@initech.test",
+            "pass 2: 2 emails",
+            ""
+          ].join("\n")
+        )
+      }),
+    { timeout: 60_000 }
+  )
+
   it.effect("deadLetters.ts lists, inspects and retries the failed runs", () =>
     Effect.sync(() => {
       const result = ChildProcess.spawnSync(

@@ -13,7 +13,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as PubSub from "effect/PubSub"
 import * as Queue from "effect/Queue"
-import type { MemoryQueueState } from "./internal/memoryQueue.ts"
+import type { MemoryMessage, MemoryQueueState } from "./internal/memoryQueue.ts"
 import * as Versions from "./internal/versions.ts"
 import * as MemoryWorkQueue from "./MemoryWorkQueue.ts"
 import * as PgflowsConfig from "./PgflowsConfig.ts"
@@ -43,7 +43,15 @@ export const layer: Layer.Layer<Store.Store | WorkQueue.WorkQueue, PgflowsConfig
 
 // internal
 
-type MutableRun = { -readonly [K in keyof Store.RunRecord]: Store.RunRecord[K] } & { input: unknown }
+type MutableRun = { -readonly [K in keyof Store.RunRecord]: Store.RunRecord[K] } & {
+  input: unknown
+  /** The run's concurrency key and priority in its named queue. */
+  concurrencyKey: string | null
+  priority: number
+}
+
+/** A named queue's claim considers this many of its oldest due messages (as `PgStore`'s). */
+const flowWindow = 1000
 
 const terminal = (status: Store.RunRecord["status"]) =>
   status === "completed" || status === "failed" || status === "cancelled"
@@ -64,7 +72,32 @@ const make = (
   const atNow = <A>(f: (now: number) => A): Effect.Effect<A, StoreError> =>
     Effect.flatMap(Clock.currentTimeMillis, (now) => Effect.sync(() => f(now)))
   const notify = (notification: Store.Notification) => PubSub.publishUnsafe(notifications, notification)
-  const snapshot = ({ input: _, ...run }: MutableRun): Store.RunRecord => ({ ...run })
+  const snapshot = ({ input: _, concurrencyKey: _key, priority: _priority, ...run }: MutableRun): Store.RunRecord => ({
+    ...run
+  })
+  /** The starts (first executions) of runs of rate-limited queues. */
+  const starts: Array<{ readonly queue: string; readonly bucket: string; readonly at: number }> = []
+  /** The latest run started with each deduplication key, by workflow and key. */
+  const deduplication = new Map<string, { readonly runId: string; readonly until: number }>()
+  /** The runs that took a slot of a named queue, by run: the slot is held while the claim's lease is. */
+  const slots = new Map<string, { readonly queue: string; readonly key: string | null; readonly token: string }>()
+  const holdsSlot = (runId: string, slot: { readonly token: string }, now: number) => {
+    const run = runs.get(runId)
+    return run !== undefined && run.status === "running" && run.leaseOwner === slot.token &&
+      (run.leaseExpiresAt ?? 0) > now
+  }
+  /** The slots of a queue in use now, dropping those whose run gave them back. */
+  const liveSlots = (queue: string, now: number) => {
+    const live: Array<{ readonly runId: string; readonly key: string | null }> = []
+    for (const [runId, slot] of slots) {
+      if (slot.queue !== queue) continue
+      if (holdsSlot(runId, slot, now)) live.push({ runId, key: slot.key })
+      else if (runs.get(runId)?.leaseOwner !== slot.token || runs.get(runId)?.status !== "running") {
+        slots.delete(runId)
+      }
+    }
+    return live
+  }
   const served = (key: string, now: number) =>
     [...workers.values()].some((worker) => worker.expiresAt > now && worker.workflows.includes(key))
   /** The newest version of `workflow` a live worker serves, else 0. */
@@ -155,11 +188,102 @@ const make = (
     (run.status === "suspended" && run.wakeAt !== null && run.wakeAt <= now) ||
     (run.status === "running" && (run.leaseExpiresAt ?? 0) < now)
 
+  /**
+   * What a named queue's claim of up to `limit` runs takes (as `PgStore`'s `flowClaim`): among the
+   * oldest due messages of its workflows, the claimable runs highest priority first, then in due
+   * order, within the queue's limits; how many were claimable; and the messages whose run cannot be
+   * claimed (the claim reads them too, so it fixes them).
+   */
+  const planFlow = (limit: number, flow: Store.ClaimQueue, keys: ReadonlySet<string>, now: number) => {
+    const live = liveSlots(flow.name, now)
+    const candidates = [...state.messages.values()]
+      .filter((m) => m.queue === queue && m.visibleAt <= now && keys.has((m.message as { workflow: string }).workflow))
+      .sort((a, b) => a.visibleAt - b.visibleAt || a.msgId - b.msgId)
+      .slice(0, flowWindow)
+    const runOf = (m: MemoryMessage) => runs.get((m.message as { run: string }).run)
+    const isClaimable = (m: MemoryMessage) => {
+      const run = runOf(m)
+      return run !== undefined && keys.has(Versions.key(run.workflow, run.version)) && claimable(run, now)
+    }
+    const ranked = candidates.filter(isClaimable).sort((a, b) =>
+      runOf(b)!.priority - runOf(a)!.priority || a.visibleAt - b.visibleAt || a.msgId - b.msgId
+    )
+    const room = Math.min(limit, flow.concurrency === undefined ? limit : flow.concurrency - live.length)
+    const perKey = new Map<string, number>()
+    for (const slot of live) if (slot.key !== null) perKey.set(slot.key, (perKey.get(slot.key) ?? 0) + 1)
+    // The starts within the rate limit's period, per bucket (the key, or "" for the whole queue).
+    const rate = flow.rateLimit
+    const bucketOf = (run: MutableRun) => rate?.perKey === true ? run.concurrencyKey ?? "" : ""
+    const recent = new Map<string, number>()
+    if (rate !== undefined) {
+      for (let i = starts.length - 1; i >= 0; i--) {
+        if (starts[i]!.queue === flow.name && starts[i]!.at <= now - rate.periodMillis) starts.splice(i, 1)
+      }
+      for (const start of starts) {
+        if (start.queue === flow.name && start.at > now - rate.periodMillis) {
+          recent.set(start.bucket, (recent.get(start.bucket) ?? 0) + 1)
+        }
+      }
+    }
+    const chosen: Array<MemoryMessage> = []
+    for (const m of ranked) {
+      if (chosen.length >= room) break
+      const run = runOf(m)!
+      if (rate !== undefined && run.executions === 0 && (recent.get(bucketOf(run)) ?? 0) >= rate.limit) continue
+      const key = run.concurrencyKey
+      if (flow.keyConcurrency !== undefined && key !== null) {
+        const taken = perKey.get(key) ?? 0
+        if (taken >= flow.keyConcurrency) continue
+        perKey.set(key, taken + 1)
+      }
+      if (rate !== undefined && run.executions === 0) recent.set(bucketOf(run), (recent.get(bucketOf(run)) ?? 0) + 1)
+      chosen.push(m)
+    }
+    return { chosen, claimable: ranked.length, unclaimable: candidates.filter((m) => !isClaimable(m)) }
+  }
+
+  /** The claimable due runs of a queue that its limits hold back now. */
+  const throttledIn = (flow: Store.ClaimQueue, keys: ReadonlySet<string>, now: number) => {
+    const plan = planFlow(Number.MAX_SAFE_INTEGER, flow, keys, now)
+    return plan.claimable - plan.chosen.length
+  }
+
+  const readFlow = (request: Store.ClaimRequest, flow: Store.ClaimQueue, keys: ReadonlySet<string>, now: number) => {
+    const plan = planFlow(request.limit, flow, keys, now)
+    const read = [...plan.chosen, ...plan.unclaimable]
+    for (const m of read) {
+      m.readCount++
+      m.visibleAt = now + request.leaseMillis
+    }
+    return read
+  }
+
   return Store.Store.of({
     createRuns: (newRuns) =>
       atNow((now) => {
         let runnable = false
         const result = newRuns.map((input): Store.Created => {
+          const dedup = input.deduplication
+          const dedupKey = dedup === undefined ? undefined : `${input.workflow}\u0000${dedup.key}`
+          const named = dedupKey === undefined ? undefined : deduplication.get(dedupKey)
+          const latest = named === undefined ? undefined : runs.get(named.runId)
+          const debounce = dedup?.debounce
+          if (debounce !== undefined) {
+            if (latest !== undefined && latest.status === "pending" && latest.executions === 0) {
+              latest.input = input.input ?? null
+              latest.wakeAt = Math.min(now + debounce.periodMillis, named!.until)
+              latest.updatedAt = now
+              const message = latest.msgId === null ? undefined : state.messages.get(latest.msgId)
+              if (message !== undefined) message.visibleAt = latest.wakeAt
+              return { id: latest.id, created: false, workflow: latest.workflow, deduplicated: true }
+            }
+          } else if (
+            latest !== undefined &&
+            (latest.status === "pending" ||
+              (dedup!.whileRunning && (latest.status === "running" || latest.status === "suspended")))
+          ) {
+            return { id: latest.id, created: false, workflow: latest.workflow, deduplicated: true }
+          }
           const existing = runs.get(input.id)
           if (existing !== undefined) {
             return { id: input.id, created: false, workflow: existing.workflow }
@@ -193,6 +317,8 @@ const make = (
             wakeAt: delay > 0 && claimed === undefined ? now + delay : null,
             parentId: input.parentId ?? null,
             forkedFrom: null,
+            concurrencyKey: input.concurrencyKey ?? null,
+            priority: input.priority ?? 0,
             msgId,
             createdAt: now,
             updatedAt: now,
@@ -200,6 +326,12 @@ const make = (
             completedAt: null
           })
           if (claimed === undefined && delay <= 0) runnable = true
+          if (dedupKey !== undefined) {
+            deduplication.set(dedupKey, {
+              runId: input.id,
+              until: now + (dedup?.debounce?.maxDelayMillis ?? Number.POSITIVE_INFINITY)
+            })
+          }
           const run = runs.get(input.id)!
           return {
             id: input.id,
@@ -225,13 +357,15 @@ const make = (
       atNow((now) => {
         // Only messages of the workflow versions this worker registers are read.
         const keys = new Set(request.workflows.map((served) => Versions.key(served.workflow, served.version)))
-        const messages = state.read(
-          queue,
-          now,
-          request.leaseMillis,
-          request.limit,
-          (message) => keys.has((message as { workflow: string }).workflow)
-        )
+        const messages = request.queue === undefined
+          ? state.read(
+            queue,
+            now,
+            request.leaseMillis,
+            request.limit,
+            (message) => keys.has((message as { workflow: string }).workflow)
+          )
+          : readFlow(request, request.queue, keys, now)
         const claimed: Array<Store.ClaimedRun> = []
         const claimedRuns = new Set<string>()
         for (const message of messages) {
@@ -258,6 +392,13 @@ const make = (
           run.msgId = message.msgId
           run.updatedAt = now
           claimedRuns.add(run.id)
+          if (request.queue !== undefined) {
+            slots.set(run.id, { queue: request.queue.name, key: run.concurrencyKey, token })
+            const rate = request.queue.rateLimit
+            if (rate !== undefined && run.executions === 1) {
+              starts.push({ queue: request.queue.name, bucket: rate.perKey ? run.concurrencyKey ?? "" : "", at: now })
+            }
+          }
           claimed.push({
             run: snapshot(run),
             input: { _tag: "Value", value: run.input },
@@ -580,6 +721,8 @@ const make = (
           wakeAt: null,
           parentId: null,
           forkedFrom: { runId: source.id, key: request.fromKey },
+          concurrencyKey: source.concurrencyKey,
+          priority: source.priority,
           msgId,
           createdAt: now,
           updatedAt: now,
@@ -606,6 +749,27 @@ const make = (
       }
       return [...counts].sort(([a], [b]) => a < b ? -1 : 1).map(([key, runs]) => ({ ...Versions.parse(key), runs }))
     }),
+
+    queueState: (flow, workflows) =>
+      atNow((now): Store.QueueState => {
+        const name = flow.name
+        const keys = new Set(workflows.map((served) => Versions.key(served.workflow, served.version)))
+        let due = 0
+        for (const m of state.messages.values()) {
+          if (m.queue === queue && m.visibleAt <= now && keys.has((m.message as { workflow: string }).workflow)) due++
+        }
+        const live = liveSlots(name, now)
+        const byKey = new Map<string, number>()
+        for (const slot of live) if (slot.key !== null) byKey.set(slot.key, (byKey.get(slot.key) ?? 0) + 1)
+        return {
+          queue: name,
+          due,
+          running: live.length,
+          runningByKey: [...byKey].map(([key, running]) => ({ key, running }))
+            .sort((a, b) => a.key < b.key ? -1 : a.key > b.key ? 1 : 0),
+          throttled: throttledIn(flow, keys, now)
+        }
+      }),
 
     nextWakeup: atNow((now) => {
       const next = state.nextVisible(queue, now)

@@ -37,3 +37,46 @@ export const runsWithoutWorker = Metric.gauge("pgflows_runs_without_worker", {
 export const runsInFlight = Metric.gauge("pgflows_runs_in_flight", {
   description: "Runs that have not ended, per workflow version"
 })
+
+/**
+ * Due runs of a named queue, waiting for a worker or a slot (attribute `queue`). Set by the running
+ * workers that serve the queue, at the pace of `runsInFlight`.
+ *
+ * @category metrics
+ * @since 0.1.0
+ */
+export const queueDue = Metric.gauge("pgflows_queue_due", {
+  description: "Due runs of a named queue waiting for a worker or a slot"
+})
+
+/**
+ * Runs of a named queue executing (holding a slot), across all workers (attribute `queue`).
+ *
+ * @category metrics
+ * @since 0.1.0
+ */
+export const queueRunning = Metric.gauge("pgflows_queue_running", {
+  description: "Runs of a named queue executing, across all workers"
+})
+
+/**
+ * Runs of a named queue executing per concurrency key (attributes `queue` and `key`); a key whose
+ * runs all ended is set to 0 once. One series per key: mind the cardinality of the keys.
+ *
+ * @category metrics
+ * @since 0.1.0
+ */
+export const queueRunningByKey = Metric.gauge("pgflows_queue_running_by_key", {
+  description: "Runs of a named queue executing, per concurrency key"
+})
+
+/**
+ * Due runs of a named queue that its limits (the queue's, or their key's) hold back now
+ * (attribute `queue`).
+ *
+ * @category metrics
+ * @since 0.1.0
+ */
+export const queueThrottled = Metric.gauge("pgflows_queue_throttled", {
+  description: "Due runs of a named queue held back by its limits"
+})

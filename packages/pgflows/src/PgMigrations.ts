@@ -30,6 +30,11 @@
  *    runs (`failed_runs`, `cancelled_runs`), so that the client's reads stay bounded by what they
  *    return whatever the history (docs/ARCHITECTURE.md, "Reads"). On a large `runs` table, building
  *    the index and filling the tables takes a while under a lock that blocks writes to `runs`.
+ * 10. `flow_control`: a run's concurrency key and priority (for the named queues of `FlowQueue`),
+ *    the table `flow_slots` of the runs that hold a slot of a limited queue, `flow_starts` of the
+ *    starts of a rate-limited queue's runs within its period, and `run_dedup`, the
+ *    latest run started with each deduplication key (docs/ARCHITECTURE.md, "Queues and flow
+ *    control"). Constant defaults: adding the columns rewrites no table.
  * 12. `signals by run`: the index of every signal by its run (`signals_pending` holds only those not
  *    consumed yet), so that a run's signals are read without a scan of them all.
  *
@@ -306,6 +311,42 @@ $fn$`
 SELECT id, workflow, version, created_at, coalesce(completed_at, updated_at) FROM ${s}.runs WHERE status = 'failed'`,
       `INSERT INTO ${s}.cancelled_runs (run_id, workflow, version, created_at, cancelled_at)
 SELECT id, workflow, version, created_at, coalesce(completed_at, updated_at) FROM ${s}.runs WHERE status = 'cancelled'`
+    ]],
+    [10, "flow_control", [
+      // Set when a run of a named queue starts, never changed after: no index, so the updates of the
+      // hot path stay HOT (docs/ARCHITECTURE.md, "Reads").
+      `ALTER TABLE ${s}.runs ADD COLUMN concurrency_key text`,
+      `ALTER TABLE ${s}.runs ADD COLUMN priority integer NOT NULL DEFAULT 0`,
+      // A row per claim of a run of a limited queue, written by that claim. It holds a slot while its
+      // run still has that claim's live lease (the run's row says so: nothing else writes here when a
+      // run ends, parks or loses its lease); the queue's next claim deletes the rows that no longer do.
+      `CREATE TABLE ${s}.flow_slots (
+  run_id text PRIMARY KEY,
+  queue text NOT NULL,
+  key text,
+  token text NOT NULL,
+  claimed_at timestamptz NOT NULL DEFAULT now()
+)`,
+      `CREATE INDEX flow_slots_queue ON ${s}.flow_slots (queue, key)`,
+      // The starts (first executions) of runs of a rate-limited queue, by bucket (the key, or '' for
+      // the whole queue): a claim counts those within the period and deletes the older ones.
+      `CREATE TABLE ${s}.flow_starts (
+  queue text NOT NULL,
+  key text NOT NULL,
+  started_at timestamptz NOT NULL DEFAULT now()
+)`,
+      `CREATE INDEX flow_starts_queue ON ${s}.flow_starts (queue, key, started_at)`,
+      // The latest run started with a deduplication key of a workflow: a start with the key returns
+      // it while it is pending (or not ended, by choice), else replaces it. One row per key.
+      `CREATE TABLE ${s}.run_dedup (
+  workflow text NOT NULL,
+  key text NOT NULL,
+  run_id text NOT NULL,
+  -- For a debounced run: the latest it may be pushed to (its first start and the maximum delay).
+  until_at timestamptz,
+  updated_at timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (workflow, key)
+)`
     ]],
     [12, "signals by run", [
       // The signals of a run, consumed or not (a run's page, and pruning): `signals_pending` holds

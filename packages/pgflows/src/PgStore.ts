@@ -93,7 +93,7 @@ export const layer: Layer.Layer<
       { maxBatch: 512, flushers: 2, split: (error) => !error.retryable }
     )
 
-    const createRuns = Effect.fnUntraced(function*(runs: ReadonlyArray<Store.NewRun>) {
+    const insertRuns = Effect.fnUntraced(function*(runs: ReadonlyArray<Store.NewRun>) {
       if (runs.length === 0) return []
       // Inside the caller's transaction the runs must not execute before its commit: none is claimed.
       const inTransaction = Option.isSome(yield* Effect.serviceOption(sql.transactionService))
@@ -111,7 +111,9 @@ export const layer: Layer.Layer<
         Params.floats(planned.map((run) => run.deadlineAt ?? null)),
         Params.floats(planned.map((run) => run.timeoutMillis ?? null)),
         Params.texts(planned.map((run) => run.trace === undefined ? null : JSON.stringify(run.trace))),
-        Params.ints(planned.map((run) => run.version ?? null))
+        Params.ints(planned.map((run) => run.version ?? null)),
+        Params.texts(planned.map((run) => run.concurrencyKey ?? null)),
+        Params.ints(planned.map((run) => run.priority ?? null))
       ])
       return yield* Effect.forEach(rows, (row, index) => {
         if (row.workflow === null) {
@@ -148,15 +150,91 @@ export const layer: Layer.Layer<
       })
     }, Effect.mapError((cause) => storeError("createRuns", cause)))
 
-    const claim = Effect.fnUntraced(function*(request: Store.ClaimRequest) {
-      const rows = yield* sql.unsafe<ClaimRow>(statements.claim, [
+    /**
+     * A start with a deduplication key, in a transaction that holds the key's lock (so two starts
+     * with the key never both create a run): the run the key points to while it is pending (or not
+     * ended, by choice), else a new run, which the key then points to.
+     */
+    const deduplicated = (run: Store.NewRun, dedup: NonNullable<Store.NewRun["deduplication"]>) =>
+      sql.withTransaction(Effect.gen(function*() {
+        yield* sql.unsafe(statements.dedupLock, [`${config.schema}:${q}:${run.workflow}\u001f${dedup.key}`])
+        const [found] = dedup.debounce === undefined
+          ? yield* sql.unsafe<{ id: string }>(statements.dedupFind, [run.workflow, dedup.key, dedup.whileRunning])
+          : yield* sql.unsafe<{ id: string }>(statements.debounce, [
+            run.workflow,
+            dedup.key,
+            JSON.stringify(run.input ?? null),
+            dedup.debounce.periodMillis,
+            dedup.debounce.maxDelayMillis ?? null
+          ])
+        if (found !== undefined) {
+          return { id: found.id, created: false, workflow: run.workflow, deduplicated: true } satisfies Store.Created
+        }
+        const [created] = yield* insertRuns([run])
+        if (created?.created === true) {
+          yield* sql.unsafe(statements.dedupRecord, [
+            run.workflow,
+            dedup.key,
+            created.id,
+            dedup.debounce?.maxDelayMillis ?? null
+          ])
+        }
+        return created!
+      })).pipe(Effect.mapError((cause) => storeError("createRuns", cause)))
+
+    /** Writes new runs: in one statement, unless some have a deduplication key (one at a time then). */
+    const createRuns = (runs: ReadonlyArray<Store.NewRun>): Effect.Effect<ReadonlyArray<Store.Created>, StoreError> =>
+      runs.some((run) => run.deduplication !== undefined)
+        ? Effect.forEach(runs, (run) =>
+          run.deduplication === undefined
+            ? Effect.map(insertRuns([run]), (rows) => rows[0]!)
+            : deduplicated(run, run.deduplication))
+        : insertRuns(runs)
+
+    /**
+     * The claim statement of a request: the default queue's, or a named queue's (docs/ARCHITECTURE.md,
+     * "Queues and flow control"), whose claims run one at a time when it has limits, each in a
+     * transaction that takes the queue's lock first, so that its statement (a new snapshot) counts
+     * every slot the claim before it took.
+     */
+    const readClaim = (request: Store.ClaimRequest) => {
+      const keys = Params.texts(request.workflows.map((served) => Versions.key(served.workflow, served.version)))
+      const flow = request.queue
+      if (flow === undefined) {
+        return sql.unsafe<ClaimRow>(statements.claim, [
+          q,
+          request.limit,
+          request.leaseMillis,
+          request.worker,
+          keys,
+          limit
+        ])
+      }
+      const statement = sql.unsafe<ClaimRow>(statements.flowClaim, [
         q,
         request.limit,
         request.leaseMillis,
         request.worker,
-        Params.texts(request.workflows.map((served) => Versions.key(served.workflow, served.version))),
-        limit
+        keys,
+        limit,
+        flow.name,
+        flow.concurrency ?? null,
+        flow.keyConcurrency ?? null,
+        flowWindow,
+        flow.rateLimit?.limit ?? null,
+        flow.rateLimit?.periodMillis ?? null,
+        flow.rateLimit?.perKey ?? false
       ])
+      if (flow.concurrency === undefined && flow.keyConcurrency === undefined && flow.rateLimit === undefined) {
+        return statement
+      }
+      return sql.withTransaction(
+        Effect.andThen(sql.unsafe(statements.flowLock, [`${config.schema}:${q}:${flow.name}`]), statement)
+      )
+    }
+
+    const claim = Effect.fnUntraced(function*(request: Store.ClaimRequest) {
+      const rows = yield* readClaim(request)
       const claimed: Array<Store.ClaimedRun> = []
       const claimedRuns = new Set<string>()
       for (const row of rows) {
@@ -392,6 +470,36 @@ export const layer: Layer.Layer<
       Effect.mapError((cause) => storeError("inFlight", cause))
     )
 
+    const queueState = (queue: Store.ClaimQueue, workflows: ReadonlyArray<Store.WorkflowVersion>) =>
+      sql.unsafe<{ kind: "due" | "running" | "throttled"; key: string | null; n: number }>(statements.queueState, [
+        q,
+        0,
+        0,
+        "",
+        Params.texts(workflows.map((served) => Versions.key(served.workflow, served.version))),
+        limit,
+        queue.name,
+        queue.concurrency ?? null,
+        queue.keyConcurrency ?? null,
+        flowWindow,
+        queue.rateLimit?.limit ?? null,
+        queue.rateLimit?.periodMillis ?? null,
+        queue.rateLimit?.perKey ?? false
+      ]).pipe(
+        Effect.map((rows): Store.QueueState => {
+          const running = rows.filter((row) => row.kind === "running")
+          return {
+            queue: queue.name,
+            due: rows.find((row) => row.kind === "due")?.n ?? 0,
+            running: running.reduce((total, row) => total + row.n, 0),
+            runningByKey: running.flatMap((row) => row.key === null ? [] : [{ key: row.key, running: row.n }])
+              .sort((a, b) => a.key < b.key ? -1 : a.key > b.key ? 1 : 0),
+            throttled: rows.find((row) => row.kind === "throttled")?.n ?? 0
+          }
+        }),
+        Effect.mapError((cause) => storeError("queueState", cause))
+      )
+
     const nextWakeup = sql.unsafe<{ ms: number | null }>(statements.nextWakeup, [q]).pipe(
       Effect.map((rows) => rows[0]?.ms ?? undefined),
       Effect.map((ms) => ms === null || ms === undefined ? undefined : Math.max(0, Number(ms))),
@@ -554,6 +662,7 @@ export const layer: Layer.Layer<
       findRuns,
       forkRun,
       inFlight,
+      queueState,
       nextWakeup: engine(nextWakeup),
       announceWorker: (announcement) => engine(announceWorker(announcement)),
       retireWorker: (worker) => engine(retireWorker(worker)),
@@ -565,6 +674,12 @@ export const layer: Layer.Layer<
 ).pipe(Layer.provide(PgflowsConfig.layerDefault))
 
 // internal
+
+/**
+ * A named queue's claim considers this many of its oldest due messages: priorities and per-key
+ * limits order and skip runs among them (docs/ARCHITECTURE.md, "Queues and flow control").
+ */
+const flowWindow = 1000
 
 /** Room left in a message for the other columns of a row that holds one stored value. */
 const rowOverhead = 64 * 1024

@@ -45,9 +45,11 @@ import type * as SqlClient from "effect/sql/SqlClient"
 import * as Tracer from "effect/Tracer"
 import * as Crypto from "node:crypto"
 import * as Os from "node:os"
+import * as FlowQueue from "./FlowQueue.ts"
 import * as Cursor from "./internal/cursor.ts"
 import type { EngineEnv } from "./internal/engine.ts"
 import { decodeFailure } from "./internal/failure.ts"
+import * as Flow from "./internal/flow.ts"
 import * as Fork from "./internal/fork.ts"
 import { storeProblem } from "./internal/json.ts"
 import * as Keys from "./internal/keys.ts"
@@ -64,6 +66,7 @@ import * as MemoryStore from "./MemoryStore.ts"
 import * as PgflowsConfig from "./PgflowsConfig.ts"
 import {
   type DatabaseUnavailable,
+  type InvalidConcurrencyKey,
   InvalidFilter,
   InvalidFork,
   InvalidInput,
@@ -131,6 +134,29 @@ export interface StartOptions {
    * version's Schema.
    */
   readonly version?: number | undefined
+  /**
+   * For a workflow of a named queue (`FlowQueue`): its runs are claimed highest priority first, in
+   * the order they became due within a priority. An integer; default 0.
+   */
+  readonly priority?: number | undefined
+  /**
+   * Deduplication: while a run of the workflow started with this `key` is pending (or, with
+   * `whileRunning`, has not ended), the start returns that run and starts nothing. Once it runs (or
+   * ended), the next start with the key starts a new run, which the key then names. Starts with one
+   * key are serialized by the database, so concurrent starts never both create a run.
+   */
+  readonly deduplication?: { readonly key: string; readonly whileRunning?: boolean | undefined } | undefined
+  /**
+   * Debounce: the run starts `period` from now, unless a run of the workflow started with this `key`
+   * has not executed yet: that run then gets this input (the latest wins) and starts `period` from
+   * now, but no later than `maxDelay` after the first start. Returns that run. Not with `delay` or
+   * `deduplication`.
+   */
+  readonly debounce?: {
+    readonly key: string
+    readonly period: Duration.Input
+    readonly maxDelay?: Duration.Input | undefined
+  } | undefined
 }
 
 /**
@@ -142,6 +168,39 @@ export interface BatchOptions {
   readonly delay?: Duration.Input | undefined
   /** As `StartOptions.version`. */
   readonly version?: number | undefined
+  /** As `StartOptions.priority`, for every run. */
+  readonly priority?: number | undefined
+}
+
+/**
+ * What a worker executes: by default every queue of the workflows it registers.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface WorkerOptions {
+  /** Runs executed at once by this worker (default `PgflowsConfig.workerConcurrency`). */
+  readonly concurrency?: number | undefined
+  /**
+   * The queues it serves (named queues, or `FlowQueue.defaultName` for the default queue), among
+   * those of the workflows it registers; default: all of them. A name that no registered workflow
+   * uses is a defect.
+   */
+  readonly queues?: ReadonlyArray<string | FlowQueue.FlowQueue> | undefined
+}
+
+/**
+ * The state of the run queue and of the named queues: `queueMetrics`.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface QueueMetrics extends WorkQueue.Metrics {
+  /**
+   * For the run queue: each named queue of the registered workflows, with its due runs, its runs
+   * executing, and those per concurrency key (empty for another queue).
+   */
+  readonly queues: ReadonlyArray<Store.QueueState>
 }
 
 /**
@@ -248,7 +307,10 @@ export class Pgflows extends Context.Service<Pgflows, {
     workflow: W,
     input: Workflow.Input<W>,
     options?: StartOptions
-  ) => Effect.Effect<RunId<W>, InvalidInput | PayloadTooLarge | RunIdConflict | UnknownVersion | StoreError>
+  ) => Effect.Effect<
+    RunId<W>,
+    InvalidInput | InvalidConcurrencyKey | PayloadTooLarge | RunIdConflict | UnknownVersion | StoreError
+  >
   /**
    * Starts many runs of one workflow in one statement. `ids`, when given, has one id per input;
    * `delay` applies to every run.
@@ -259,7 +321,7 @@ export class Pgflows extends Context.Service<Pgflows, {
     options?: BatchOptions
   ) => Effect.Effect<
     ReadonlyArray<RunId<W>>,
-    InvalidInput | PayloadTooLarge | RunIdConflict | UnknownVersion | StoreError
+    InvalidInput | InvalidConcurrencyKey | PayloadTooLarge | RunIdConflict | UnknownVersion | StoreError
   >
   /** The run's state, typed output or error, timestamps, and journal. */
   readonly status: <W>(
@@ -380,14 +442,16 @@ export class Pgflows extends Context.Service<Pgflows, {
    * as a fallback), runs up to `concurrency` at once, renews their leases. Interrupting it (SIGTERM
    * under `NodeRuntime.runMain`, the end of the program that forked it) stops claiming, lets runs in
    * flight finish for `PgflowsConfig.shutdownGrace`, then hands the rest back, claimable at once by
-   * another worker.
+   * another worker. It serves the queues of `options.queues` (all the registered workflows' by
+   * default), each within its limits.
    */
-  readonly runWorker: (options?: { readonly concurrency?: number | undefined }) => Effect.Effect<never>
+  readonly runWorker: (options?: WorkerOptions) => Effect.Effect<never>
   /**
    * The queue's length, visible messages, ages and archive (dead letters); the archive is counted
-   * up to 10,000 messages and estimated beyond (`archivedExact`).
+   * up to 10,000 messages and estimated beyond (`archivedExact`). For the run queue (the default),
+   * also the state of each named queue (`queues`).
    */
-  readonly queueMetrics: (queue?: string) => Effect.Effect<WorkQueue.Metrics, StoreError>
+  readonly queueMetrics: (queue?: string) => Effect.Effect<QueueMetrics, StoreError>
   readonly listQueues: Effect.Effect<ReadonlyArray<WorkQueue.QueueInfo>, StoreError>
   readonly purgeQueue: (queue: string) => Effect.Effect<number, StoreError>
   readonly dropQueue: (queue: string) => Effect.Effect<boolean, StoreError>
@@ -501,9 +565,58 @@ const make = <const W extends ReadonlyArray<Workflow.Any>>(options: Options<W>) 
     let localClaims = 0
     yield* Listener.listen({ store, runner, wakeups })
 
-    const known = definitions.map((w): Store.WorkflowVersion => ({ workflow: w.name, version: w.version }))
-    const claim = (limit: number) =>
-      store.claim({ worker: workerId, workflows: known, limit, leaseMillis: Duration.toMillis(config.lease) })
+    /** The queues of the registered workflows, each with its workflow versions (the default first). */
+    const groups = new Map<string, ClaimGroup>()
+    for (
+      const w of [...definitions].sort((a, b) =>
+        a.queue.name === FlowQueue.defaultName ? -1 : b.queue.name === FlowQueue.defaultName ? 1 : 0
+      )
+    ) {
+      const group = groups.get(w.queue.name)
+      if (group === undefined) {
+        groups.set(w.queue.name, { queue: w.queue, workflows: [{ workflow: w.name, version: w.version }] })
+        continue
+      }
+      if (JSON.stringify(claimQueue(group.queue)) !== JSON.stringify(claimQueue(w.queue))) {
+        return yield* Effect.die(
+          new Error(`two different definitions of queue "${w.queue.name}" (their limits differ)`)
+        )
+      }
+      group.workflows.push({ workflow: w.name, version: w.version })
+    }
+    /**
+     * Claims from the queues of `served`, each in turn (starting from the next one at every call, so
+     * none waits behind another), until `limit` runs are claimed. A queue whose claim fails does not
+     * lose the runs the others claimed: they are returned, and the next call meets the failure.
+     */
+    const claimFrom = (served: ReadonlyArray<ClaimGroup>) => {
+      let turn = 0
+      const leaseMillis = Duration.toMillis(config.lease)
+      const one = (group: ClaimGroup, limit: number) =>
+        store.claim({
+          worker: workerId,
+          workflows: group.workflows,
+          limit,
+          leaseMillis,
+          ...(group.queue.name === FlowQueue.defaultName ? {} : { queue: claimQueue(group.queue) })
+        })
+      if (served.length === 1) return (limit: number) => one(served[0]!, limit)
+      return (limit: number) =>
+        Effect.gen(function*() {
+          const claimed: Array<Store.ClaimedRun> = []
+          const first = turn++ % served.length
+          for (let i = 0; i < served.length && claimed.length < limit; i++) {
+            const result = yield* Effect.result(one(served[(first + i) % served.length]!, limit - claimed.length))
+            if (Result.isFailure(result)) {
+              if (claimed.length === 0) return yield* result.failure
+              break
+            }
+            claimed.push(...result.success)
+          }
+          return claimed as ReadonlyArray<Store.ClaimedRun>
+        })
+    }
+    const claim = claimFrom([...groups.values()])
 
     /**
      * The definition a start uses: the version asked for, else the newest this client knows (the
@@ -545,6 +658,35 @@ const make = <const W extends ReadonlyArray<Workflow.Any>>(options: Options<W>) 
             issues: [{ path: problem.path, message: `cannot be stored: ${problem.reason}` }]
           })
         }
+        const priority = startOptions?.priority
+        const priorityProblem = priority === undefined ? undefined : FlowQueue.priorityProblem(priority)
+        if (priorityProblem !== undefined) {
+          return yield* new InvalidInput({
+            workflow: workflow.name,
+            issues: [{ path: "priority", message: `the priority ${String(priority)} ${priorityProblem}` }]
+          })
+        }
+        const key = Flow.keyOf(workflow, input)
+        if (Result.isFailure(key)) return yield* key.failure
+        const dedup = startOptions?.deduplication
+        const debounce = startOptions?.debounce
+        const keyProblem = (text: string) =>
+          text.length > Flow.maxKeyLength
+            ? `is ${text.length} characters long, more than ${Flow.maxKeyLength}`
+            : StoredText.problem(text)
+        const optionProblem = dedup !== undefined && debounce !== undefined
+          ? { path: "debounce", message: "debounce and deduplication cannot be combined" }
+          : debounce !== undefined && startOptions?.delay !== undefined
+          ? { path: "debounce", message: "debounce and delay cannot be combined (the period is the delay)" }
+          : dedup !== undefined && keyProblem(dedup.key) !== undefined
+          ? { path: "deduplication.key", message: `the deduplication key ${keyProblem(dedup.key)}` }
+          : debounce !== undefined && keyProblem(debounce.key) !== undefined
+          ? { path: "debounce.key", message: `the debounce key ${keyProblem(debounce.key)}` }
+          : undefined
+        if (optionProblem !== undefined) {
+          return yield* new InvalidInput({ workflow: workflow.name, issues: [optionProblem] })
+        }
+        const debouncePeriod = debounce === undefined ? 0 : Duration.toMillis(Duration.fromInputUnsafe(debounce.period))
         const idProblem = startOptions?.id === undefined ? undefined : StoredText.problem(startOptions.id)
         if (idProblem !== undefined) {
           return yield* new InvalidInput({
@@ -552,7 +694,9 @@ const make = <const W extends ReadonlyArray<Workflow.Any>>(options: Options<W>) 
             issues: [{ path: "id", message: `the run id cannot be stored: ${idProblem}` }]
           })
         }
-        const delay = startOptions?.delay === undefined
+        const delay = debounce !== undefined
+          ? debouncePeriod
+          : startOptions?.delay === undefined
           ? 0
           : Duration.toMillis(Duration.fromInputUnsafe(startOptions.delay))
         // With telemetry on, the caller's span becomes the parent of the run's first execution.
@@ -563,6 +707,23 @@ const make = <const W extends ReadonlyArray<Workflow.Any>>(options: Options<W>) 
           version: workflow.version,
           input: encoded.success,
           delayMillis: delay,
+          ...(key.success === undefined ? {} : { concurrencyKey: key.success }),
+          ...(priority === undefined || priority === 0 ? {} : { priority }),
+          ...(dedup === undefined
+            ? {}
+            : { deduplication: { key: dedup.key, whileRunning: dedup.whileRunning === true } }),
+          ...(debounce === undefined ? {} : {
+            deduplication: {
+              key: debounce.key,
+              whileRunning: false,
+              debounce: {
+                periodMillis: debouncePeriod,
+                maxDelayMillis: debounce.maxDelay === undefined
+                  ? undefined
+                  : Duration.toMillis(Duration.fromInputUnsafe(debounce.maxDelay))
+              }
+            }
+          }),
           ...(workflow.timeout === undefined ? {} : { timeoutMillis: Duration.toMillis(workflow.timeout) }),
           ...(Option.isSome(caller) ? { trace: { traceId: caller.value.traceId, spanId: caller.value.spanId } } : {})
         } satisfies Store.NewRun
@@ -577,18 +738,19 @@ const make = <const W extends ReadonlyArray<Workflow.Any>>(options: Options<W>) 
     const create = (workflow: Workflow.Any, runs: ReadonlyArray<Store.NewRun>) =>
       Effect.gen(function*() {
         const worker = local.current
-        // This process's worker takes the runs at once when it registers their version.
+        // This process's worker takes the runs at once when it registers their version, and the run
+        // is in the default queue (a named queue's runs go through its claim, its limits and priorities).
+        const inDefaultQueue = (run: Store.NewRun) =>
+          registry.get(Versions.key(run.workflow, run.version ?? 0))?.queue.name === FlowQueue.defaultName
         const eligible = worker !== undefined
-          ? runs.filter((run) =>
-            (run.delayMillis ?? 0) <= 0 && registry.has(Versions.key(run.workflow, run.version ?? 0))
-          ).length
+          ? runs.filter((run) => (run.delayMillis ?? 0) <= 0 && inDefaultQueue(run)).length
           : 0
         const reserved = eligible > 0 ? worker!.reserve(eligible) : 0
         const leaseMillis = Duration.toMillis(config.lease)
         let given = 0
         const planned = runs.map((run): Store.NewRun => {
           if (given >= reserved || (run.delayMillis ?? 0) > 0) return run
-          if (!registry.has(Versions.key(run.workflow, run.version ?? 0))) return run
+          if (!inDefaultQueue(run)) return run
           given++
           return { ...run, claimFor: { token: `${workerId}:local:${++localClaims}`, leaseMillis } }
         })
@@ -630,12 +792,16 @@ const make = <const W extends ReadonlyArray<Workflow.Any>>(options: Options<W>) 
         return yield* Effect.die(new Error(`startBatch: ${ids.length} ids for ${inputs.length} inputs`))
       }
       const runs = yield* Effect.forEach(inputs, (input, index) =>
-        prepare(workflow, input, { id: ids?.[index], delay: batchOptions?.delay, version: batchOptions?.version }))
+        prepare(workflow, input, {
+          id: ids?.[index],
+          delay: batchOptions?.delay,
+          version: batchOptions?.version,
+          priority: batchOptions?.priority
+        }))
       return (yield* create(workflow, runs)) as ReadonlyArray<RunId<Wf>>
     })
 
-    const definitionOf = (workflow: string, version: number) =>
-      registry.get(Versions.key(workflow, version))
+    const definitionOf = (workflow: string, version: number) => registry.get(Versions.key(workflow, version))
 
     const decodeOutput = (workflow: string, version: number, output: unknown): unknown => {
       const definition = definitionOf(workflow, version)
@@ -667,8 +833,7 @@ const make = <const W extends ReadonlyArray<Workflow.Any>>(options: Options<W>) 
       run.status !== "pending" || (run.wakeAt !== null && run.wakeAt > now)
         ? Effect.succeed(undefined)
         : Effect.map(
-          Effect.orElseSucceed(store.hasWorkerFor(run.workflow, run.version), () =>
-            true),
+          Effect.orElseSucceed(store.hasWorkerFor(run.workflow, run.version), () => true),
           (served) =>
             served
               ? undefined
@@ -1141,9 +1306,7 @@ const make = <const W extends ReadonlyArray<Workflow.Any>>(options: Options<W>) 
 
     const runsInFlight = (workflow?: string) =>
       Effect.map(store.inFlight, (rows) =>
-        workflow === undefined ? rows : rows.filter((row) =>
-          row.workflow === workflow
-        ))
+        workflow === undefined ? rows : rows.filter((row) => row.workflow === workflow))
 
     // Interrupted, it hands back the runs it claimed (as a stopping worker does without a grace).
     const processOnce = Effect.gen(function*() {
@@ -1151,22 +1314,59 @@ const make = <const W extends ReadonlyArray<Workflow.Any>>(options: Options<W>) 
       const fibers = yield* Effect.forEach(claimed, runner.launch)
       yield* Fiber.awaitAll(fibers).pipe(
         Effect.onInterrupt(() =>
-          runner.handBack([...runner.inflight.values()].filter(({ fiber }) => fibers.includes(fiber)))
+          runner.handBack([...runner.inflight.values()].filter(({ fiber }) =>
+            fibers.includes(fiber)
+          ))
         )
       )
       return claimed.length
     }).pipe(Effect.withSpan("Pgflows.processOnce"))
 
-    const runWorker = (workerOptions?: { readonly concurrency?: number | undefined }) =>
-      Worker.run({
-        runner,
-        config,
-        store,
-        workflows: known,
-        claim,
-        wakeups,
-        local,
-        concurrency: workerOptions?.concurrency ?? config.workerConcurrency
+    const runWorker = (workerOptions?: WorkerOptions) =>
+      Effect.suspend(() => {
+        const names = workerOptions?.queues?.map((queue) => typeof queue === "string" ? queue : queue.name)
+        const unknown = names?.filter((name) => !groups.has(name)) ?? []
+        if (unknown.length > 0) {
+          return Effect.die(
+            new Error(
+              `runWorker: no registered workflow is in queue ${unknown.map((name) => `"${name}"`).join(", ")} ` +
+                `(the queues are ${[...groups.keys()].map((name) => `"${name}"`).join(", ")})`
+            )
+          )
+        }
+        const served = names === undefined ?
+          [...groups.values()] :
+          [...groups.values()].filter((group) => names.includes(group.queue.name))
+        return Worker.run({
+          runner,
+          config,
+          store,
+          workflows: served.flatMap((group) => group.workflows),
+          claim: claimFrom(served),
+          wakeups,
+          local,
+          concurrency: workerOptions?.concurrency ?? config.workerConcurrency,
+          // A limited queue's slot freed by one of this worker's runs may let it claim another at once.
+          wakeOnEnd: served.some((group) => FlowQueue.isLimited(group.queue)),
+          queues: served.filter((group) => group.queue.name !== FlowQueue.defaultName).map((group) => ({
+            queue: claimQueue(group.queue),
+            workflows: group.workflows
+          }))
+        })
+      })
+
+    const queueMetrics = (queue?: string) =>
+      Effect.gen(function*() {
+        const name = queue ?? config.queue
+        const metrics = yield* queues.metrics(name)
+        const named = name === config.queue
+          ? [...groups.values()].filter((group) => group.queue.name !== FlowQueue.defaultName)
+          : []
+        const states = yield* Effect.forEach(
+          named,
+          (group) => store.queueState(claimQueue(group.queue), group.workflows)
+        )
+        return { ...metrics, queues: states } satisfies QueueMetrics
       })
 
     return Pgflows.of({
@@ -1191,7 +1391,7 @@ const make = <const W extends ReadonlyArray<Workflow.Any>>(options: Options<W>) 
       runsInFlight,
       processOnce,
       runWorker,
-      queueMetrics: (queue) => queues.metrics(queue ?? config.queue),
+      queueMetrics,
       listQueues: queues.list,
       purgeQueue: queues.purge,
       dropQueue: queues.drop,
@@ -1199,6 +1399,26 @@ const make = <const W extends ReadonlyArray<Workflow.Any>>(options: Options<W>) 
       definitions
     })
   })
+
+/** A named queue as the store's claims see it. */
+const claimQueue = (queue: FlowQueue.FlowQueue): Store.ClaimQueue => ({
+  name: queue.name,
+  concurrency: queue.concurrency,
+  keyConcurrency: queue.keyConcurrency,
+  ...(queue.rateLimit === undefined ? {} : {
+    rateLimit: {
+      limit: queue.rateLimit.limit,
+      periodMillis: Duration.toMillis(queue.rateLimit.period),
+      perKey: queue.rateLimit.perKey
+    }
+  })
+})
+
+/** A queue of the registered workflows, and their versions in it. */
+interface ClaimGroup {
+  readonly queue: FlowQueue.FlowQueue
+  readonly workflows: Array<Store.WorkflowVersion>
+}
 
 /** A run's end as `result` needs it: from the store, or from the event of a local execution. */
 interface Ending {

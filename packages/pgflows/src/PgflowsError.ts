@@ -322,6 +322,23 @@ export class UnstorableValue extends Schema.TaggedError<UnstorableValue>()("Unst
 }
 
 /**
+ * The concurrency key function of a workflow (`Workflow.make(name, { concurrencyKey })`) threw, or
+ * returned something other than a storable string, for the input of a start. Only that start fails,
+ * and nothing is written; for a child workflow, the parent run fails with it.
+ *
+ * @category errors
+ * @since 0.1.0
+ */
+export class InvalidConcurrencyKey extends Schema.TaggedError<InvalidConcurrencyKey>()("InvalidConcurrencyKey", {
+  workflow: Schema.String,
+  reason: Schema.String
+}) {
+  override get message() {
+    return `invalid concurrency key for workflow "${this.workflow}": ${this.reason}`
+  }
+}
+
+/**
  * The errors pgflows itself stores as a run's or a step's error.
  *
  * @category models
@@ -342,7 +359,8 @@ export const EngineError = Schema.Union([
   ChildFailed,
   ChildCancelled,
   ChildIdConflict,
-  UnstorableValue
+  UnstorableValue,
+  InvalidConcurrencyKey
 ])
 
 /**
@@ -356,7 +374,8 @@ export const isEngineError = (u: unknown): u is EngineError =>
   u instanceof PayloadTooLarge || u instanceof StepTimeoutError || u instanceof StepDefect ||
   u instanceof WorkflowDefect || u instanceof RecoveryLimitExceeded || u instanceof UnknownWorkflow ||
   u instanceof WorkflowTimeout || u instanceof InvalidSignal || u instanceof ChildFailed ||
-  u instanceof ChildCancelled || u instanceof ChildIdConflict || u instanceof UnstorableValue
+  u instanceof ChildCancelled || u instanceof ChildIdConflict || u instanceof UnstorableValue ||
+  u instanceof InvalidConcurrencyKey
 
 /**
  * @category models

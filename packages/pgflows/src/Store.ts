@@ -162,6 +162,23 @@ export interface NewRun {
   readonly timeoutMillis?: number | undefined
   /** The span context of the code that starts the run (telemetry on). */
   readonly trace?: TraceContext | undefined
+  /** The run's concurrency key in its named queue (see `FlowQueue`). */
+  readonly concurrencyKey?: string | undefined
+  /** Runs of a named queue are claimed highest priority first (default 0). */
+  readonly priority?: number | undefined
+  /**
+   * Start nothing when a run of the same workflow with this key is pending (or, with
+   * `whileRunning`, has not ended): `Created` is then that run, `deduplicated` set.
+   */
+  readonly deduplication?: {
+    readonly key: string
+    readonly whileRunning: boolean
+    /**
+     * Debounce instead: while the key's run has not started executing, give it this input and push
+     * its start to `periodMillis` from now, but no later than `maxDelayMillis` after it was created.
+     */
+    readonly debounce?: { readonly periodMillis: number; readonly maxDelayMillis?: number | undefined } | undefined
+  } | undefined
   /**
    * Claim the new run for this worker token at once (the in-process fast path). A store may decline
    * (`PgStore` does inside the caller's transaction: the run must not execute before the commit);
@@ -183,6 +200,8 @@ export interface Created {
   readonly created: boolean
   readonly workflow: string
   readonly claimed?: ClaimedRun | undefined
+  /** Set when the run was not created because of a run with the same deduplication key (`id`). */
+  readonly deduplicated?: boolean | undefined
 }
 
 /**
@@ -199,6 +218,47 @@ export interface ClaimRequest {
   readonly workflows: ReadonlyArray<WorkflowVersion>
   readonly limit: number
   readonly leaseMillis: number
+  /**
+   * The named queue the `workflows` belong to: its runs are claimed highest priority first, within
+   * its limits across all workers. Without it, the default queue: in due order, no limits.
+   */
+  readonly queue?: ClaimQueue | undefined
+}
+
+/**
+ * A named queue as a claim sees it: its name and limits (see `FlowQueue`).
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface ClaimQueue {
+  readonly name: string
+  readonly concurrency?: number | undefined
+  readonly keyConcurrency?: number | undefined
+  /** At most `limit` first executions per `periodMillis`, for the queue or per key. */
+  readonly rateLimit?: { readonly limit: number; readonly periodMillis: number; readonly perKey: boolean } | undefined
+}
+
+/**
+ * What a named queue holds now: runs due and waiting for a slot, runs executing (per concurrency
+ * key), and due runs held back because a limit is reached.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface QueueState {
+  readonly queue: string
+  /** Runs due now, not executing (waiting for a worker or a slot). */
+  readonly due: number
+  /** Runs executing (holding a live lease). */
+  readonly running: number
+  /** Runs executing, per concurrency key (runs without a key are left out). */
+  readonly runningByKey: ReadonlyArray<{ readonly key: string; readonly running: number }>
+  /**
+   * Due runs that a claim would leave waiting now because the queue, or their key, is at its limit
+   * (among the oldest due runs a claim considers).
+   */
+  readonly throttled: number
 }
 
 /**
@@ -597,6 +657,11 @@ export class Store extends Context.Service<Store, {
   readonly forkRun: (request: ForkRequest) => Effect.Effect<ForkResult, StoreError>
   /** Runs that have not ended, by workflow and version. */
   readonly inFlight: Effect.Effect<ReadonlyArray<InFlight>, StoreError>
+  /** The state of a named queue whose runs are those of the given workflow versions. */
+  readonly queueState: (
+    queue: ClaimQueue,
+    workflows: ReadonlyArray<WorkflowVersion>
+  ) => Effect.Effect<QueueState, StoreError>
   /** Milliseconds until the next queued message becomes visible, if any. */
   readonly nextWakeup: Effect.Effect<number | undefined, StoreError>
   /** Records (or renews) a running worker and the workflow versions it serves on this store's queue. */

@@ -26,6 +26,7 @@ import * as Result from "effect/Result"
 import type * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
 import * as Crypto from "node:crypto"
+import * as FlowQueue from "./FlowQueue.ts"
 import { type ChildOutcome, nextKey, WorkflowContext as Context } from "./internal/context.ts"
 import { decodeFailure } from "./internal/failure.ts"
 import * as Versions from "./internal/versions.ts"
@@ -77,6 +78,10 @@ export interface Workflow<Name extends string, I extends Persisted, O extends Pe
   readonly stepDefaults: StepDefaults
   /** A durable deadline: a run past it fails with `WorkflowTimeout`. */
   readonly timeout: Duration.Duration | undefined
+  /** The queue its runs go to (`FlowQueue.defaultQueue` unless one was given). */
+  readonly queue: FlowQueue.FlowQueue
+  /** The concurrency key of a run, from its decoded input (see `FlowQueue`). */
+  readonly concurrencyKey: ((input: I["Type"]) => string) | undefined
   readonly run: (input: I["Type"]) => Effect.Effect<O["Type"], E["Type"], R | WorkflowContext>
 }
 
@@ -95,6 +100,8 @@ export interface Any {
   readonly error: Persisted
   readonly stepDefaults: StepDefaults
   readonly timeout: Duration.Duration | undefined
+  readonly queue: FlowQueue.FlowQueue
+  readonly concurrencyKey: ((input: any) => string) | undefined
   readonly run: (input: any) => Effect.Effect<any, any, any>
 }
 
@@ -172,6 +179,18 @@ export const make = <
    * `WorkflowTimeout`, even while parked. Child workflows inherit what is left of it.
    */
   readonly timeout?: Duration.Input | undefined
+  /**
+   * The queue its runs go to, whose limits they share with the other workflows of the queue (see
+   * `FlowQueue`); without one, the default queue.
+   */
+  readonly queue?: FlowQueue.FlowQueue | undefined
+  /**
+   * The run's concurrency key, computed from its decoded input when it starts, for the queue's
+   * `keyConcurrency` (for example the tenant). It must return a string; when it throws or returns
+   * anything else, that start fails with `InvalidConcurrencyKey` and nothing is written. Only for a
+   * named queue.
+   */
+  readonly concurrencyKey?: ((input: I["Type"]) => string) | undefined
   readonly run: (input: I["Type"]) => Effect.Effect<O["Type"], E["Type"], R>
 }): Workflow<Name, I, O, E, Exclude<R, WorkflowContext>> => {
   if (name.length === 0) throw new globalThis.Error("a workflow name must not be empty")
@@ -184,6 +203,10 @@ export const make = <
   if (versionProblem !== undefined) {
     throw new globalThis.Error(`invalid version ${String(version)} of workflow "${name}": it ${versionProblem}`)
   }
+  const queue = options.queue ?? FlowQueue.defaultQueue
+  if (options.concurrencyKey !== undefined && queue.name === FlowQueue.defaultName) {
+    throw new globalThis.Error(`workflow "${name}" has a concurrencyKey but no queue: a key needs a named queue`)
+  }
   return {
     [TypeId]: TypeId,
     name,
@@ -193,6 +216,8 @@ export const make = <
     error: options.error ?? (AnyError as unknown as E),
     stepDefaults: options.stepDefaults ?? {},
     timeout: options.timeout === undefined ? undefined : Duration.fromInputUnsafe(options.timeout),
+    queue,
+    concurrencyKey: options.concurrencyKey,
     run: options.run as Workflow<Name, I, O, E, Exclude<R, WorkflowContext>>["run"]
   }
 }

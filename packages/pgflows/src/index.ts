@@ -48,6 +48,50 @@ export * as BuiltinScheduler from "./BuiltinScheduler.ts"
 export * as DatabaseUrl from "./DatabaseUrl.ts"
 
 /**
+ * Named queues of workflow runs, with flow control that holds across every worker. A workflow is
+ * assigned to a queue (`Workflow.make(name, { queue })`); without one it is in the default queue,
+ * which has no limits and is claimed exactly as before queues existed. A worker serves the queues
+ * of the workflows it registers, or the ones it is given (`runWorker({ queues })`).
+ *
+ * A queue may limit:
+ *
+ * - `concurrency`: runs of the queue executing at once, across all workers;
+ * - `keyConcurrency`: runs executing at once per concurrency key, the key computed by each of the
+ *   queue's workflows from its decoded input (`Workflow.make(name, { concurrencyKey })`), for
+ *   example per tenant;
+ * - `rateLimit`: runs started (first executions; a resume is not a start) per period, for the
+ *   queue or (`perKey`) per concurrency key. A run held back waits, due, and is looked at again by
+ *   the next claim (at the latest after the poll interval).
+ *
+ * The limits are enforced by the database: claims of a limited queue are serialized by an
+ * advisory lock and count the runs of the queue that hold a live lease, so several worker
+ * processes together never exceed them. A run that parks (a durable sleep, a wait for a signal or
+ * a child) holds no lease, so it gives its slot back, and takes one again when it is claimed to
+ * resume. Runs of a named queue are claimed highest `priority` first (a start option), and in the
+ * order they became due within a priority.
+ *
+ * **Gotchas**: every worker must define a queue with the same limits (as with workflow
+ * definitions, the code is the configuration); the claim of a worker applies its own. Runs of a
+ * named queue do not take the local fast path of `start` (they go through the queue, so the limit
+ * and the priorities apply to them too).
+ *
+ * @example
+ * ```ts
+ * const emails = FlowQueue.make("emails", { concurrency: 5, keyConcurrency: 2 })
+ * const sendEmail = Workflow.make("send_email", {
+ *   input: Email,
+ *   output: Schema.Void,
+ *   queue: emails,
+ *   concurrencyKey: (email) => email.tenant,
+ *   run: (email) => deliver(email)
+ * })
+ * ```
+ *
+ * @since 0.1.0
+ */
+export * as FlowQueue from "./FlowQueue.ts"
+
+/**
  * Names that reach SQL text: the schema, queue names and the NOTIFY channel.
  *
  * Values always travel as bound parameters; these few names cannot, so each is checked once, when
@@ -226,6 +270,11 @@ export * as PgDatabase from "./PgDatabase.ts"
  *    runs (`failed_runs`, `cancelled_runs`), so that the client's reads stay bounded by what they
  *    return whatever the history (docs/ARCHITECTURE.md, "Reads"). On a large `runs` table, building
  *    the index and filling the tables takes a while under a lock that blocks writes to `runs`.
+ * 10. `flow_control`: a run's concurrency key and priority (for the named queues of `FlowQueue`),
+ *    the table `flow_slots` of the runs that hold a slot of a limited queue, `flow_starts` of the
+ *    starts of a rate-limited queue's runs within its period, and `run_dedup`, the
+ *    latest run started with each deduplication key (docs/ARCHITECTURE.md, "Queues and flow
+ *    control"). Constant defaults: adding the columns rewrites no table.
  * 12. `signals by run`: the index of every signal by its run (`signals_pending` holds only those not
  *    consumed yet), so that a run's signals are read without a scan of them all.
  *

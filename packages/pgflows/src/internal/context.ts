@@ -7,6 +7,7 @@ import * as Context from "effect/Context"
 import type * as Duration from "effect/Duration"
 import type * as Effect from "effect/Effect"
 import type * as Schedule from "effect/Schedule"
+import type * as FlowQueue from "../FlowQueue.ts"
 import type { Persisted } from "../JsonCodec.ts"
 
 /** What the engine needs to know about a step to execute or replay it. */
@@ -28,6 +29,9 @@ export interface ChildSpec {
   readonly output: Persisted
   readonly error: Persisted
   readonly timeout: Duration.Duration | undefined
+  /** The child's queue, and its concurrency key there (see `FlowQueue`). */
+  readonly queue: FlowQueue.FlowQueue
+  readonly concurrencyKey: ((input: any) => unknown) | undefined
 }
 
 /** How a child ended, as recorded in its parent's journal. */

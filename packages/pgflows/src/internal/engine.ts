@@ -55,6 +55,7 @@ import {
   WorkflowContext
 } from "./context.ts"
 import { decodeFailure, encodeEngineFailure, encodeFailure, type ErrorEnvelope } from "./failure.ts"
+import * as Flow from "./flow.ts"
 import { hash, storeProblem } from "./json.ts"
 import * as Keys from "./keys.ts"
 import { isTraceContext, linkTo, traceKey, traceName } from "./telemetry.ts"
@@ -935,12 +936,16 @@ export class RunExecution implements Execution {
         replay: () => Effect.succeed(childId),
         execute: () =>
           Effect.gen({ self: this }, function*() {
+            // The child's key, from its typed input; a key function that fails fails this run alone.
+            const concurrencyKey = Flow.keyOf(spec, input)
+            if (Result.isFailure(concurrencyKey)) return yield* this.failRun(concurrencyKey.failure)
             const created = yield* this.env.store.createRuns([{
               id: childId,
               workflow: spec.name,
               version: spec.version,
               input: encodedInput,
               parentId: this.runId,
+              ...(concurrencyKey.success === undefined ? {} : { concurrencyKey: concurrencyKey.success }),
               ...(this.deadlineAt === null ? {} : { deadlineAt: this.deadlineAt }),
               ...(spec.timeout === undefined ? {} : { timeoutMillis: Duration.toMillis(spec.timeout) })
             }]).pipe(

@@ -348,6 +348,15 @@ ORDER BY archived_at DESC, msg_id DESC LIMIT $2`
 }
 
 /**
+ * The first key of the advisory locks that serialize the claims of a limited named queue (the
+ * second is a hash of the queue's lock name), so they never meet the one-key locks of migrations.
+ */
+export const flowLockSpace = 160_001
+
+/** The first key of the advisory locks that serialize the starts with one deduplication key. */
+export const dedupLockSpace = 160_002
+
+/**
  * Counting stops after this many rows: a table (or a workflow's rows, or a queue's archive) with
  * more is estimated.
  */
@@ -493,23 +502,109 @@ export const make = (schema: Identifier.Identifier) => {
   // Data-modifying CTEs always run; the notify CTE is a SELECT, so it runs only when referenced.
   const transitionsResult = `SELECT 'tr' AS kind, id AS run_id, NULL AS key FROM moved
 UNION ALL SELECT 'n', NULL, NULL FROM (SELECT count(*) AS c FROM notified) AS forced WHERE forced.c < 0`
+  /** Whether the run `r` may be claimed now (its message is due): pending, woken, or its lease lost. */
+  const claimable = `
+      (r.status = 'pending' AND (r.wake_at IS NULL OR r.wake_at <= now()))
+      OR (r.status = 'suspended' AND r.wake_at <= now())
+      OR (r.status = 'running' AND r.lease_expires_at < now())`.slice(1)
+  /**
+   * What a named queue's claim would take (`$1` run queue, `$5` workflow keys, `$7` queue, `$8` and
+   * `$9` its limits, `$10` the window): `live`, the runs holding a slot; `candidates`, the oldest due
+   * messages of its workflows and whether their run is claimable; `ranked`, the claimable ones
+   * numbered within their key; `allowed`, those their key's limit lets through, numbered in claim
+   * order (priority, then due order). The queue's own limit is applied by what follows.
+   */
+  const flowPlan = `live AS MATERIALIZED (
+  SELECT f.run_id, f.key FROM ${s}.flow_slots f JOIN ${s}.runs r ON r.id = f.run_id
+  WHERE f.queue = $7 AND r.lease_owner = f.token AND r.status = 'running' AND r.lease_expires_at > now()
+), candidates AS MATERIALIZED (
+  SELECT m.msg_id, m.vt, m.run_id, r.concurrency_key AS key, coalesce(r.priority, 0) AS priority,
+    coalesce(${workflowKey("r.workflow", "r.version")} = ANY($5::text[]) AND (${claimable}), false) AS claimable,
+    coalesce(r.executions = 0, false) AS fresh, CASE WHEN $13::boolean THEN coalesce(r.concurrency_key, '') ELSE '' END
+      AS bucket
+  FROM (
+    SELECT q.msg_id, q.vt, q.message->>'run' AS run_id FROM ${s}.queue_messages q
+    WHERE q.queue = $1 AND q.vt <= now() AND q.message->>'workflow' = ANY($5::text[])
+    ORDER BY q.vt, q.msg_id
+    LIMIT $10
+  ) m
+  LEFT JOIN ${s}.runs r ON r.id = m.run_id
+), recent AS MATERIALIZED (
+  -- The starts within the rate limit's period, per bucket (the key, or '' for the whole queue). The
+  -- clock of the statement, not of its transaction, which began before the queue's lock was taken.
+  SELECT fs.key AS bucket, count(*) AS n FROM ${s}.flow_starts fs
+  WHERE $11::int IS NOT NULL AND fs.queue = $7
+    AND fs.started_at > clock_timestamp() - $12::float8 * interval '1 millisecond'
+  GROUP BY 1
+), ranked AS (
+  SELECT c.*, row_number() OVER (PARTITION BY c.key ORDER BY c.priority DESC, c.vt, c.msg_id) AS of_key,
+    row_number() OVER (PARTITION BY c.bucket, c.fresh ORDER BY c.priority DESC, c.vt, c.msg_id) AS of_bucket
+  FROM candidates c WHERE c.claimable
+), allowed AS (
+  SELECT a.msg_id, row_number() OVER (ORDER BY a.priority DESC, a.vt, a.msg_id) AS nth FROM ranked a
+  WHERE ($9::int IS NULL OR a.key IS NULL
+      OR a.of_key + (SELECT count(*) FROM live l WHERE l.key = a.key) <= $9::int)
+    AND ($11::int IS NULL OR NOT a.fresh
+      OR a.of_bucket + coalesce((SELECT n FROM recent WHERE recent.bucket = a.bucket), 0) <= $11::int)
+)`
+  /**
+   * A claim after its `due` CTE (the messages to read): hide them for the lease, claim their runs
+   * that are due, and return each message with its run (claimed, or as it is now). `returning`: more
+   * columns of the claimed runs, for `ctes`, more CTEs after `claimed`.
+   */
+  const claimTail = (returning = "", ctes = "") =>
+    `msgs AS (
+  UPDATE ${s}.queue_messages m SET vt = now() + $3 ${ms}, read_ct = m.read_ct + 1
+  FROM due WHERE m.msg_id = due.msg_id
+  RETURNING m.msg_id, m.read_ct, m.message->>'run' AS run_id, m.message->>'workflow' AS message_workflow
+), claimed AS (
+  UPDATE ${s}.runs r SET
+    status = 'running',
+    lease_owner = $4 || ':' || m.msg_id || ':' || m.read_ct,
+    lease_expires_at = now() + $3 ${ms},
+    executions = r.executions + 1,
+    recoveries = r.recoveries + CASE WHEN r.status = 'running' THEN 1 ELSE 0 END,
+    started_at = coalesce(r.started_at, now()),
+    wake_at = NULL,
+    msg_id = m.msg_id,
+    updated_at = now()
+  FROM msgs m
+  WHERE r.id = m.run_id
+    AND ${workflowKey("r.workflow", "r.version")} = ANY($5::text[])
+    AND (
+${claimable}
+    )
+  RETURNING r.id, r.workflow, r.version, r.status, r.input, r.executions, r.recoveries, r.events, r.deadline_at,
+    r.trace, r.lease_owner, r.lease_expires_at, r.wake_at, r.parent_id, r.forked_from, r.forked_at, r.created_at,
+    r.updated_at, r.started_at, r.completed_at${returning}, m.msg_id AS claimed_msg_id
+)${ctes}
+SELECT m.msg_id, m.read_ct, m.run_id, c.id, c.workflow, c.version, c.status, c.executions, c.recoveries, c.events,
+  c.deadline_at, c.trace, c.lease_owner, c.lease_expires_at, c.wake_at, c.parent_id, c.forked_from, c.forked_at,
+  c.created_at, c.updated_at, c.started_at, c.completed_at,
+  CASE WHEN octet_length(v.input) <= $6 THEN v.input END AS input_text, octet_length(v.input) AS input_bytes,
+  extract(epoch FROM now()) * 1000 AS now_ms,
+  cur.status AS current_status, cur.lease_expires_at AS current_lease, cur.wake_at AS current_wake
+FROM msgs m
+LEFT JOIN claimed c ON c.claimed_msg_id = m.msg_id
+LEFT JOIN LATERAL (SELECT c.input::text AS input) v ON true
+LEFT JOIN ${s}.runs cur ON cur.id = m.run_id`
   return {
     createRuns: `
 WITH input AS (
   SELECT t.id, t.workflow, t.input::jsonb AS input, t.delay_ms, t.parent_id, t.owner, t.lease_ms, t.ord,
-         t.trace::jsonb AS trace,
+         t.trace::jsonb AS trace, t.concurrency_key, coalesce(t.priority, 0) AS priority,
          least(to_timestamp(t.deadline_ms / 1000.0), now() + t.timeout_ms ${ms}) AS deadline_at,
          -- Without a version (runs from SQL, schedulers): the newest a live worker serves.
          CASE WHEN t.version IS NOT NULL THEN t.version ELSE ${newestServed(s, "$8", "t.workflow")} END AS version,
          nextval('${schema}.queue_msg_id_seq') AS msg_id
   FROM unnest($1::text[], $2::text[], $3::text[], $4::float8[], $5::text[], $6::text[], $7::float8[],
-    $10::float8[], $11::float8[], $12::text[], $13::int[])
+    $10::float8[], $11::float8[], $12::text[], $13::int[], $14::text[], $15::int[])
     WITH ORDINALITY AS t(id, workflow, input, delay_ms, parent_id, owner, lease_ms, deadline_ms, timeout_ms, trace,
-      version, ord)
+      version, concurrency_key, priority, ord)
 ), inserted AS (
   INSERT INTO ${s}.runs AS r
     (id, workflow, version, status, input, wake_at, parent_id, msg_id, lease_owner, lease_expires_at, executions,
-     started_at, deadline_at, trace)
+     started_at, deadline_at, trace, concurrency_key, priority)
   SELECT id, workflow, version,
          CASE WHEN owner IS NULL THEN 'pending' ELSE 'running' END,
          input,
@@ -518,7 +613,7 @@ WITH input AS (
          CASE WHEN owner IS NOT NULL THEN now() + lease_ms ${ms} END,
          CASE WHEN owner IS NOT NULL THEN 1 ELSE 0 END,
          CASE WHEN owner IS NOT NULL THEN now() END,
-         deadline_at, trace
+         deadline_at, trace, concurrency_key, priority
   FROM input
   ON CONFLICT (id) DO NOTHING
   RETURNING r.id, r.workflow, r.version, r.status, r.executions, r.recoveries, r.events, r.deadline_at, r.trace,
@@ -552,43 +647,102 @@ WITH due AS (
   ORDER BY vt, msg_id
   LIMIT $2
   FOR UPDATE SKIP LOCKED
-), msgs AS (
-  UPDATE ${s}.queue_messages m SET vt = now() + $3 ${ms}, read_ct = m.read_ct + 1
-  FROM due WHERE m.msg_id = due.msg_id
-  RETURNING m.msg_id, m.read_ct, m.message->>'run' AS run_id, m.message->>'workflow' AS message_workflow
-), claimed AS (
-  UPDATE ${s}.runs r SET
-    status = 'running',
-    lease_owner = $4 || ':' || m.msg_id || ':' || m.read_ct,
-    lease_expires_at = now() + $3 ${ms},
-    executions = r.executions + 1,
-    recoveries = r.recoveries + CASE WHEN r.status = 'running' THEN 1 ELSE 0 END,
-    started_at = coalesce(r.started_at, now()),
-    wake_at = NULL,
-    msg_id = m.msg_id,
-    updated_at = now()
-  FROM msgs m
-  WHERE r.id = m.run_id
-    AND ${workflowKey("r.workflow", "r.version")} = ANY($5::text[])
-    AND (
-      (r.status = 'pending' AND (r.wake_at IS NULL OR r.wake_at <= now()))
-      OR (r.status = 'suspended' AND r.wake_at <= now())
-      OR (r.status = 'running' AND r.lease_expires_at < now())
-    )
-  RETURNING r.id, r.workflow, r.version, r.status, r.input, r.executions, r.recoveries, r.events, r.deadline_at,
-    r.trace, r.lease_owner, r.lease_expires_at, r.wake_at, r.parent_id, r.forked_from, r.forked_at, r.created_at,
-    r.updated_at, r.started_at, r.completed_at, m.msg_id AS claimed_msg_id
+), ${claimTail()}`,
+    /**
+     * The claim of a named queue (`FlowQueue`): `claim` after a `due` of its own. Among the oldest
+     * `$10` due messages of the queue's workflows, the claimable runs highest priority first (then in
+     * due order), as many as the queue's limits leave room for: `$8` runs at once and `$9` per
+     * concurrency key (`NULL`: no limit), counting the runs that hold a slot (a row of `flow_slots`
+     * whose run still has that claim's live lease). Messages whose run cannot be claimed (ended,
+     * owned) are read as well, so the claim fixes them as `claim` does. The claims of a limited queue
+     * run one at a time (`flowLock` first, in the same transaction), so each counts what the one
+     * before it claimed; it deletes the rows of runs that gave their slot back (ended, parked, handed
+     * back) and writes one for each run it claims.
+     */
+    flowClaim: `
+WITH ${flowPlan}, freed AS (
+  -- A candidate's own row stays: its claim writes it again.
+  DELETE FROM ${s}.flow_slots f WHERE f.queue = $7
+    AND NOT EXISTS (
+      SELECT 1 FROM ${s}.runs r WHERE r.id = f.run_id AND r.lease_owner = f.token AND r.status = 'running')
+    AND NOT EXISTS (SELECT 1 FROM candidates c WHERE c.run_id = f.run_id)
+), chosen AS (
+  SELECT msg_id FROM allowed
+  WHERE nth <= least($2::int, coalesce($8::int - (SELECT count(*) FROM live)::int, $2::int))
+  UNION ALL SELECT msg_id FROM candidates WHERE NOT claimable
+), due AS (
+  SELECT q.msg_id FROM ${s}.queue_messages q WHERE q.msg_id IN (SELECT msg_id FROM chosen)
+  FOR UPDATE SKIP LOCKED
+), ${
+      claimTail(
+        ", r.concurrency_key",
+        `, slots AS (
+  INSERT INTO ${s}.flow_slots (run_id, queue, key, token)
+  SELECT c.id, $7, c.concurrency_key, c.lease_owner FROM claimed c
+  ON CONFLICT (run_id) DO UPDATE SET queue = EXCLUDED.queue, key = EXCLUDED.key, token = EXCLUDED.token,
+    claimed_at = now()
+), starts AS (
+  -- A run's first execution is a start, for the rate limit.
+  INSERT INTO ${s}.flow_starts (queue, key, started_at)
+  SELECT $7, CASE WHEN $13::boolean THEN coalesce(c.concurrency_key, '') ELSE '' END, clock_timestamp() FROM claimed c
+  WHERE $11::int IS NOT NULL AND c.executions = 1
+), expired AS (
+  DELETE FROM ${s}.flow_starts fs
+  WHERE fs.queue = $7 AND fs.started_at <= clock_timestamp() - coalesce($12::float8, 0) * interval '1 millisecond'
+)`
+      )
+    }`,
+    /** Serializes the starts with one deduplication key (`$1`: its lock name). */
+    dedupLock: `SELECT pg_advisory_xact_lock(${dedupLockSpace}, hashtext($1))`,
+    /**
+     * The run a start with deduplication key `$2` of workflow `$1` returns instead of starting one:
+     * the latest started with the key, while it is pending (or, with `$3`, not ended).
+     */
+    dedupFind: `
+SELECT r.id FROM ${s}.run_dedup d JOIN ${s}.runs r ON r.id = d.run_id
+WHERE d.workflow = $1 AND d.key = $2
+  AND (r.status = 'pending' OR ($3::boolean AND r.status IN ('running', 'suspended')))`,
+    /**
+     * Debounce: the run key `$2` of workflow `$1` names, if it never executed, gets input `$3` and
+     * starts `$4` ms from now, but no later than the key's `until_at` (its first start and the
+     * maximum delay; `NULL`: none); its message with it. A claim that meets it meanwhile finds it not
+     * due (and defers its message).
+     */
+    debounce: `
+WITH target AS (
+  SELECT r.id, least(now() + $4::float8 ${ms}, d.until_at) AS wake
+  FROM ${s}.run_dedup d JOIN ${s}.runs r ON r.id = d.run_id
+  WHERE d.workflow = $1 AND d.key = $2 AND r.status = 'pending' AND r.executions = 0
+), moved AS (
+  UPDATE ${s}.runs r SET input = $3::jsonb, wake_at = t.wake, updated_at = now() FROM target t
+  WHERE r.id = t.id AND r.status = 'pending' AND r.executions = 0
+  RETURNING r.id, r.msg_id, r.wake_at
+), shown AS (
+  UPDATE ${s}.queue_messages q SET vt = m.wake_at FROM moved m WHERE q.msg_id = m.msg_id
 )
-SELECT m.msg_id, m.read_ct, m.run_id, c.id, c.workflow, c.version, c.status, c.executions, c.recoveries, c.events,
-  c.deadline_at, c.trace, c.lease_owner, c.lease_expires_at, c.wake_at, c.parent_id, c.forked_from, c.forked_at,
-  c.created_at, c.updated_at, c.started_at, c.completed_at,
-  CASE WHEN octet_length(v.input) <= $6 THEN v.input END AS input_text, octet_length(v.input) AS input_bytes,
-  extract(epoch FROM now()) * 1000 AS now_ms,
-  cur.status AS current_status, cur.lease_expires_at AS current_lease, cur.wake_at AS current_wake
-FROM msgs m
-LEFT JOIN claimed c ON c.claimed_msg_id = m.msg_id
-LEFT JOIN LATERAL (SELECT c.input::text AS input) v ON true
-LEFT JOIN ${s}.runs cur ON cur.id = m.run_id`,
+SELECT id FROM moved`,
+    /**
+     * Records run `$3` as the latest started with deduplication key `$2` of workflow `$1`; a debounced
+     * one may be pushed back until `$4` ms from now (`NULL`: no limit).
+     */
+    dedupRecord: `
+INSERT INTO ${s}.run_dedup (workflow, key, run_id, until_at) VALUES ($1, $2, $3, now() + $4::float8 ${ms})
+ON CONFLICT (workflow, key) DO UPDATE SET run_id = EXCLUDED.run_id, until_at = EXCLUDED.until_at, updated_at = now()`,
+    /** Serializes the claims of a limited named queue (`$1`: the queue's lock name). */
+    flowLock: `SELECT pg_advisory_xact_lock(${flowLockSpace}, hashtext($1))`,
+    /**
+     * A named queue's state (the parameters of `flowClaim`, unused ones aside): its due messages, the
+     * runs holding a slot by concurrency key, and the claimable runs its limits hold back.
+     */
+    queueState: `
+WITH ${flowPlan},
+-- The claim's parameters this statement does not use, typed (a statement must type all it has).
+unused AS (SELECT $2::int, $3::float8, $4::text, $6::int, $11::int, $12::float8, $13::boolean)
+SELECT 'due' AS kind, NULL::text AS key, count(*)::int AS n FROM ${s}.queue_messages q
+WHERE q.queue = $1 AND q.vt <= now() AND q.message->>'workflow' = ANY($5::text[])
+UNION ALL SELECT 'running', l.key, count(*)::int FROM live l GROUP BY l.key
+UNION ALL SELECT 'throttled', NULL, ((SELECT count(*) FROM ranked) - (SELECT count(*) FROM allowed
+  WHERE nth <= coalesce($8::int - (SELECT count(*) FROM live)::int, nth)))::int`,
     fixMessages: `
 WITH fix AS (
   SELECT * FROM unnest($1::bigint[], $2::text[], $3::float8[]) AS f(msg_id, action, at_ms)
@@ -793,11 +947,12 @@ LIMIT $6`,
     // chosen journal entries with it, and its queue message; the original is only read.
     forkRun: `
 WITH source AS (
-  SELECT id, workflow, input FROM ${s}.runs WHERE id = $1
+  SELECT id, workflow, input, concurrency_key, priority FROM ${s}.runs WHERE id = $1
 ), inserted AS (
-  INSERT INTO ${s}.runs (id, workflow, version, status, input, msg_id, forked_from, forked_at, deadline_at)
+  INSERT INTO ${s}.runs (id, workflow, version, status, input, msg_id, forked_from, forked_at, deadline_at,
+    concurrency_key, priority)
   SELECT $2, workflow, $3, 'pending', input, nextval('${schema}.queue_msg_id_seq'), id, $5,
-    now() + $6::float8 ${ms}
+    now() + $6::float8 ${ms}, concurrency_key, priority
   FROM source
   ON CONFLICT (id) DO NOTHING
   RETURNING id, workflow, version, msg_id

@@ -30,9 +30,10 @@ export interface LocalWorker {
 
 /**
  * Slots for `capacity` runs. `freed` is called when an execution ends while every slot was taken,
- * so a worker waiting for a slot claims again at once.
+ * so a worker waiting for a slot claims again at once; with `always`, whenever one ends (the slot
+ * of a limited queue it gave back may let the worker claim another run).
  */
-export const make = (capacity: number, freed: () => void): Slots & { reserved: number } => {
+export const make = (capacity: number, freed: () => void, always = false): Slots & { reserved: number } => {
   const running = new Set<Fiber.Fiber<unknown>>()
   const slots = {
     capacity,
@@ -45,7 +46,7 @@ export const make = (capacity: number, freed: () => void): Slots & { reserved: n
       fiber.addObserver(() => {
         const wasFull = running.size + slots.reserved >= capacity
         running.delete(fiber)
-        if (wasFull) freed()
+        if (wasFull || always) freed()
       })
     }
   }

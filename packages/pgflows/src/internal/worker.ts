@@ -39,6 +39,15 @@ export interface Options {
   /** Where `start` finds the worker of this process for the local fast path. */
   readonly local: { current: Slots.LocalWorker | undefined }
   readonly concurrency: number
+  /** Claim again whenever one of its executions ends (it serves a limited queue, whose slot it freed). */
+  readonly wakeOnEnd?: boolean | undefined
+  /** The named queues it serves, whose state it sets in `Metrics.queue*`. */
+  readonly queues?:
+    | ReadonlyArray<{
+      readonly queue: Store.ClaimQueue
+      readonly workflows: ReadonlyArray<Store.WorkflowVersion>
+    }>
+    | undefined
 }
 
 /** Claims at most this many runs per statement. */
@@ -48,7 +57,7 @@ export const run = (options: Options): Effect.Effect<never> =>
   Effect.gen(function*() {
     const { runner, config, store, claim, wakeups, concurrency } = options
     const worker = runner.worker
-    const slots = Slots.make(concurrency, () => Queue.offerUnsafe(wakeups, undefined))
+    const slots = Slots.make(concurrency, () => Queue.offerUnsafe(wakeups, undefined), options.wakeOnEnd === true)
     const previous = options.local.current
     options.local.current = Slots.local(slots, runner, yield* Effect.context<never>())
 
@@ -60,6 +69,7 @@ export const run = (options: Options): Effect.Effect<never> =>
     )
     yield* Effect.forkScoped(watchUnclaimed(store, config))
     yield* Effect.forkScoped(watchInFlight(store, config))
+    if ((options.queues ?? []).length > 0) yield* Effect.forkScoped(watchQueues(store, config, options.queues ?? []))
 
     // Added after the fibers above, so it runs first when the loop stops (finalizers run in reverse).
     yield* Effect.addFinalizer(() =>
@@ -178,5 +188,41 @@ const watchInFlight = (store: Store.Store["Service"], config: PgflowsConfig.Pgfl
         yield* Metric.update(Metric.withAttributes(Metrics.runsInFlight, attributes(row.workflow, row.version)), 0)
       }
       previous = current
+    }
+  })
+
+/**
+ * Sets the `Metrics.queue*` gauges of the named queues this worker serves, at the pace of
+ * `watchInFlight`; a key whose runs all ended is set to 0 once.
+ */
+const watchQueues = (
+  store: Store.Store["Service"],
+  config: PgflowsConfig.PgflowsConfig,
+  queues: NonNullable<Options["queues"]>
+) =>
+  Effect.gen(function*() {
+    const previous = new Map<string, ReadonlySet<string>>()
+    while (true) {
+      yield* Effect.sleep(watchEvery(config))
+      for (const { queue, workflows } of queues) {
+        const state = yield* Effect.orElseSucceed(store.queueState(queue, workflows), () => undefined)
+        if (state === undefined) continue
+        const attributes = { queue: queue.name }
+        yield* Metric.update(Metric.withAttributes(Metrics.queueDue, attributes), state.due)
+        yield* Metric.update(Metric.withAttributes(Metrics.queueRunning, attributes), state.running)
+        yield* Metric.update(Metric.withAttributes(Metrics.queueThrottled, attributes), state.throttled)
+        const keys = new Set(state.runningByKey.map((row) => row.key))
+        for (const row of state.runningByKey) {
+          yield* Metric.update(
+            Metric.withAttributes(Metrics.queueRunningByKey, { queue: queue.name, key: row.key }),
+            row.running
+          )
+        }
+        for (const key of previous.get(queue.name) ?? []) {
+          if (keys.has(key)) continue
+          yield* Metric.update(Metric.withAttributes(Metrics.queueRunningByKey, { queue: queue.name, key }), 0)
+        }
+        previous.set(queue.name, keys)
+      }
     }
   })

@@ -61,6 +61,8 @@ export const postgres: Backend<PgClient.PgClient | SqlClient.SqlClient> = {
           deadline_at = deadline_at - ${shift}
         WHERE wake_at IS NOT NULL OR lease_expires_at IS NOT NULL OR deadline_at IS NOT NULL`
       yield* sql`UPDATE ${sql(`${schema}.steps`)} SET wake_at = wake_at - ${shift} WHERE wake_at IS NOT NULL`
+      yield* sql`UPDATE ${sql(`${schema}.flow_starts`)} SET started_at = started_at - ${shift}`
+      yield* sql`UPDATE ${sql(`${schema}.run_dedup`)} SET until_at = until_at - ${shift} WHERE until_at IS NOT NULL`
       yield* sql`UPDATE ${sql(`${schema}.queue_messages`)}
         SET vt = CASE WHEN vt < 'infinity' THEN vt - ${shift} ELSE vt END, enqueued_at = enqueued_at - ${shift}`
     }).pipe(Effect.orDie),

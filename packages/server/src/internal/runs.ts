@@ -134,6 +134,15 @@ export const start = (client: Client, request: typeof PgflowsApi.StartRequest.Ty
           Effect.fail(
             new InvalidInput({ workflow: error.workflow, issues: error.issues, message: error.message })
           ),
+        // The workflow's concurrency key refused this input: an invalid input of this request.
+        InvalidConcurrencyKey: (error) =>
+          Effect.fail(
+            new InvalidInput({
+              workflow: error.workflow,
+              issues: [{ path: "", message: error.message }],
+              message: error.message
+            })
+          ),
         PayloadTooLarge: (error) =>
           Effect.fail(new PayloadTooLarge({ bytes: error.bytes, limit: error.limit, message: error.message })),
         RunIdConflict: (error) =>
