@@ -30,6 +30,9 @@
  *    runs (`failed_runs`, `cancelled_runs`), so that the client's reads stay bounded by what they
  *    return whatever the history (docs/ARCHITECTURE.md, "Reads"). On a large `runs` table, building
  *    the index and filling the tables takes a while under a lock that blocks writes to `runs`.
+ * 11. `retention`: the indexes a purge deletes by (docs/ARCHITECTURE.md, "Retention"): the signals of
+ *    a run, and the archived queue messages of a run. Neither indexes a column anything updates; on a
+ *    large archive or signals table, building them blocks writes to that table for a while.
  *
  * @since 0.1.0
  */
@@ -304,6 +307,14 @@ $fn$`
 SELECT id, workflow, version, created_at, coalesce(completed_at, updated_at) FROM ${s}.runs WHERE status = 'failed'`,
       `INSERT INTO ${s}.cancelled_runs (run_id, workflow, version, created_at, cancelled_at)
 SELECT id, workflow, version, created_at, coalesce(completed_at, updated_at) FROM ${s}.runs WHERE status = 'cancelled'`
+    ]],
+    [11, "retention", [
+      // A purge deletes a run's rows of every table by the run's id (docs/ARCHITECTURE.md,
+      // "Retention"). steps, events, failed_runs and cancelled_runs have it as their key; these two
+      // tables had no index on it. Neither column is ever updated.
+      `CREATE INDEX signals_run ON ${s}.signals (run_id)`,
+      // Only a failure archives a run's message (the message names its run): one entry per failure.
+      `CREATE INDEX queue_archive_run ON ${s}.queue_archive ((message->>'run')) WHERE message ? 'run'`
     ]]
   ]
 }

@@ -31,6 +31,7 @@ import { decodeFailure } from "./internal/failure.ts"
 import * as Versions from "./internal/versions.ts"
 import { codec, type Persisted } from "./JsonCodec.ts"
 import { AnyError, ChildCancelled, ChildFailed, InvalidSignal } from "./PgflowsError.ts"
+import * as Retention from "./Retention.ts"
 import * as StoredText from "./StoredText.ts"
 
 const TypeId = "~pgflows/Workflow"
@@ -77,6 +78,8 @@ export interface Workflow<Name extends string, I extends Persisted, O extends Pe
   readonly stepDefaults: StepDefaults
   /** A durable deadline: a run past it fails with `WorkflowTimeout`. */
   readonly timeout: Duration.Duration | undefined
+  /** How long this workflow's ended runs are kept, over `PgflowsConfig.retention` (see `Retention`). */
+  readonly retention: Retention.Policy | undefined
   readonly run: (input: I["Type"]) => Effect.Effect<O["Type"], E["Type"], R | WorkflowContext>
 }
 
@@ -95,6 +98,7 @@ export interface Any {
   readonly error: Persisted
   readonly stepDefaults: StepDefaults
   readonly timeout: Duration.Duration | undefined
+  readonly retention: Retention.Policy | undefined
   readonly run: (input: any) => Effect.Effect<any, any, any>
 }
 
@@ -172,6 +176,12 @@ export const make = <
    * `WorkflowTimeout`, even while parked. Child workflows inherit what is left of it.
    */
   readonly timeout?: Duration.Input | undefined
+  /**
+   * How long the runs of this workflow are kept once they ended, per state, over the global
+   * `PgflowsConfig.retention` (see `Retention`): the workers that register this definition prune
+   * them. Child runs go with their top-level run, under its workflow's policy.
+   */
+  readonly retention?: Retention.Input | undefined
   readonly run: (input: I["Type"]) => Effect.Effect<O["Type"], E["Type"], R>
 }): Workflow<Name, I, O, E, Exclude<R, WorkflowContext>> => {
   if (name.length === 0) throw new globalThis.Error("a workflow name must not be empty")
@@ -184,6 +194,10 @@ export const make = <
   if (versionProblem !== undefined) {
     throw new globalThis.Error(`invalid version ${String(version)} of workflow "${name}": it ${versionProblem}`)
   }
+  const retention = options.retention === undefined ? undefined : Retention.decode(options.retention)
+  if (retention !== undefined && Result.isFailure(retention)) {
+    throw new globalThis.Error(`invalid retention of workflow "${name}": ${retention.failure}`)
+  }
   return {
     [TypeId]: TypeId,
     name,
@@ -193,6 +207,7 @@ export const make = <
     error: options.error ?? (AnyError as unknown as E),
     stepDefaults: options.stepDefaults ?? {},
     timeout: options.timeout === undefined ? undefined : Duration.fromInputUnsafe(options.timeout),
+    retention: retention?.success,
     run: options.run as Workflow<Name, I, O, E, Exclude<R, WorkflowContext>>["run"]
   }
 }
