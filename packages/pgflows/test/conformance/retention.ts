@@ -96,6 +96,7 @@ export const retentionSuite = <R>(backend: Backend<R>, it: Tester<R>) => {
       const before = yield* now
       yield* tick()
       const later = yield* client.start(work, { n: 6 })
+      yield* tick()
       const pending = yield* client.start(work, { n: 8 }, { delay: "1 hour" })
       yield* drain(client)
       assert.strictEqual((yield* client.status(later)).status, "completed")
