@@ -4,7 +4,8 @@
 // pruning of a worker, by a workflow's own policy and by the global one.
 import { assert } from "@effect/vitest"
 import { Clock, Effect, Fiber, Metric, Option, Schema } from "effect"
-import { Metrics, type Pgflows, type PgflowsConfig, PgflowsError, Step, Workflow } from "pgflows"
+import { Metrics, type Pgflows, type PgflowsConfig, PgflowsError, Step, Store, Workflow } from "pgflows"
+import { unavailable } from "../fixtures/faults.ts"
 import { type Backend, engine } from "./backend.ts"
 import type { Tester } from "./engine.ts"
 
@@ -226,6 +227,45 @@ export const retentionSuite = <R>(backend: Backend<R>, it: Tester<R>) => {
       ])
       assert.strictEqual((yield* client.status(id)).status, "completed", "nothing was deleted")
     })))
+
+  it.effect("a pruning that fails is logged and tried again later; the worker goes on executing runs", () =>
+    within(
+      Effect.gen(function*() {
+        const store = yield* Store.Store
+        let attempts = 0
+        const failing = Store.Store.of({
+          ...store,
+          purgeRuns: () =>
+            Effect.suspend(() => {
+              attempts++
+              return Effect.fail(unavailable("purgeRuns"))
+            })
+        })
+        const short = Workflow.make("ret_failing", {
+          input: Num,
+          output: Num,
+          error: Odd,
+          retention: "1 millis",
+          run: decide
+        })
+        const client = yield* Effect.provideService(engine([short]), Store.Store, failing)
+        const first = yield* client.start(short, { n: 0 })
+        yield* drain(client)
+        const worker = yield* Effect.forkChild(client.runWorker())
+        for (let i = 0; i < 200 && attempts < 2; i++) yield* tick(20)
+        assert.isAtLeast(attempts, 2, "the pass was tried again at the next interval")
+        // The worker still executes what is started.
+        const next = yield* client.start(short, { n: 2 })
+        for (let i = 0; i < 200; i++) {
+          if ((yield* client.status(next)).status === "completed") break
+          yield* tick(20)
+        }
+        yield* Fiber.interrupt(worker)
+        assert.strictEqual((yield* client.status(next)).status, "completed")
+        assert.strictEqual((yield* client.status(first)).status, "completed", "nothing was pruned")
+      }),
+      { retentionInterval: "100 millis" }
+    ))
 
   const pruned = Effect.map(
     Metric.value(Metric.withAttributes(Metrics.runsPruned, { source: "retention" })),
