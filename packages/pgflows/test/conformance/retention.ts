@@ -228,6 +228,27 @@ export const retentionSuite = <R>(backend: Backend<R>, it: Tester<R>) => {
       assert.strictEqual((yield* client.status(id)).status, "completed", "nothing was deleted")
     })))
 
+  it.effect("one pruning of a workflow at a time: exclusive runs nothing while another holds the name", () =>
+    within(Effect.gen(function*() {
+      const store = yield* Store.Store
+      const inner = yield* store.exclusive(
+        "retention:ret_a",
+        Effect.all([
+          store.exclusive("retention:ret_a", Effect.succeed("twice")),
+          store.exclusive("retention:ret_b", Effect.succeed("another"))
+        ])
+      )
+      assert.deepStrictEqual(inner, Option.some([Option.none(), Option.some("another")]))
+      assert.deepStrictEqual(
+        yield* store.exclusive("retention:ret_a", Effect.succeed("again")),
+        Option.some("again"),
+        "released when the effect ended"
+      )
+      const failed = yield* Effect.flip(store.exclusive("retention:ret_a", Effect.fail("boom")))
+      assert.strictEqual(failed, "boom")
+      assert.deepStrictEqual(yield* store.exclusive("retention:ret_a", Effect.succeed(1)), Option.some(1))
+    })))
+
   it.effect("a pruning that fails is logged and tried again later; the worker goes on executing runs", () =>
     within(
       Effect.gen(function*() {
