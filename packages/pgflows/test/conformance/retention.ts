@@ -253,12 +253,12 @@ export const retentionSuite = <R>(backend: Backend<R>, it: Tester<R>) => {
     within(
       Effect.gen(function*() {
         const store = yield* Store.Store
-        let attempts = 0
+        const purges = { attempts: 0 }
         const failing = Store.Store.of({
           ...store,
           purgeRuns: () =>
             Effect.suspend(() => {
-              attempts++
+              purges.attempts++
               return Effect.fail(unavailable("purgeRuns"))
             })
         })
@@ -273,8 +273,8 @@ export const retentionSuite = <R>(backend: Backend<R>, it: Tester<R>) => {
         const first = yield* client.start(short, { n: 0 })
         yield* drain(client)
         const worker = yield* Effect.forkChild(client.runWorker())
-        for (let i = 0; i < 200 && attempts < 2; i++) yield* tick(20)
-        assert.isAtLeast(attempts, 2, "the pass was tried again at the next interval")
+        for (let i = 0; i < 200 && purges.attempts < 2; i++) yield* tick(20)
+        assert.isAtLeast(purges.attempts, 2, "the pass was tried again at the next interval")
         // The worker still executes what is started.
         const next = yield* client.start(short, { n: 2 })
         for (let i = 0; i < 200; i++) {
