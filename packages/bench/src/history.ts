@@ -53,8 +53,8 @@ const parked = Workflow.make("bench_parked", {
   run: (input) => Effect.succeed(input)
 })
 
-/** Runs `[from, to)` of a history of `total`, written in one transaction. */
-const load = (from: number, to: number, total: number, anchor: Date) =>
+/** Runs `[from, to)` of a history of `total`, written in one transaction (also the purge phase's, `purge.ts`). */
+export const load = (from: number, to: number, total: number, anchor: Date) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
     const { schema, queue } = yield* PgflowsConfig.PgflowsConfig

@@ -13,6 +13,8 @@
  * report CPU per workflow of this process and of PostgreSQL, write transactions per workflow and WAL
  * bytes per workflow. (d) is measured again with the runs in a named queue with a per-key limit in force
  * (`throughputKeyed`, `workflows.ts`), beside the default queue's figure.
+ * (h) with `--purge=100000`, `Pgflows.purge` of a history of that many ended runs,
+ * alone and while the batch path runs, and the batch path's throughput meanwhile (`purge.ts`).
  *
  * Uses `DATABASE_URL` when set, else an embedded PostgreSQL 18 with its default (durable) settings.
  * Progress goes to stderr; the JSON line to stdout.
@@ -29,6 +31,7 @@ import * as Path from "node:path"
 import { FlowQueue, Pgflows, PgflowsConfig, type Workflow } from "pgflows"
 import * as History from "./history.ts"
 import * as Http from "./http.ts"
+import * as Purge from "./purge.ts"
 import { keyedQueue, keyedThreeSteps, recoverable, threeSteps, workflows } from "./workflows.ts"
 
 const progress = (line: string) => Effect.sync(() => process.stderr.write(`[bench] ${line}\n`))
@@ -46,8 +49,10 @@ const httpCallers = arg("http-callers", 32)
 const historySizes = (process.argv.find((a) => a.startsWith("--history="))?.split("=")[1] ?? "")
   .split(",").filter((size) => size !== "").map(Number).sort((a, b) => a - b)
 const historySamples = arg("history-samples", 200)
+/** `--purge=100000`: the purge phase (`purge.ts`) on a history of this many ended runs (0: none). */
+const purgeRuns = arg("purge", 0)
 /**
- * `--only=latency` (or `inserts`, `per-call`, `queue`, `throughput`, `recovery`, `http`, `history`) skips the other
+ * `--only=latency` (or `inserts`, `per-call`, `queue`, `throughput`, `recovery`, `http`, `purge`, `history`) skips the other
  * measurements.
  */
 const only = process.argv.find((a) => a.startsWith("--only="))?.split("=")[1]
@@ -361,6 +366,9 @@ const main = Effect.gen(function*() {
     const http = skip("http")
       ? null
       : yield* Http.measure({ requests: httpRequests, callers: httpCallers, workflow: threeSteps.name })
+    const purge = purgeRuns === 0 || skip("purge")
+      ? null
+      : yield* Purge.measure({ runs: purgeRuns, throughput: throughput(postmaster) })
     const history = historySizes.length === 0 || skip("history")
       ? null
       : yield* History.measure({
@@ -394,6 +402,7 @@ const main = Effect.gen(function*() {
       },
       recoveryAfterKillMs: recovered,
       http,
+      purge,
       history
     }
   }).pipe(

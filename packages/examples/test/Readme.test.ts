@@ -66,10 +66,11 @@ layer(TestDatabase.layer, { excludeTestServices: true })("README examples", (it)
       assertTranscript("observability.md", result.stdout)
     }), { timeout: 60_000 })
 
-  it.effect("the README shows worker.ts, deadLetters.ts and Reminder.test.ts as they are", () =>
+  it.effect("the README shows worker.ts, deadLetters.ts, retention.ts and Reminder.test.ts as they are", () =>
     Effect.sync(() => {
       assert.strictEqual(readmeBlock("Running workers in production"), shown("packages/examples/src/worker.ts"))
       assert.strictEqual(readmeBlock("Dead letters"), shown("packages/examples/src/deadLetters.ts"))
+      assert.strictEqual(readmeBlock("Retention"), shown("packages/examples/src/retention.ts"))
       assert.strictEqual(readmeBlock("Testing your workflows"), shown("packages/examples/test/Reminder.test.ts"))
     }))
 
@@ -100,6 +101,15 @@ layer(TestDatabase.layer, { excludeTestServices: true })("README examples", (it)
       }),
     { timeout: 60_000 }
   )
+  it.effect("retention.ts purges the completed runs with their journals", () =>
+    Effect.sync(() => {
+      const result = ChildProcess.spawnSync(process.execPath, [Path.join(root, "packages/examples/src/retention.ts")], {
+        encoding: "utf8",
+        timeout: 60_000
+      })
+      assert.strictEqual(result.status, 0, result.stdout + result.stderr)
+      assert.deepStrictEqual(result.stdout.trim().split("\n"), ["purged 2 runs (4 rows)", "runs left: 0"])
+    }), { timeout: 60_000 })
 
   it.effect("deadLetters.ts lists, inspects and retries the failed runs", () =>
     Effect.sync(() => {

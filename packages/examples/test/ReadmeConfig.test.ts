@@ -26,6 +26,10 @@ const fieldOf = (variable: string) =>
 /** A default as the README writes it: `30 seconds`, `1 minute`, `16`, `false`, `none`. */
 const shown = (value: unknown): string => {
   if (value === undefined) return "none"
+  // A retention policy that keeps every state forever.
+  if (typeof value === "object" && value !== null && !Duration.isDuration(value)) {
+    if (Object.values(value).every((state) => state === undefined)) return "none"
+  }
   if (Duration.isDuration(value)) {
     const millis = Duration.toMillis(value)
     for (const [unit, size] of [["minute", 60_000], ["second", 1000]] as const) {
@@ -43,6 +47,7 @@ const sample = (field: string, fallback: unknown): readonly [string, (value: unk
   if (typeof fallback === "boolean") return [String(!fallback), (v) => v, !fallback]
   if (typeof fallback === "number") return [String(fallback + 7), (v) => v, fallback + 7]
   if (field === "migrations") return ["verify", (v) => v, "verify"]
+  if (field === "retention") return ["2 days", (v: any) => Duration.toMillis(v.failed), 172_800_000]
   return ["readme_sample", (v) => v, "readme_sample"]
 }
 

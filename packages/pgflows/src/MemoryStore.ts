@@ -11,6 +11,7 @@
 import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
 import * as PubSub from "effect/PubSub"
 import * as Queue from "effect/Queue"
 import type { MemoryMessage, MemoryQueueState } from "./internal/memoryQueue.ts"
@@ -68,6 +69,8 @@ const make = (
   /** Live workers and the workflow keys (`internal/versions.ts`) they serve. */
   const workers = new Map<string, { readonly workflows: ReadonlyArray<string>; readonly expiresAt: number }>()
   const queue = config.queue
+  /** The names `exclusive` runs an effect under now. */
+  const held = new Set<string>()
 
   const atNow = <A>(f: (now: number) => A): Effect.Effect<A, StoreError> =>
     Effect.flatMap(Clock.currentTimeMillis, (now) => Effect.sync(() => f(now)))
@@ -797,6 +800,83 @@ const make = (
           counts.set(key, (counts.get(key) ?? 0) + 1)
         }
         return [...counts].sort(([a], [b]) => a < b ? -1 : 1).map(([key, runs]) => ({ ...Versions.parse(key), runs }))
+      }),
+
+    purgeRuns: (query) =>
+      atNow((now): Store.PurgeBatch => {
+        const cutoff = Math.min(query.before, now)
+        const micros = (run: MutableRun) => BigInt(run.createdAt) * 1000n
+        const after = query.cursor
+        const statuses: ReadonlyArray<string> = query.statuses
+        const single = query.statuses.length === 1 ? query.statuses[0] : undefined
+        // The rows the PostgreSQL walk reads: of its source table (`failed_runs` and `cancelled_runs`
+        // hold the runs in that state), in creation order, after the cursor, created before the cutoff.
+        const scanned = [...runs.values()]
+          .filter((run) =>
+            run.createdAt < cutoff &&
+            (query.workflow === undefined || run.workflow === query.workflow) &&
+            (single === "failed" || single === "cancelled" ? run.status === single : true) &&
+            (after === undefined || micros(run) > BigInt(after.micros) ||
+              (micros(run) === BigInt(after.micros) && run.id > after.id))
+          )
+          .sort((a, b) => a.createdAt - b.createdAt || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
+          .slice(0, query.limit)
+        const ended = (run: MutableRun) => terminal(run.status) && run.completedAt !== null && run.completedAt < cutoff
+        let deletedRuns = 0
+        let rows = 0
+        for (const root of scanned) {
+          if (!runs.has(root.id) || !statuses.includes(root.status) || !ended(root)) continue
+          if (root.parentId !== null && runs.has(root.parentId)) continue
+          const tree = [root, ...descendants(root.id)]
+          if (!tree.every(ended)) continue
+          for (const run of tree) {
+            runs.delete(run.id)
+            deletedRuns++
+            rows += 1 + (steps.get(run.id)?.size ?? 0) + (run.status === "completed" ? 0 : 1)
+            steps.delete(run.id)
+            for (let i = signals.length - 1; i >= 0; i--) {
+              if (signals[i]!.runId === run.id) {
+                signals.splice(i, 1)
+                rows++
+              }
+            }
+            for (const key of [...events.keys()]) {
+              if (key.startsWith(`${run.id}\u0000`)) {
+                events.delete(key)
+                rows++
+              }
+            }
+            for (const [msgId, archived] of state.archive) {
+              if ((archived.message as { run?: unknown } | null)?.run === run.id) {
+                state.archive.delete(msgId)
+                rows++
+              }
+            }
+            for (const [key, latest] of deduplication) {
+              if (latest.runId === run.id) {
+                deduplication.delete(key)
+                rows++
+              }
+            }
+            if (slots.delete(run.id)) rows++
+          }
+        }
+        const last = scanned[scanned.length - 1]
+        return {
+          runs: deletedRuns,
+          rows,
+          scanned: scanned.length,
+          nextCursor: scanned.length >= query.limit && last !== undefined
+            ? { micros: micros(last).toString(), id: last.id }
+            : undefined
+        }
+      }),
+
+    exclusive: (name, effect) =>
+      Effect.suspend(() => {
+        if (held.has(name)) return Effect.succeed(Option.none())
+        held.add(name)
+        return effect.pipe(Effect.map(Option.some), Effect.ensuring(Effect.sync(() => held.delete(name))))
       }),
 
     subscribe: Effect.gen(function*() {

@@ -80,3 +80,29 @@ export const queueRunningByKey = Metric.gauge("pgflows_queue_running_by_key", {
 export const queueThrottled = Metric.gauge("pgflows_queue_throttled", {
   description: "Due runs of a named queue held back by its limits"
 })
+
+/**
+ * Runs deleted by retention (attribute `source`: `retention` for the background pruning of a worker,
+ * `purge` for `Pgflows.purge`), each with its descendants, journal, signals, events and archived
+ * messages (docs/ARCHITECTURE.md, "Retention").
+ *
+ * @category metrics
+ * @since 0.1.0
+ */
+export const runsPruned = Metric.counter("pgflows_runs_pruned", {
+  description: "Ended runs deleted by retention or purge",
+  incremental: true
+})
+
+/**
+ * Rows of every table deleted with those runs (the runs, their journal entries, signals, events,
+ * archived queue messages, rows of the tables of failed and cancelled runs); attribute `source` as
+ * for `runsPruned`.
+ *
+ * @category metrics
+ * @since 0.1.0
+ */
+export const rowsPruned = Metric.counter("pgflows_rows_pruned", {
+  description: "Rows deleted with the runs that retention or purge deleted",
+  incremental: true
+})

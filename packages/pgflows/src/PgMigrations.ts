@@ -35,8 +35,9 @@
  *    starts of a rate-limited queue's runs within its period, and `run_dedup`, the
  *    latest run started with each deduplication key (docs/ARCHITECTURE.md, "Queues and flow
  *    control"). Constant defaults: adding the columns rewrites no table.
- * 12. `signals by run`: the index of every signal by its run (`signals_pending` holds only those not
- *    consumed yet), so that a run's signals are read without a scan of them all.
+ * 11. `retention`: the indexes a purge deletes by (docs/ARCHITECTURE.md, "Retention"): the signals of
+ *    a run, the archived queue messages of a run, and the deduplication keys of a run. On a large
+ *    archive or signals table, building them blocks writes to that table for a while.
  *
  * @since 0.1.0
  */
@@ -348,10 +349,15 @@ SELECT id, workflow, version, created_at, coalesce(completed_at, updated_at) FRO
   PRIMARY KEY (workflow, key)
 )`
     ]],
-    [12, "signals by run", [
-      // The signals of a run, consumed or not (a run's page, and pruning): `signals_pending` holds
-      // only those not consumed yet. Signals are inserted and consumed, never moved between runs.
-      `CREATE INDEX signals_run ON ${s}.signals (run_id, id)`
+    [11, "retention", [
+      // A purge deletes a run's rows of every table by the run's id (docs/ARCHITECTURE.md,
+      // "Retention"). steps, events, failed_runs and cancelled_runs have it as their key; these two
+      // tables had no index on it. Neither column is ever updated.
+      `CREATE INDEX signals_run ON ${s}.signals (run_id)`,
+      // Only a failure archives a run's message (the message names its run): one entry per failure.
+      `CREATE INDEX queue_archive_run ON ${s}.queue_archive ((message->>'run')) WHERE message ? 'run'`,
+      // The deduplication key a purged run was the latest of (flow_slots has the run's id as its key).
+      `CREATE INDEX run_dedup_run ON ${s}.run_dedup (run_id)`
     ]]
   ]
 }

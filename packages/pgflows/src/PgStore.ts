@@ -635,6 +635,64 @@ export const layer: Layer.Layer<
         Effect.mapError((cause) => storeError("unclaimed", cause))
       )
 
+    const purgeStatements = Statements.makePurge(config.schema)
+    const purgeRuns = (query: Store.PurgeQuery) => {
+      const statement = purgeStatements[Statements.purgeSource(query.statuses)][
+        query.workflow === undefined ? "all" : "workflow"
+      ]
+      return sql.unsafe<{
+        scanned: number
+        last_us: string | null
+        last_id: string | null
+        runs: number
+        rows: number
+      }>(
+        statement.text,
+        Statements.bind(statement, {
+          workflow: query.workflow ?? null,
+          statuses: Params.texts(query.statuses),
+          after_us: query.cursor?.micros ?? null,
+          after_id: query.cursor?.id ?? null,
+          before_us: micros(query.before),
+          limit: query.limit
+        })
+      ).pipe(
+        Effect.map((rows): Store.PurgeBatch => {
+          const row = rows[0]
+          const scanned = row?.scanned ?? 0
+          return {
+            runs: row?.runs ?? 0,
+            rows: row?.rows ?? 0,
+            scanned,
+            nextCursor: scanned >= query.limit && row?.last_us != null && row.last_id !== null
+              ? { micros: row.last_us, id: row.last_id }
+              : undefined
+          }
+        }),
+        Effect.mapError((cause) => storeError("purgeRuns", cause))
+      )
+    }
+
+    // A session-level advisory lock on a connection reserved for the effect's length (no transaction
+    // is held open meanwhile); released when the effect ends, or with the connection if it breaks.
+    const exclusive = <A, E, R>(name: string, effect: Effect.Effect<A, E, R>) =>
+      Effect.scoped(Effect.gen(function*() {
+        const key = `pgflows.${name}:${config.schema}`
+        const connection = yield* detached(sql.reserve).pipe(
+          Effect.mapError((cause) => storeError("exclusive", cause))
+        )
+        const [row] = yield* connection.execute(
+          "SELECT pg_try_advisory_lock(hashtext($1)) AS locked",
+          [key],
+          undefined
+        ).pipe(Effect.mapError((cause) => storeError("exclusive", cause)))
+        if ((row as { locked?: boolean } | undefined)?.locked !== true) return Option.none<A>()
+        yield* Effect.addFinalizer(() =>
+          Effect.ignore(connection.execute("SELECT pg_advisory_unlock(hashtext($1))", [key], undefined))
+        )
+        return Option.some(yield* effect)
+      }))
+
     // The engine's own statements are not traced one by one: pgflows traces workflows and steps,
     // and a span per statement on the hot path would cost more than some statements themselves.
     const untraced = Effect.withTracerEnabled(false)
@@ -668,6 +726,8 @@ export const layer: Layer.Layer<
       retireWorker: (worker) => engine(retireWorker(worker)),
       hasWorkerFor,
       unclaimed: (olderThanMillis) => engine(unclaimed(olderThanMillis)),
+      purgeRuns: (query) => detached(purgeRuns(query)),
+      exclusive,
       subscribe
     })
   })

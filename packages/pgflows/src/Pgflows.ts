@@ -54,6 +54,7 @@ import * as Fork from "./internal/fork.ts"
 import { storeProblem } from "./internal/json.ts"
 import * as Keys from "./internal/keys.ts"
 import * as Listener from "./internal/listener.ts"
+import * as RetentionLoop from "./internal/retention.ts"
 import * as RunEvents from "./internal/runEvents.ts"
 import * as RunIds from "./internal/runIds.ts"
 import * as Runner from "./internal/runner.ts"
@@ -87,6 +88,7 @@ import {
 import * as PgStore from "./PgStore.ts"
 import * as PgWorkQueue from "./PgWorkQueue.ts"
 import * as Plugin from "./Plugin.ts"
+import * as Retention from "./Retention.ts"
 import type {
   BulkForkResult,
   BulkResult,
@@ -298,6 +300,33 @@ export interface BulkOptions {
 }
 
 /**
+ * Which ended runs `purge` deletes: those that ended before `before` (in one of `status`, of
+ * `workflow` when given), each with its child runs.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface PurgeOptions {
+  /** Runs that ended before this; not later than now. */
+  readonly before: Date
+  /** Default: every state a run ends in (completed, failed, cancelled); never a run not ended. */
+  readonly status?: Retention.EndedStatus | ReadonlyArray<Retention.EndedStatus> | undefined
+  /** Only top-level runs of this workflow (their child runs go with them). */
+  readonly workflow?: string | undefined
+}
+
+/**
+ * What `purge` deleted: runs (child runs included), and rows of every table.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface PurgeResult {
+  readonly runs: number
+  readonly rows: number
+}
+
+/**
  * @category services
  * @since 0.1.0
  */
@@ -429,6 +458,16 @@ export class Pgflows extends Context.Service<Pgflows, {
     filter: BulkFilter,
     options: Omit<ForkOptions, "id"> & BulkOptions
   ) => Effect.Effect<BulkForkResult, InvalidFilter | NoRunsMatched | UnknownVersion | StoreError>
+  /**
+   * Deletes the runs that ended before `before` (completed, failed or cancelled; never a run that
+   * has not ended, nor one that ends, is retried or resumed meanwhile) with everything of theirs:
+   * journal, signals, events, archived messages, and their child runs. A child run goes with its
+   * top-level run, never alone, and a run whose child has not ended is kept. It works in batches of
+   * 1,000 runs, each its own short transaction that waits for no lock (docs/ARCHITECTURE.md,
+   * "Retention"). `InvalidFilter` for a date that is not valid or is in the future, a state that is
+   * not one a run ends in, or an empty workflow name.
+   */
+  readonly purge: (options: PurgeOptions) => Effect.Effect<PurgeResult, InvalidFilter | StoreError>
   /** The run and its journal as a JSON-ready document (`RunHistory`), for `ReplayCheck`. */
   readonly exportHistory: (
     id: string
@@ -565,6 +604,10 @@ const make = <const W extends ReadonlyArray<Workflow.Any>>(options: Options<W>) 
     let localClaims = 0
     yield* Listener.listen({ store, runner, wakeups })
 
+    /** The workflows whose ended runs a worker of this process prunes: their newest definition's policy. */
+    const retentionRules: ReadonlyArray<RetentionLoop.Rule> = [...newest.values()]
+      .map((workflow) => ({ workflow: workflow.name, policy: Retention.resolve(workflow.retention, config.retention) }))
+      .filter((rule) => Retention.prunes(rule.policy))
     /** The queues of the registered workflows, each with its workflow versions (the default first). */
     const groups = new Map<string, ClaimGroup>()
     for (
@@ -1301,6 +1344,42 @@ const make = <const W extends ReadonlyArray<Workflow.Any>>(options: Options<W>) 
       } satisfies BulkForkResult
     })
 
+    const purge = Effect.fn("Pgflows.purge")(function*(purgeOptions: PurgeOptions) {
+      const invalid = (reason: string) => new InvalidFilter({ operation: "purge", reason })
+      const before = purgeOptions.before instanceof Date ? purgeOptions.before.getTime() : Number.NaN
+      if (Number.isNaN(before)) return yield* invalid("before must be a valid date")
+      const now = yield* Clock.currentTimeMillis
+      if (before > now) {
+        return yield* invalid(
+          `before (${new Date(before).toISOString()}) is in the future: only runs that already ended can be purged`
+        )
+      }
+      const asked: ReadonlyArray<string> = purgeOptions.status === undefined
+        ? Retention.endedStatuses
+        : typeof purgeOptions.status === "string"
+        ? [purgeOptions.status]
+        : purgeOptions.status
+      const wrong = asked.filter((status) => !(Retention.endedStatuses as ReadonlyArray<string>).includes(status))
+      if (wrong.length > 0) {
+        return yield* invalid(
+          `purge deletes runs that ended (${Retention.endedStatuses.join(", ")}), not ${wrong.join(", ")}`
+        )
+      }
+      if (asked.length === 0) return yield* invalid("the status list is empty")
+      if (
+        purgeOptions.workflow !== undefined &&
+        (typeof purgeOptions.workflow !== "string" || purgeOptions.workflow.length === 0)
+      ) {
+        return yield* invalid("the workflow must be a non-empty name")
+      }
+      const purged = yield* RetentionLoop.purge(store, {
+        before,
+        statuses: [...new Set(asked)] as ReadonlyArray<Retention.EndedStatus>,
+        workflow: purgeOptions.workflow
+      }, { source: "purge", pause: false })
+      return purged satisfies PurgeResult
+    })
+
     const exportHistory = (id: string) =>
       RunHistory.read(id).pipe(Effect.provideService(Store.Store, store), Effect.withSpan("Pgflows.exportHistory"))
 
@@ -1346,6 +1425,7 @@ const make = <const W extends ReadonlyArray<Workflow.Any>>(options: Options<W>) 
           wakeups,
           local,
           concurrency: workerOptions?.concurrency ?? config.workerConcurrency,
+          retention: retentionRules,
           // A limited queue's slot freed by one of this worker's runs may let it claim another at once.
           wakeOnEnd: served.some((group) => FlowQueue.isLimited(group.queue)),
           queues: served.filter((group) => group.queue.name !== FlowQueue.defaultName).map((group) => ({
@@ -1387,6 +1467,7 @@ const make = <const W extends ReadonlyArray<Workflow.Any>>(options: Options<W>) 
       cancelMany,
       retryMany,
       forkMany,
+      purge,
       exportHistory,
       runsInFlight,
       processOnce,

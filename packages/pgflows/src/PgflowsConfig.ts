@@ -28,6 +28,9 @@
  * | `PGFLOWS_MAX_DELIVERIES` | `10` | deliveries of a push-mode step call no step worker registers before it is failed |
  * | `PGFLOWS_UNCLAIMED_WARNING` | `1 minute` | how long a due run may wait for a worker that registers its workflow before workers warn |
  * | `PGFLOWS_MIGRATIONS` | `auto` | at startup: `auto` applies missing migrations, `verify` only checks that none is missing, `off` does neither |
+ * | `PGFLOWS_RETENTION` | none (forever) | how long ended runs are kept, every state (see `Retention`) |
+ * | `PGFLOWS_RETENTION_COMPLETED`, `PGFLOWS_RETENTION_FAILED`, `PGFLOWS_RETENTION_CANCELLED` | `PGFLOWS_RETENTION` | the same, for one state |
+ * | `PGFLOWS_RETENTION_INTERVAL` | `1 minute` | how often a worker prunes the runs its policies let go |
  *
  * Durations use Effect's form (`500 millis`, `30 seconds`, `2 minutes`) or a bare number of
  * milliseconds. An empty variable counts as unset. Names that reach SQL text are checked here, once
@@ -46,6 +49,7 @@ import * as Result from "effect/Result"
 import * as Schema from "effect/Schema"
 import * as DatabaseUrl from "./DatabaseUrl.ts"
 import * as Identifier from "./Identifier.ts"
+import * as Retention from "./Retention.ts"
 
 /**
  * @category models
@@ -70,6 +74,10 @@ export interface PgflowsConfig {
   readonly maxDeliveries: number
   readonly unclaimedWarning: Duration.Duration
   readonly migrations: MigrationsMode
+  /** How long ended runs are kept, by state, unless a workflow says otherwise (see `Retention`). */
+  readonly retention: Retention.Policy
+  /** How often a worker looks for runs that retention lets go. */
+  readonly retentionInterval: Duration.Duration
 }
 
 /**
@@ -109,6 +117,8 @@ export interface Options {
   readonly maxDeliveries?: number | undefined
   readonly unclaimedWarning?: Duration.Input | undefined
   readonly migrations?: MigrationsMode | undefined
+  readonly retention?: Retention.Input | undefined
+  readonly retentionInterval?: Duration.Input | undefined
 }
 
 /**
@@ -150,7 +160,9 @@ export const defaults: PgflowsConfig = {
   maxRecoveries: 10,
   maxDeliveries: 10,
   unclaimedWarning: Duration.minutes(1),
-  migrations: "auto"
+  migrations: "auto",
+  retention: Retention.forever,
+  retentionInterval: Duration.minutes(1)
 }
 
 /**
@@ -199,7 +211,9 @@ export const make = (options: Options): Effect.Effect<PgflowsConfig, PgflowsConf
       maxRecoveries: yield* field("maxRecoveries", count),
       maxDeliveries: yield* field("maxDeliveries", count),
       unclaimedWarning: yield* field("unclaimedWarning", positiveDuration),
-      migrations: yield* field("migrations", migrationsMode)
+      migrations: yield* field("migrations", migrationsMode),
+      retention: yield* field("retention", Retention.decode),
+      retentionInterval: yield* field("retentionInterval", positiveDuration)
     })
   })
 
@@ -222,6 +236,7 @@ export const fromEnv: Effect.Effect<PgflowsConfig, PgflowsConfigError> = Effect.
       }))
     )
   const specific = yield* read("PGFLOWS_DATABASE_URL", (v) => DatabaseUrl.parse(v, "PGFLOWS_DATABASE_URL"))
+  const everyState = yield* read("PGFLOWS_RETENTION", retentionText)
   return merge({
     databaseUrl: specific ?? (yield* read("DATABASE_URL", (v) => DatabaseUrl.parse(v, "DATABASE_URL"))),
     schema: yield* read("PGFLOWS_SCHEMA", (v) => Identifier.check("schema", v)),
@@ -245,7 +260,19 @@ export const fromEnv: Effect.Effect<PgflowsConfig, PgflowsConfigError> = Effect.
       "PGFLOWS_UNCLAIMED_WARNING",
       (v) => Result.flatMap(durationText(v), positiveDuration)
     ),
-    migrations: yield* read("PGFLOWS_MIGRATIONS", (v) => migrationsMode(v.trim().toLowerCase()))
+    migrations: yield* read("PGFLOWS_MIGRATIONS", (v) => migrationsMode(v.trim().toLowerCase())),
+    retention: Retention.resolve(
+      {
+        completed: yield* read("PGFLOWS_RETENTION_COMPLETED", retentionText),
+        failed: yield* read("PGFLOWS_RETENTION_FAILED", retentionText),
+        cancelled: yield* read("PGFLOWS_RETENTION_CANCELLED", retentionText)
+      },
+      { completed: everyState, failed: everyState, cancelled: everyState }
+    ),
+    retentionInterval: yield* read(
+      "PGFLOWS_RETENTION_INTERVAL",
+      (v) => Result.flatMap(durationText(v), positiveDuration)
+    )
   })
 })
 
@@ -353,6 +380,12 @@ const count = (value: number): Result.Result<number, string> =>
   Number.isInteger(value) && value >= 1 && value <= 1_000_000
     ? Result.succeed(value)
     : Result.fail(`must be a whole number from 1 to 1000000, got ${value}`)
+
+/** A retention duration from the environment: as other durations, or `forever`. */
+const retentionText = (raw: string): Result.Result<Duration.Duration, string> =>
+  raw.trim().toLowerCase() === "forever"
+    ? Result.succeed(Duration.infinity)
+    : Result.flatMap(durationText(raw), positiveDuration)
 
 const migrationsMode = (value: string): Result.Result<MigrationsMode, string> =>
   value === "auto" || value === "verify" || value === "off"

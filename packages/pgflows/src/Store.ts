@@ -13,6 +13,7 @@
  */
 import * as Context from "effect/Context"
 import type * as Effect from "effect/Effect"
+import type * as Option from "effect/Option"
 import type * as Queue from "effect/Queue"
 import type * as Scope from "effect/Scope"
 import type { StoreError } from "./PgflowsError.ts"
@@ -497,6 +498,44 @@ export interface InFlight {
 }
 
 /**
+ * One batch of a purge (docs/ARCHITECTURE.md, "Retention"): the next `limit` runs after `cursor`, in
+ * the order of creation, among those created before `before` (of `workflow` when given, in one of
+ * `statuses` when that is one state); of them, the runs to delete are the top-level ones (no parent,
+ * or a parent no longer stored) that are in one of `statuses` and ended before `before`, each with
+ * its descendants, when the run and every descendant ended before `before` and none is being
+ * changed meanwhile. A run that is not ended, or that ends, is retried, resumed or changed while the
+ * batch runs, is never deleted.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface PurgeQuery {
+  /** Epoch ms; the store never uses a time after its own clock's now. */
+  readonly before: number
+  readonly statuses: ReadonlyArray<"completed" | "failed" | "cancelled">
+  readonly workflow?: string | undefined
+  readonly limit: number
+  /** Where the previous batch of the same purge ended. */
+  readonly cursor?: Cursor | undefined
+}
+
+/**
+ * What one batch of a purge deleted: runs, and rows of every table (the runs, their journals,
+ * signals, events, archived queue messages, and their rows in the tables of failed and cancelled
+ * runs). `nextCursor` is where the next batch starts, absent when the walk reached `before`.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface PurgeBatch {
+  readonly runs: number
+  readonly rows: number
+  /** How many runs the batch read (at most the query's `limit`). */
+  readonly scanned: number
+  readonly nextCursor: Cursor | undefined
+}
+
+/**
  * @category models
  * @since 0.1.0
  */
@@ -675,6 +714,17 @@ export class Store extends Context.Service<Store, {
    * workflow and version.
    */
   readonly unclaimed: (olderThanMillis: number) => Effect.Effect<ReadonlyArray<Unclaimed>, StoreError>
+  /** One batch of a purge: deletes ended runs with everything of theirs (see `PurgeQuery`). */
+  readonly purgeRuns: (query: PurgeQuery) => Effect.Effect<PurgeBatch, StoreError>
+  /**
+   * Runs `effect` unless another process (or fiber) runs an effect under the same name now (an
+   * advisory lock on PostgreSQL, held on a connection of its own for the effect's length): `None`
+   * then, without waiting.
+   */
+  readonly exclusive: <A, E, R>(
+    name: string,
+    effect: Effect.Effect<A, E, R>
+  ) => Effect.Effect<Option.Option<A>, E | StoreError, R>
   /** Subscribes to notifications (NOTIFY for `PgStore`) for the life of the scope. */
   readonly subscribe: Effect.Effect<Queue.Dequeue<Notification, StoreError>, StoreError, Scope.Scope>
 }>()("pgflows/Store") {}

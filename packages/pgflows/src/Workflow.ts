@@ -32,6 +32,7 @@ import { decodeFailure } from "./internal/failure.ts"
 import * as Versions from "./internal/versions.ts"
 import { codec, type Persisted } from "./JsonCodec.ts"
 import { AnyError, ChildCancelled, ChildFailed, InvalidSignal } from "./PgflowsError.ts"
+import * as Retention from "./Retention.ts"
 import * as StoredText from "./StoredText.ts"
 
 const TypeId = "~pgflows/Workflow"
@@ -82,6 +83,8 @@ export interface Workflow<Name extends string, I extends Persisted, O extends Pe
   readonly queue: FlowQueue.FlowQueue
   /** The concurrency key of a run, from its decoded input (see `FlowQueue`). */
   readonly concurrencyKey: ((input: I["Type"]) => string) | undefined
+  /** How long this workflow's ended runs are kept, over `PgflowsConfig.retention` (see `Retention`). */
+  readonly retention: Retention.Policy | undefined
   readonly run: (input: I["Type"]) => Effect.Effect<O["Type"], E["Type"], R | WorkflowContext>
 }
 
@@ -102,6 +105,7 @@ export interface Any {
   readonly timeout: Duration.Duration | undefined
   readonly queue: FlowQueue.FlowQueue
   readonly concurrencyKey: ((input: any) => string) | undefined
+  readonly retention: Retention.Policy | undefined
   readonly run: (input: any) => Effect.Effect<any, any, any>
 }
 
@@ -191,6 +195,12 @@ export const make = <
    * named queue.
    */
   readonly concurrencyKey?: ((input: I["Type"]) => string) | undefined
+  /**
+   * How long the runs of this workflow are kept once they ended, per state, over the global
+   * `PgflowsConfig.retention` (see `Retention`): the workers that register this definition prune
+   * them. Child runs go with their top-level run, under its workflow's policy.
+   */
+  readonly retention?: Retention.Input | undefined
   readonly run: (input: I["Type"]) => Effect.Effect<O["Type"], E["Type"], R>
 }): Workflow<Name, I, O, E, Exclude<R, WorkflowContext>> => {
   if (name.length === 0) throw new globalThis.Error("a workflow name must not be empty")
@@ -207,6 +217,10 @@ export const make = <
   if (options.concurrencyKey !== undefined && queue.name === FlowQueue.defaultName) {
     throw new globalThis.Error(`workflow "${name}" has a concurrencyKey but no queue: a key needs a named queue`)
   }
+  const retention = options.retention === undefined ? undefined : Retention.decode(options.retention)
+  if (retention !== undefined && Result.isFailure(retention)) {
+    throw new globalThis.Error(`invalid retention of workflow "${name}": ${retention.failure}`)
+  }
   return {
     [TypeId]: TypeId,
     name,
@@ -218,6 +232,7 @@ export const make = <
     timeout: options.timeout === undefined ? undefined : Duration.fromInputUnsafe(options.timeout),
     queue,
     concurrencyKey: options.concurrencyKey,
+    retention: retention?.success,
     run: options.run as Workflow<Name, I, O, E, Exclude<R, WorkflowContext>>["run"]
   }
 }

@@ -275,8 +275,9 @@ export * as PgDatabase from "./PgDatabase.ts"
  *    starts of a rate-limited queue's runs within its period, and `run_dedup`, the
  *    latest run started with each deduplication key (docs/ARCHITECTURE.md, "Queues and flow
  *    control"). Constant defaults: adding the columns rewrites no table.
- * 12. `signals by run`: the index of every signal by its run (`signals_pending` holds only those not
- *    consumed yet), so that a run's signals are read without a scan of them all.
+ * 11. `retention`: the indexes a purge deletes by (docs/ARCHITECTURE.md, "Retention"): the signals of
+ *    a run, the archived queue messages of a run, and the deduplication keys of a run. On a large
+ *    archive or signals table, building them blocks writes to that table for a while.
  *
  * @since 0.1.0
  */
@@ -393,6 +394,9 @@ export * as Pgflows from "./Pgflows.ts"
  * | `PGFLOWS_MAX_DELIVERIES` | `10` | deliveries of a push-mode step call no step worker registers before it is failed |
  * | `PGFLOWS_UNCLAIMED_WARNING` | `1 minute` | how long a due run may wait for a worker that registers its workflow before workers warn |
  * | `PGFLOWS_MIGRATIONS` | `auto` | at startup: `auto` applies missing migrations, `verify` only checks that none is missing, `off` does neither |
+ * | `PGFLOWS_RETENTION` | none (forever) | how long ended runs are kept, every state (see `Retention`) |
+ * | `PGFLOWS_RETENTION_COMPLETED`, `PGFLOWS_RETENTION_FAILED`, `PGFLOWS_RETENTION_CANCELLED` | `PGFLOWS_RETENTION` | the same, for one state |
+ * | `PGFLOWS_RETENTION_INTERVAL` | `1 minute` | how often a worker prunes the runs its policies let go |
  *
  * Durations use Effect's form (`500 millis`, `30 seconds`, `2 minutes`) or a bare number of
  * milliseconds. An empty variable counts as unset. Names that reach SQL text are checked here, once
@@ -488,6 +492,26 @@ export * as Plugin from "./Plugin.ts"
  * @since 0.1.0
  */
 export * as ReplayCheck from "./ReplayCheck.ts"
+
+/**
+ * Retention: how long ended runs are kept, by state (completed, failed, cancelled), for every
+ * workflow (`PgflowsConfig.retention`, `PGFLOWS_RETENTION*`) or for one (`Workflow.make(name, {
+ * retention })`). A running worker prunes, in the background and in small batches, the runs of the
+ * workflows it registers that ended longer ago than their policy says; `Pgflows.purge` does it once,
+ * by hand (docs/ARCHITECTURE.md, "Retention").
+ *
+ * A state without a duration (or with `Duration.infinity`) is kept forever: that is the default.
+ * A workflow's own policy overrides the global one state by state.
+ *
+ * @example
+ * ```ts
+ * // Completed runs for a day, failed and cancelled ones for 30 days.
+ * const policy = Retention.make({ completed: "1 day", failed: "30 days", cancelled: "30 days" })
+ * ```
+ *
+ * @since 0.1.0
+ */
+export * as Retention from "./Retention.ts"
 
 /**
  * Runs as the client sees them: ids, states, and what `status` and `list` return.

@@ -89,7 +89,10 @@ describe("PgflowsConfig.fromEnv", () => {
     ["DATABASE_URL", "mysql://u:pw@h/db", /^DATABASE_URL has scheme mysql: but must start with postgres:\/\//],
     ["DATABASE_URL", "postgres://u:pw@:5432/db", /^DATABASE_URL (has no host|is not a valid URL)/],
     ["DATABASE_URL", "postgres://u:pw@h:99999/db", /^DATABASE_URL (has port 99999|is not a valid URL)/],
-    ["PGFLOWS_DATABASE_URL", "   ", /^PGFLOWS_DATABASE_URL is empty/]
+    ["PGFLOWS_DATABASE_URL", "   ", /^PGFLOWS_DATABASE_URL is empty/],
+    ["PGFLOWS_RETENTION", "a while", /^PGFLOWS_RETENTION "a while" is not a duration/],
+    ["PGFLOWS_RETENTION_FAILED", "0", /^PGFLOWS_RETENTION_FAILED must be a finite duration longer than zero/],
+    ["PGFLOWS_RETENTION_INTERVAL", "never", /^PGFLOWS_RETENTION_INTERVAL "never" is not a duration/]
   ]
   for (const [variable, value, message] of bad) {
     it.effect(`rejects ${variable}=${JSON.stringify(value.length > 20 ? `${value.slice(0, 20)}...` : value)}`, () =>
@@ -139,6 +142,52 @@ describe("DatabaseUrl.parse", () => {
     const socket = DatabaseUrl.parse("postgresql:///app?host=/var/run/postgresql")
     assert.isTrue(socket._tag === "Success" && socket.success.host === "/var/run/postgresql")
   })
+})
+
+describe("retention settings", () => {
+  const millis = (duration: Duration.Duration | undefined) =>
+    duration === undefined ? undefined : Duration.isFinite(duration) ? Duration.toMillis(duration) : "forever"
+  const policy = (config: PgflowsConfig.PgflowsConfig) => ({
+    completed: millis(config.retention.completed),
+    failed: millis(config.retention.failed),
+    cancelled: millis(config.retention.cancelled)
+  })
+
+  it.effect("keeps runs forever and looks every minute by default", () =>
+    Effect.gen(function*() {
+      const config = yield* fromEnv({})
+      assert.deepStrictEqual(policy(config), { completed: undefined, failed: undefined, cancelled: undefined })
+      assert.strictEqual(Duration.toMillis(config.retentionInterval), 60_000)
+    }))
+
+  it.effect("PGFLOWS_RETENTION applies to every state, and each state's variable overrides it", () =>
+    Effect.gen(function*() {
+      const config = yield* fromEnv({
+        PGFLOWS_RETENTION: "7 days",
+        PGFLOWS_RETENTION_FAILED: "30 days",
+        PGFLOWS_RETENTION_CANCELLED: "forever",
+        PGFLOWS_RETENTION_INTERVAL: "5 minutes"
+      })
+      assert.deepStrictEqual(policy(config), {
+        completed: 7 * 86_400_000,
+        failed: 30 * 86_400_000,
+        cancelled: "forever"
+      })
+      assert.strictEqual(Duration.toMillis(config.retentionInterval), 300_000)
+      const one = yield* fromEnv({ PGFLOWS_RETENTION_COMPLETED: "1 hour" })
+      assert.deepStrictEqual(policy(one), { completed: 3_600_000, failed: undefined, cancelled: undefined })
+    }))
+
+  it.effect("in code: one duration or one per state, checked", () =>
+    Effect.gen(function*() {
+      const all = yield* PgflowsConfig.make({ retention: "2 days" })
+      assert.deepStrictEqual(policy(all), { completed: 172_800_000, failed: 172_800_000, cancelled: 172_800_000 })
+      const some = yield* PgflowsConfig.make({ retention: { failed: "1 day" } })
+      assert.deepStrictEqual(policy(some), { completed: undefined, failed: 86_400_000, cancelled: undefined })
+      const error = yield* Effect.flip(PgflowsConfig.make({ retention: { completed: "0 millis" } }))
+      assert.strictEqual(error.variable, "retention")
+      assert.match(error.message, /^retention completed: must be longer than zero/)
+    }))
 })
 
 describe("PgflowsConfig.make", () => {

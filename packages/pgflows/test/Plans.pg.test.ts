@@ -35,7 +35,7 @@ const history = { runs: 48_000, pending: 300, otherMessages: 20_000 }
  * The tables whose size is the history's: none of them may be scanned whole. (`queue_messages`
  * holds the messages in flight, of every queue: a scan of it reads no history.)
  */
-const historyTables = ["runs", "steps", "failed_runs", "cancelled_runs", "queue_archive"]
+const historyTables = ["runs", "steps", "failed_runs", "cancelled_runs", "queue_archive", "signals", "events"]
 
 /**
  * Asserts that every plan of a statement (generic, and custom for each set of values) uses each of
@@ -199,6 +199,50 @@ layer(History, { excludeTestServices: true, timeout: 60_000 })("plans of the rea
         ["queue_archive_queue"]
       )
       yield* expectPlans("runs in flight", statements.inFlight, [[names.queue]], [])
+    }))
+
+  it.effect("a purge batch walks the index of its source, and finds every row it deletes by key", () =>
+    Effect.gen(function*() {
+      const purge = Statements.makePurge(schema)
+      const cursor = yield* middle
+      const walks: Record<Statements.PurgeSource, Record<Statements.PurgeScope, string>> = {
+        runs: { all: "runs_created", workflow: "runs_workflow_version_created" },
+        failed: { all: "failed_runs_created", workflow: "failed_runs_workflow_created" },
+        cancelled: { all: "cancelled_runs_created", workflow: "cancelled_runs_workflow_created" }
+      }
+      const statuses: Record<Statements.PurgeSource, ReadonlyArray<string>> = {
+        runs: ["completed", "failed", "cancelled"],
+        failed: ["failed"],
+        cancelled: ["cancelled"]
+      }
+      for (const source of ["runs", "failed", "cancelled"] as const) {
+        for (const scope of ["all", "workflow"] as const) {
+          const statement = purge[source][scope]
+          const values = [undefined, cursor].map((from) =>
+            Statements.bind(statement, {
+              workflow: scope === "workflow" ? "h_alpha" : null,
+              statuses: statuses[source],
+              after_us: from?.micros ?? null,
+              after_id: from?.id ?? null,
+              before_us: String(BigInt(Date.now()) * 1000n),
+              // A batch far smaller than what it walks, as at a million runs (a batch of 1,000 among
+              // about as many rows, as here, may rightly read them all and sort them).
+              limit: 100
+            })
+          )
+          yield* expectPlans(`purge ${source} ${scope}`, statement.text, values, [
+            walks[source][scope],
+            "runs_pkey",
+            "runs_parent",
+            "steps_pkey",
+            "signals_run",
+            "events_pkey",
+            "failed_runs_pkey",
+            "cancelled_runs_pkey",
+            "queue_archive_run"
+          ])
+        }
+      }
     }))
 
   it.effect("status and journal reads of an old run go by key", () =>

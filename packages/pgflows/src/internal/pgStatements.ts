@@ -999,3 +999,126 @@ WHERE m.queue = $1 AND m.vt <= now() - $2 ${ms}
 GROUP BY 1 ORDER BY 1`
   }
 }
+
+/** Where a purge walks: `runs`, or the table of failed or of cancelled runs when it purges that state alone. */
+export type PurgeSource = "runs" | "failed" | "cancelled"
+
+/** Which of the filters a purge has: every workflow, or one. */
+export type PurgeScope = "all" | "workflow"
+
+/** The parameters of the purge statements. */
+export type PurgeParam = "workflow" | "statuses" | "after_us" | "after_id" | "before_us" | "limit"
+
+export const purgeSource = (statuses: ReadonlyArray<Status>): PurgeSource =>
+  statuses.length === 1 && statuses[0] === "failed"
+    ? "failed"
+    : statuses.length === 1 && statuses[0] === "cancelled"
+    ? "cancelled"
+    : "runs"
+
+/**
+ * The statements of a purge batch (docs/ARCHITECTURE.md, "Retention"), one per source and scope:
+ *
+ * - `scanned`: the next `{limit}` rows of an index walk in creation order, after the cursor and before
+ *   the cutoff (`{before_us}`, never later than `now()`): `(created_at, id)` of `runs`, of
+ *   `failed_runs` or of `cancelled_runs`, or for one workflow their `(workflow, version, created_at,
+ *   id)` walked per version (found by a loose index scan) and merged. The batch reads these rows and
+ *   no others, whatever the history, and the last of them is the next cursor;
+ * - `roots`: those that are top-level runs (no parent stored) in one of `{statuses}`, ended before
+ *   the cutoff; `tree`: each with its descendants (the index of `parent_id`);
+ * - `locked`: the rows of the trees still ended before the cutoff, locked `FOR UPDATE SKIP LOCKED`:
+ *   a row locked by anything else (a retry, a resume, a signal, a stale worker) is skipped, never
+ *   waited for, and a row changed since the snapshot is checked again as it now is, so a run
+ *   restarted meanwhile drops out;
+ * - `doomed`: the trees whose every run is locked; they are deleted with their journals, signals,
+ *   events, archived messages, rows of `failed_runs` and `cancelled_runs` and their flow-control rows
+ *   (`run_dedup`, `flow_slots`), each by an index on the run's id.
+ */
+export const makePurge = (schema: Identifier.Identifier) => {
+  const s = Identifier.quote(schema)
+  const cutoff = `least(timestamptz 'epoch' + {before_us}::bigint * interval '1 microsecond', now())`
+  const walk = (source: PurgeSource, scope: PurgeScope) => {
+    const table = source === "runs" ? `${s}.runs` : source === "failed" ? `${s}.failed_runs` : `${s}.cancelled_runs`
+    const id = source === "runs" ? "id" : "run_id"
+    const page = (where: ReadonlyArray<string>) =>
+      `SELECT t.${id} AS id, t.created_at, (extract(epoch FROM t.created_at) * 1000000)::bigint::text AS created_us
+  FROM ${table} t
+  WHERE ${
+        [
+          ...where,
+          `(t.created_at, t.${id}) > (coalesce(timestamptz 'epoch' + {after_us}::bigint * interval '1 microsecond',
+    '-infinity'::timestamptz), coalesce({after_id}::text, ''))`,
+          `t.created_at < ${cutoff}`
+        ].join("\n    AND ")
+      }
+  ORDER BY t.created_at, t.${id} LIMIT {limit}`
+    return scope === "all"
+      ? { ctes: [] as ReadonlyArray<string>, scanned: page([]) }
+      : {
+        ctes: [versionsOf(table)],
+        scanned: `SELECT p.* FROM keys k CROSS JOIN LATERAL (
+  ${page(["t.workflow = {workflow}::text", "t.version = k.version"])}
+) p
+ORDER BY p.created_at, p.id LIMIT {limit}`
+      }
+  }
+  const statement = (source: PurgeSource, scope: PurgeScope): Named<PurgeParam> => {
+    const { ctes, scanned } = walk(source, scope)
+    const ids = (cte: string) => `(SELECT coalesce(array_agg(id), '{}') FROM ${cte})::text[]`
+    return named(`WITH RECURSIVE ${
+      [
+        ...ctes,
+        `scanned AS MATERIALIZED (
+${scanned}
+)`,
+        `roots AS MATERIALIZED (
+  SELECT r.id FROM scanned sc JOIN ${s}.runs r ON r.id = sc.id
+  WHERE r.status = ANY({statuses}::text[]) AND r.completed_at < ${cutoff}
+    AND (r.parent_id IS NULL OR NOT EXISTS (SELECT 1 FROM ${s}.runs p WHERE p.id = r.parent_id))
+)`,
+        `tree AS (
+  SELECT id AS root, id FROM roots
+  UNION
+  SELECT t.root, c.id FROM tree t JOIN ${s}.runs c ON c.parent_id = t.id
+)`,
+        `locked AS MATERIALIZED (
+  SELECT r.id FROM ${s}.runs r
+  WHERE r.id = ANY(${ids("tree")}) AND r.status IN ('completed', 'failed', 'cancelled')
+    AND r.completed_at < ${cutoff}
+  ORDER BY r.id
+  FOR UPDATE SKIP LOCKED
+)`,
+        `doomed AS MATERIALIZED (
+  SELECT coalesce(array_agg(t.id), '{}') AS ids FROM tree t
+  WHERE NOT EXISTS (
+    SELECT 1 FROM tree u WHERE u.root = t.root AND NOT EXISTS (SELECT 1 FROM locked l WHERE l.id = u.id))
+)`,
+        `steps AS (DELETE FROM ${s}.steps st WHERE st.run_id = ANY((SELECT ids FROM doomed)::text[]) RETURNING 1)`,
+        `signals AS (DELETE FROM ${s}.signals sg WHERE sg.run_id = ANY((SELECT ids FROM doomed)::text[]) RETURNING 1)`,
+        `events AS (DELETE FROM ${s}.events ev WHERE ev.run_id = ANY((SELECT ids FROM doomed)::text[]) RETURNING 1)`,
+        `failed AS (DELETE FROM ${s}.failed_runs f WHERE f.run_id = ANY((SELECT ids FROM doomed)::text[]) RETURNING 1)`,
+        `cancelled AS (DELETE FROM ${s}.cancelled_runs c WHERE c.run_id = ANY((SELECT ids FROM doomed)::text[]) RETURNING 1)`,
+        `archived AS (
+  DELETE FROM ${s}.queue_archive a WHERE a.message ? 'run' AND a.message->>'run' = ANY((SELECT ids FROM doomed)::text[])
+  RETURNING 1
+)`,
+        // The flow-control rows of a run (docs/ARCHITECTURE.md, "Queues and flow control"): the
+        // latest run of a deduplication key, and a slot not given back yet.
+        `dedup AS (DELETE FROM ${s}.run_dedup d WHERE d.run_id = ANY((SELECT ids FROM doomed)::text[]) RETURNING 1)`,
+        `slots AS (DELETE FROM ${s}.flow_slots fs WHERE fs.run_id = ANY((SELECT ids FROM doomed)::text[]) RETURNING 1)`,
+        `deleted AS (DELETE FROM ${s}.runs r WHERE r.id = ANY((SELECT ids FROM doomed)::text[]) RETURNING 1)`
+      ].join(",\n")
+    }
+SELECT (SELECT count(*) FROM scanned)::int AS scanned,
+  (SELECT created_us FROM scanned ORDER BY created_at DESC, id DESC LIMIT 1) AS last_us,
+  (SELECT id FROM scanned ORDER BY created_at DESC, id DESC LIMIT 1) AS last_id,
+  (SELECT count(*) FROM deleted)::int AS runs,
+  ((SELECT count(*) FROM deleted) + (SELECT count(*) FROM steps) + (SELECT count(*) FROM signals)
+    + (SELECT count(*) FROM events) + (SELECT count(*) FROM failed) + (SELECT count(*) FROM cancelled)
+    + (SELECT count(*) FROM archived) + (SELECT count(*) FROM dedup) + (SELECT count(*) FROM slots))::int AS rows`)
+  }
+  const sources: ReadonlyArray<PurgeSource> = ["runs", "failed", "cancelled"]
+  return Object.fromEntries(
+    sources.map((source) => [source, { all: statement(source, "all"), workflow: statement(source, "workflow") }])
+  ) as Record<PurgeSource, Record<PurgeScope, Named<PurgeParam>>>
+}

@@ -13,6 +13,8 @@
  * registers. Runs due for longer than `PgflowsConfig.unclaimedWarning` whose workflow version no live
  * worker registers are logged and counted in `Metrics.runsWithoutWorker`; the runs not ended of each
  * version are counted in `Metrics.runsInFlight`, so an operator sees when an old version is drained.
+ * A worker whose workflows have a retention policy prunes their ended runs in the background
+ * (`retention.ts`).
  */
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -24,6 +26,7 @@ import * as Metrics from "../Metrics.ts"
 import type * as PgflowsConfig from "../PgflowsConfig.ts"
 import type { StoreError } from "../PgflowsError.ts"
 import type * as Store from "../Store.ts"
+import * as Retention from "./retention.ts"
 import type * as Runner from "./runner.ts"
 import * as Slots from "./slots.ts"
 import * as Versions from "./versions.ts"
@@ -48,6 +51,8 @@ export interface Options {
       readonly workflows: ReadonlyArray<Store.WorkflowVersion>
     }>
     | undefined
+  /** The workflows whose ended runs this worker prunes, and their policies (see `retention.ts`). */
+  readonly retention: ReadonlyArray<Retention.Rule>
 }
 
 /** Claims at most this many runs per statement. */
@@ -70,6 +75,9 @@ export const run = (options: Options): Effect.Effect<never> =>
     yield* Effect.forkScoped(watchUnclaimed(store, config))
     yield* Effect.forkScoped(watchInFlight(store, config))
     if ((options.queues ?? []).length > 0) yield* Effect.forkScoped(watchQueues(store, config, options.queues ?? []))
+    if (options.retention.length > 0) {
+      yield* Effect.forkScoped(Retention.run(store, options.retention, config.retentionInterval))
+    }
 
     // Added after the fibers above, so it runs first when the loop stops (finalizers run in reverse).
     yield* Effect.addFinalizer(() =>
