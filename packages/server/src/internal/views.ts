@@ -153,7 +153,7 @@ export const make = (
     Effect.gen(function*() {
       const cursor = query.cursor === undefined ? undefined : decodeCursor(query.cursor)
       if (query.cursor !== undefined && cursor === undefined) return yield* Effect.fail(badCursor)
-      const rows = yield* sql.unsafe<RunRowRecord & { readonly created_text: string }>(
+      const rows = yield* sql.unsafe<RunRowRecord>(
         statements.search,
         [
           id,
