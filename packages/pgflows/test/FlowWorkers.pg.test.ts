@@ -2,10 +2,10 @@
  * Flow control held by the database across worker processes: four workers (test/fixtures/worker.ts
  * with the workflows of `flowWorkflows.ts`, 16 slots each) share one schema. While their runs
  * execute, the test samples from the database how many runs hold a lease, and every step records
- * its interval, so the test also computes afterwards how many ran at once. Sized for a shared
- * 2-core machine: 200 runs under a global limit of 5, 80 runs of 10 keys under a per-key limit of 2,
- * a backlog of 24 runs ordered by priority in a queue of one slot, and 60 runs under a rate limit of
- * 20 starts per second.
+ * its interval, so the test also computes afterwards how many ran at once: 500 runs under a global
+ * limit of 5, 160 runs of 20 keys under a per-key limit of 2, a backlog of 24 runs ordered by
+ * priority in a queue of one slot, and 500 runs under a rate limit of 50 starts per second (ten
+ * seconds of them).
  */
 import { assert, layer } from "@effect/vitest"
 import { TestDatabase } from "@pgflows/testing"
@@ -70,7 +70,7 @@ const done = (schema: string, workflow: string, runs: number) =>
 
 layer(TestDatabase.layer, { excludeTestServices: true })("flow control across worker processes", (it) => {
   it.effect(
-    "four workers: a global limit of 5, a per-key limit of 2 for each of 10 keys, priorities ordering a backlog, a rate limit",
+    "four workers: a global limit of 5, a per-key limit of 2 for each of 20 keys, priorities ordering a backlog, a rate limit of 50 per second",
     () =>
       Effect.gen(function*() {
         const database = yield* TestDatabase.TestDatabase
@@ -85,11 +85,11 @@ layer(TestDatabase.layer, { excludeTestServices: true })("flow control across wo
           concurrency: "unbounded"
         })
 
-        // A global limit of 5: 200 runs, with 64 worker slots between them.
+        // A global limit of 5: 500 runs, with 64 worker slots between them.
         const globalPeaks = yield* Ref.make<ReadonlyMap<string, number>>(new Map())
         const sampling = yield* Effect.forkChild(sample(schema, globalJob.name, globalPeaks))
-        yield* flows.startBatch(globalJob, Array.from({ length: 200 }, (_, n) => ({ key: "all", n })))
-        yield* done(schema, globalJob.name, 200)
+        yield* flows.startBatch(globalJob, Array.from({ length: 500 }, (_, n) => ({ key: "all", n })))
+        yield* done(schema, globalJob.name, 500)
         yield* Fiber.interrupt(sampling)
         const sampledGlobal = (yield* Ref.get(globalPeaks)).get("") ?? 0
         assert.isAtMost(sampledGlobal, 5, "never more than 5 runs held a lease at once")
@@ -99,15 +99,15 @@ layer(TestDatabase.layer, { excludeTestServices: true })("flow control across wo
         const busy = yield* sql<{ worker: string }>`SELECT DISTINCT worker FROM intervals WHERE queue = 'flow_global'`
         assert.isAtLeast(busy.length, 2, "several worker processes took part")
 
-        // A per-key limit of 2: 10 keys, 8 runs each, started interleaved.
-        const keys = Array.from({ length: 10 }, (_, k) => `tenant-${k}`)
+        // A per-key limit of 2: 20 keys, 8 runs each, started interleaved.
+        const keys = Array.from({ length: 20 }, (_, k) => `tenant-${k}`)
         const keyPeaks = yield* Ref.make<ReadonlyMap<string, number>>(new Map())
         const sampleKeys = yield* Effect.forkChild(sample(schema, keyedJob.name, keyPeaks))
         yield* flows.startBatch(
           keyedJob,
-          Array.from({ length: 80 }, (_, n) => ({ key: keys[n % keys.length]!, n }))
+          Array.from({ length: 160 }, (_, n) => ({ key: keys[n % keys.length]!, n }))
         )
-        yield* done(schema, keyedJob.name, 80)
+        yield* done(schema, keyedJob.name, 160)
         yield* Fiber.interrupt(sampleKeys)
         const sampledKeys = yield* Ref.get(keyPeaks)
         for (const key of keys) assert.isAtMost(sampledKeys.get(key) ?? 0, 2, `key ${key}`)
@@ -141,8 +141,8 @@ layer(TestDatabase.layer, { excludeTestServices: true })("flow control across wo
         assert.strictEqual(serialOverlap!.n, 1, "one at a time")
         assert.strictEqual((yield* flows.status(gated)).status, "completed")
 
-        // A rate limit of 20 starts per second: 60 runs take two seconds at least, and the starts the
-        // database counts within the last second (sampled) never exceed 20.
+        // A rate limit of 50 starts per second: 500 runs take nine seconds at least, and the starts the
+        // database counts within the last second (sampled) never exceed 50.
         const ratePeak = yield* Ref.make(0)
         const sampleRate = yield* Effect.forkChild(Effect.forever(Effect.gen(function*() {
           const [row] = yield* sql<{ n: number }>`SELECT count(*)::int AS n FROM ${sql(`${schema}.flow_starts`)}
@@ -151,13 +151,13 @@ layer(TestDatabase.layer, { excludeTestServices: true })("flow control across wo
           yield* Effect.sleep("5 millis")
         })))
         const rateStarted = Date.now()
-        yield* flows.startBatch(ratedJob, Array.from({ length: 60 }, (_, n) => ({ key: "rated", n })))
-        yield* done(schema, ratedJob.name, 60)
+        yield* flows.startBatch(ratedJob, Array.from({ length: 500 }, (_, n) => ({ key: "rated", n })))
+        yield* done(schema, ratedJob.name, 500)
         const rateSeconds = (Date.now() - rateStarted) / 1000
         yield* Fiber.interrupt(sampleRate)
-        assert.isAtMost(yield* Ref.get(ratePeak), 20, "never more than 20 starts within a second")
-        assert.isAtLeast(yield* Ref.get(ratePeak), 10, "the limit was approached")
-        assert.isAtLeast(rateSeconds, 2, "60 runs at 20 per second take two seconds at least")
+        assert.isAtMost(yield* Ref.get(ratePeak), 50, "never more than 50 starts within a second")
+        assert.isAtLeast(yield* Ref.get(ratePeak), 25, "the limit was approached")
+        assert.isAtLeast(rateSeconds, 9, "500 runs at 50 per second take nine seconds at least")
 
         yield* Effect.forEach(workers, stopGracefully, { concurrency: "unbounded", discard: true })
       }),
