@@ -127,6 +127,61 @@ layer(TestDatabase.layer, { excludeTestServices: true })("run isolation on Postg
       { pollInterval: "1 hour" }
     ))
 
+  it.effect("a parent that parks in the same shared statement as its child's end is woken, not left parked", () =>
+    within(Effect.gen(function*() {
+      const store = yield* Store.Store
+      const pairs = Array.from({ length: 20 }, (_, i) => i)
+      const parents = yield* store.createRuns(pairs.map((i) => ({
+        id: `parent-${i}`,
+        workflow: "same_batch_parent",
+        input: null,
+        claimFor: { token: `parent-token-${i}`, leaseMillis: 60_000 }
+      })))
+      const children = yield* store.createRuns(pairs.map((i) => ({
+        id: `parent-${i}:1`,
+        workflow: "same_batch_child",
+        input: null,
+        parentId: `parent-${i}`,
+        claimFor: { token: `child-token-${i}`, leaseMillis: 60_000 }
+      })))
+      // Each parent waits for its child (no deadline) while the child ends: written together, the
+      // parent's park and the child's end share one statement of the group commit.
+      const written = yield* Effect.forEach(
+        pairs.flatMap((i) => [
+          store.transition({
+            runId: `parent-${i}`,
+            token: `parent-token-${i}`,
+            msgId: parents[i]!.claimed!.run.msgId,
+            kind: "suspend",
+            wakeInMillis: null,
+            observedEvents: 0
+          }),
+          store.transition({
+            runId: `parent-${i}:1`,
+            token: `child-token-${i}`,
+            msgId: children[i]!.claimed!.run.msgId,
+            kind: "complete",
+            output: { n: i }
+          })
+        ]),
+        (write) => write,
+        { concurrency: "unbounded" }
+      )
+      assert.deepStrictEqual(new Set(written), new Set(["ok"]))
+      // Every parent can be claimed at once to read its child's end.
+      const claimed = yield* store.claim({
+        worker: "w",
+        workflows: [{ workflow: "same_batch_parent", version: 0 }],
+        limit: 100,
+        leaseMillis: 60_000
+      })
+      assert.deepStrictEqual(
+        claimed.map((run) => run.run.id).sort(),
+        pairs.map((i) => `parent-${i}`).sort(),
+        "no parent is left parked with nothing to wake it"
+      )
+    })))
+
   it.effect("a value PostgreSQL rejects fails only its own write of a shared statement", () =>
     within(Effect.gen(function*() {
       const store = yield* Store.Store

@@ -398,16 +398,24 @@ const share = (st: string, value: string) =>
 
 /**
  * The end of executions, as CTEs over the transition arrays starting at parameter `$first`, after a
- * `locked` CTE that locked the runs: update the runs (a suspend whose run was woken meanwhile becomes
- * a release), delete, archive or reschedule their messages, wake the parents of runs that ended,
- * notify. `checkpoints` names the CTE of the batch's checkpoints, if any (to exclude nothing else).
+ * `locked` CTE that locked the runs: update the runs (a suspend whose run was woken meanwhile, or
+ * whose child ends in this same statement, becomes a release), delete, archive or reschedule their
+ * messages, wake the parents of runs that ended, notify. `checkpoints` names the CTE of the batch's
+ * checkpoints, if any (to exclude nothing else).
  */
 const transitionCtes = (schema: Identifier.Identifier, first: number) => {
   const s = Identifier.quote(schema)
   const ms = "* interval '1 millisecond'"
   const p = (n: number) => `$${first + n}`
+  // A parent's row is updated once per statement: the wake-up of a parent that parks in the same
+  // statement as its child's end (which `woken` cannot write) is its release.
   return `tr AS (
-  SELECT t.*, CASE WHEN t.kind = 'suspend' AND l.events <> t.observed THEN 'release' ELSE t.kind END AS effective
+  SELECT t.*, CASE WHEN t.kind = 'suspend' AND (l.events <> t.observed OR EXISTS (
+      SELECT 1 FROM unnest(${p(0)}::text[], ${p(1)}::text[], ${p(2)}::text[]) AS e(run_id, token, kind)
+      JOIN locked lc ON lc.id = e.run_id AND lc.lease_owner = e.token
+      JOIN ${s}.runs c ON c.id = e.run_id
+      WHERE e.kind IN ('complete', 'fail') AND c.parent_id = t.run_id))
+    THEN 'release' ELSE t.kind END AS effective
   FROM unnest(${p(0)}::text[], ${p(1)}::text[], ${p(2)}::text[], ${p(3)}::text[], ${p(4)}::text[], ${p(5)}::float8[],
     ${p(6)}::bigint[], ${p(7)}::int[])
     AS t(run_id, token, kind, output, error, wake_ms, msg_id, observed)
