@@ -127,6 +127,57 @@ layer(TestDatabase.layer, { excludeTestServices: true })("run isolation on Postg
       { pollInterval: "1 hour" }
     ))
 
+  it.effect("each waiting caller gets its own run's outcome: 64 callers, local and notified ends, a failure, a timeout", () =>
+    within(
+      Effect.gen(function*() {
+        class Odd extends Schema.TaggedError<Odd>()("Odd", { n: Schema.Number }) {}
+        const Num = Schema.Struct({ n: Schema.Number })
+        const bump = Step.make("bump", {
+          input: Num,
+          output: Num,
+          error: Odd,
+          run: (i) => i.n === 13 ? Effect.fail(new Odd({ n: i.n })) : Effect.succeed({ n: i.n * 10 })
+        })
+        const wf = Workflow.make("own_outcome", { input: Num, output: Num, error: Odd, run: bump })
+        const parked = Workflow.make("own_outcome_parked", {
+          input: Num,
+          output: Num,
+          run: (i) => Effect.as(Workflow.waitForSignal("never", Schema.Boolean), i)
+        })
+        // `local` executes what it starts; `remote` only starts runs, and learns their ends by NOTIFY.
+        const local = yield* engine([wf, parked])
+        const remote = yield* engine([wf, parked])
+        const worker = yield* Effect.forkChild(local.runWorker({ concurrency: 16 }))
+        const stuck = yield* remote.start(parked, { n: -1 })
+        const timedOut = yield* Effect.forkChild(Effect.flip(remote.result(stuck, { timeout: "300 millis" })))
+        const outcomes = yield* Effect.forEach(
+          Array.from({ length: 64 }, (_, n) => n),
+          (n) =>
+            Effect.gen(function*() {
+              const client = n % 2 === 0 ? local : remote
+              const id = yield* client.start(wf, { n })
+              return yield* Effect.result(client.result(id, { timeout: "30 seconds" }))
+            }),
+          { concurrency: "unbounded" }
+        )
+        for (const [n, outcome] of outcomes.entries()) {
+          if (n === 13) {
+            assert.strictEqual(outcome._tag, "Failure", "run 13 fails with its own error")
+            if (outcome._tag === "Failure") assert.deepStrictEqual(outcome.failure, new Odd({ n: 13 }))
+          } else {
+            assert.deepStrictEqual(
+              outcome._tag === "Success" ? outcome.success : outcome.failure,
+              { n: n * 10 },
+              `run ${n}`
+            )
+          }
+        }
+        assert.instanceOf(yield* Fiber.join(timedOut), PgflowsError.WaitTimeout)
+        yield* Fiber.interrupt(worker)
+      }),
+      { pollInterval: "1 hour" }
+    ))
+
   it.effect("a parent that parks in the same shared statement as its child's end is woken, not left parked", () =>
     within(Effect.gen(function*() {
       const store = yield* Store.Store
