@@ -31,6 +31,7 @@
  * @since 0.1.0
  */
 import * as PgClient from "@effect/sql-pg/PgClient"
+import * as PgTypes from "@effect/sql-pg/PgTypes"
 import * as Cause from "effect/Cause"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
@@ -98,22 +99,30 @@ export const layer: Layer.Layer<
       // Inside the caller's transaction the runs must not execute before its commit: none is claimed.
       const inTransaction = Option.isSome(yield* Effect.serviceOption(sql.transactionService))
       const planned: ReadonlyArray<Store.NewRun> = inTransaction ? runs.map(({ claimFor: _, ...run }) => run) : runs
-      const rows = yield* sql.unsafe<CreatedRow>(statements.createRuns, [
-        Params.texts(planned.map((run) => run.id)),
-        Params.texts(planned.map((run) => run.workflow)),
-        Params.texts(planned.map((run) => JSON.stringify(run.input ?? null))),
-        Params.floats(planned.map((run) => run.delayMillis ?? 0)),
-        Params.texts(planned.map((run) => run.parentId ?? null)),
-        Params.texts(planned.map((run) => run.claimFor?.token ?? null)),
-        Params.floats(planned.map((run) => run.claimFor?.leaseMillis ?? 0)),
+      // One run (a `start`) binds scalars, so its statement keeps a generic plan (`createRun`).
+      const one = planned.length === 1
+      const texts = (of: (run: Store.NewRun) => string | null) =>
+        one ? PgTypes.text(of(planned[0]!)) : Params.texts(planned.map(of))
+      const floats = (of: (run: Store.NewRun) => number | null) =>
+        one ? PgTypes.float8(of(planned[0]!)) : Params.floats(planned.map(of))
+      const ints = (of: (run: Store.NewRun) => number | null) =>
+        one ? PgTypes.int4(of(planned[0]!)) : Params.ints(planned.map(of))
+      const rows = yield* sql.unsafe<CreatedRow>(one ? statements.createRun : statements.createRuns, [
+        texts((run) => run.id),
+        texts((run) => run.workflow),
+        texts((run) => JSON.stringify(run.input ?? null)),
+        floats((run) => run.delayMillis ?? 0),
+        texts((run) => run.parentId ?? null),
+        texts((run) => run.claimFor?.token ?? null),
+        floats((run) => run.claimFor?.leaseMillis ?? 0),
         q,
         channel,
-        Params.floats(planned.map((run) => run.deadlineAt ?? null)),
-        Params.floats(planned.map((run) => run.timeoutMillis ?? null)),
-        Params.texts(planned.map((run) => run.trace === undefined ? null : JSON.stringify(run.trace))),
-        Params.ints(planned.map((run) => run.version ?? null)),
-        Params.texts(planned.map((run) => run.concurrencyKey ?? null)),
-        Params.ints(planned.map((run) => run.priority ?? null))
+        floats((run) => run.deadlineAt ?? null),
+        floats((run) => run.timeoutMillis ?? null),
+        texts((run) => run.trace === undefined ? null : JSON.stringify(run.trace)),
+        ints((run) => run.version ?? null),
+        texts((run) => run.concurrencyKey ?? null),
+        ints((run) => run.priority ?? null)
       ])
       return yield* Effect.forEach(rows, (row, index) => {
         if (row.workflow === null) {
@@ -182,14 +191,34 @@ export const layer: Layer.Layer<
         return created!
       })).pipe(Effect.mapError((cause) => storeError("createRuns", cause)))
 
-    /** Writes new runs: in one statement, unless some have a deduplication key (one at a time then). */
+    /**
+     * Lone runs (a `start`) written outside any transaction of the caller, by group commit: the
+     * starts made while earlier ones are being written share the next statement and its commit. A
+     * value the database rejects fails its own start alone (the batcher writes the batch again in
+     * halves), and an id given twice in one statement is created by its first start only.
+     */
+    const createLone = yield* Batcher.make(
+      (batch: ReadonlyArray<Store.NewRun>) => detached(insertRuns(batch)),
+      { maxBatch: 256, flushers: 2, split: (error) => !error.retryable }
+    )
+
+    /**
+     * Writes new runs: in one statement, unless some have a deduplication key (one at a time then);
+     * a lone run outside the caller's transaction by group commit (`createLone`).
+     */
     const createRuns = (runs: ReadonlyArray<Store.NewRun>): Effect.Effect<ReadonlyArray<Store.Created>, StoreError> =>
       runs.some((run) => run.deduplication !== undefined)
         ? Effect.forEach(runs, (run) =>
           run.deduplication === undefined
             ? Effect.map(insertRuns([run]), (rows) => rows[0]!)
             : deduplicated(run, run.deduplication))
-        : insertRuns(runs)
+        : runs.length !== 1
+        ? insertRuns(runs)
+        : Effect.flatMap(
+          Effect.serviceOption(sql.transactionService),
+          (transaction) =>
+            Option.isSome(transaction) ? insertRuns(runs) : Effect.map(createLone(runs[0]!), (created) => [created])
+        )
 
     /**
      * The claim statement of a request: the default queue's, or a named queue's (docs/ARCHITECTURE.md,

@@ -291,6 +291,84 @@ layer(TestDatabase.layer, { excludeTestServices: true })("run isolation on Postg
       assert.strictEqual(completed.filter((run) => run?.status === "completed").length, 29)
     })))
 
+  it.effect("concurrent starts share statements, and a start PostgreSQL rejects fails alone among them", () =>
+    within(Effect.gen(function*() {
+      const store = yield* Store.Store
+      const sql = yield* SqlClient.SqlClient
+      const xid = sql<{ xid: string }>`SELECT pg_snapshot_xmax(pg_current_snapshot())::text AS xid`.pipe(
+        Effect.map((rows) => Number(rows[0]!.xid))
+      )
+      const runs = Array.from({ length: 60 }, (_, i) => i)
+      // Past the first two, which lead the first statements: these share a statement with others.
+      const bad = new Set([7, 41])
+      const before = yield* xid
+      const results = yield* Effect.forEach(
+        runs,
+        (i) =>
+          Effect.result(store.createRuns([{
+            id: `lone-${i}`,
+            workflow: "lone",
+            input: bad.has(i) ? { s: "nul \u0000 here" } : { n: i }
+          }])),
+        { concurrency: "unbounded" }
+      )
+      const transactions = (yield* xid) - before
+      assert.isBelow(transactions, 30, "the 60 starts shared statements (one write transaction each)")
+      for (const i of runs) {
+        const result = results[i]!
+        if (bad.has(i)) {
+          assert.strictEqual(result._tag, "Failure", `start ${i} carries a value jsonb rejects`)
+          if (result._tag === "Failure") {
+            assert.instanceOf(result.failure, PgflowsError.StoreError)
+            assert.isTrue(result.failure.rejected)
+          }
+        } else {
+          assert.deepStrictEqual(
+            result._tag === "Success" ? result.success.map((created) => [created.id, created.created]) : result.failure,
+            [[`lone-${i}`, true]],
+            `innocent start ${i}`
+          )
+        }
+      }
+      const stored = yield* Effect.forEach(runs, (i) => store.getRun(`lone-${i}`))
+      assert.deepStrictEqual(
+        runs.filter((i) => stored[i] === undefined),
+        [...bad],
+        "only the rejected starts are missing"
+      )
+    })))
+
+  it.effect("starts of one id made together create one run, executed once, whichever statement they share", () =>
+    within(Effect.gen(function*() {
+      const { calls, workflow } = counted("same_id")
+      const client = yield* engine([workflow])
+      const worker = yield* Effect.forkChild(client.runWorker({ concurrency: 64 }))
+      yield* Effect.sleep("50 millis")
+      // 64 concurrent starts of one id (those made while a statement is written share the next).
+      const ids = yield* Effect.forEach(
+        Array.from({ length: 64 }, () => "one-id"),
+        (id) => client.start(workflow, { label: "together" }, { id }),
+        { concurrency: "unbounded" }
+      )
+      // And one id twice in one batch.
+      const batch = yield* client.startBatch(workflow, [{ label: "batched" }, { label: "batched" }], {
+        ids: ["batch-id", "batch-id"]
+      })
+      assert.deepStrictEqual([...new Set(ids)], ["one-id"])
+      assert.deepStrictEqual(batch, ["batch-id", "batch-id"])
+      assert.deepStrictEqual(yield* client.result(ids[0]!, { timeout: "10 seconds" }), { label: "together" })
+      assert.deepStrictEqual(yield* client.result(batch[0]!, { timeout: "10 seconds" }), { label: "batched" })
+      yield* Effect.sleep("300 millis")
+      yield* Fiber.interrupt(worker)
+      assert.deepStrictEqual(
+        ["together", "batched"].flatMap((label) => ["a", "b", "c"].map((step) => calls.get(`${label}:${step}`))),
+        [1, 1, 1, 1, 1, 1],
+        "each step of each run executed once"
+      )
+      const status = yield* client.status(ids[0]!)
+      assert.strictEqual(status.executions, 1)
+    })))
+
   it.effect("a step output jsonb cannot hold fails its own run with a typed error; 40 other runs go on", () =>
     within(
       Effect.gen(function*() {
