@@ -138,13 +138,23 @@ export interface EngineEnv {
   readonly tracer: Tracer.Tracer | undefined
 }
 
-/** Retries store writes that may succeed later (a restarting database) for about half a lease. */
-const storeRetry = (config: PgflowsConfig): Schedule.Schedule<unknown, StoreError> =>
-  Schedule.min([Schedule.exponential("50 millis"), Schedule.spaced("2 seconds")]).pipe(
+const storeRetries = new WeakMap<PgflowsConfig, Schedule.Schedule<unknown, StoreError>>()
+
+/**
+ * Retries store writes that may succeed later (a restarting database) for about half a lease. Built
+ * once per configuration: a schedule holds no state of its own, and every write of a run uses it.
+ */
+const storeRetry = (config: PgflowsConfig): Schedule.Schedule<unknown, StoreError> => {
+  const known = storeRetries.get(config)
+  if (known !== undefined) return known
+  const schedule = Schedule.min([Schedule.exponential("50 millis"), Schedule.spaced("2 seconds")]).pipe(
     Schedule.upTo({ duration: Duration.millis(Duration.toMillis(config.lease) / 2) }),
     Schedule.setInputType<StoreError>(),
     Schedule.while(({ input }) => input.retryable)
   )
+  storeRetries.set(config, schedule)
+  return schedule
+}
 
 /**
  * One execution of one claimed run. Implements the `Execution` interface that steps and durable
