@@ -610,7 +610,9 @@ WITH input AS (
          least(to_timestamp(t.deadline_ms / 1000.0), now() + t.timeout_ms ${ms}) AS deadline_at,
          -- Without a version (runs from SQL, schedulers): the newest a live worker serves.
          CASE WHEN t.version IS NOT NULL THEN t.version ELSE ${newestServed(s, "$8", "t.workflow")} END AS version,
-         nextval('${schema}.queue_msg_id_seq') AS msg_id
+         nextval('${schema}.queue_msg_id_seq') AS msg_id,
+         -- An id given twice is created by its first occurrence only.
+         row_number() OVER (PARTITION BY t.id ORDER BY t.ord) = 1 AS first_of_id
   FROM ${source} AS t(id, workflow, input, delay_ms, parent_id, owner, lease_ms, deadline_ms, timeout_ms, trace,
       version, concurrency_key, priority, ord)
 ), inserted AS (
@@ -626,7 +628,7 @@ WITH input AS (
          CASE WHEN owner IS NOT NULL THEN 1 ELSE 0 END,
          CASE WHEN owner IS NOT NULL THEN now() END,
          deadline_at, trace, concurrency_key, priority
-  FROM (SELECT DISTINCT ON (id) * FROM input ORDER BY id, ord) AS first
+  FROM input WHERE first_of_id
   ON CONFLICT (id) DO NOTHING
   RETURNING r.id, r.workflow, r.version, r.status, r.executions, r.recoveries, r.events, r.deadline_at, r.trace,
     r.lease_owner, r.lease_expires_at, r.wake_at, r.parent_id, r.msg_id, r.created_at, r.updated_at, r.started_at
@@ -645,8 +647,7 @@ SELECT i.id, ins.id IS NOT NULL AS created, coalesce(ins.workflow, existing.work
   ins.wake_at, ins.parent_id, ins.msg_id, ins.created_at, ins.updated_at, ins.started_at,
   extract(epoch FROM now()) * 1000 AS now_ms
 FROM input i
--- An id given twice is created by its first occurrence only.
-LEFT JOIN inserted ins ON ins.id = i.id AND i.ord = (SELECT min(o.ord) FROM input o WHERE o.id = i.id)
+LEFT JOIN inserted ins ON ins.id = i.id AND i.first_of_id
 LEFT JOIN ${s}.runs existing ON existing.id = i.id
 CROSS JOIN (SELECT count(*) FROM notified) AS forced
 ORDER BY i.ord`
