@@ -212,4 +212,41 @@ layer(TestDatabase.layer, { excludeTestServices: true })("pgflows on PostgreSQL"
       yield* Fiber.join(running)
       assert.deepStrictEqual(yield* client.result(id), [{ n: 1 }, { n: 1 }])
     })))
+
+  it.effect("a 3-step run commits 4 times: an earlier step's hold timer never splits the last checkpoint from the end", () =>
+    within(Effect.gen(function*() {
+      const sql = yield* SqlClient.SqlClient
+      const { schema } = yield* PgflowsConfig.PgflowsConfig
+      const add = (name: string) =>
+        Step.make(name, { input: Num, output: Num, run: (i) => Effect.succeed({ n: i.n + 1 }) })
+      const [a, b, c] = [add("a"), add("b"), add("c")]
+      const wf = Workflow.make("four_commits", {
+        input: Num,
+        output: Num,
+        run: (input) => a(input).pipe(Effect.flatMap(b), Effect.flatMap(c))
+      })
+      const client = yield* engine([wf])
+      const worker = yield* Effect.forkChild(client.runWorker({ concurrency: 4 }))
+      // Fault injection: every journal write takes 2.5 ms, longer than a held checkpoint waits, so the
+      // timer a step starts fires while later steps run (a slow disk's commits look like this).
+      yield* sql.unsafe(`CREATE FUNCTION ${schema}.slow_journal() RETURNS trigger LANGUAGE plpgsql
+        AS $$ BEGIN PERFORM pg_sleep(0.0025); RETURN NULL; END $$`)
+      yield* sql.unsafe(`CREATE TRIGGER slow_journal AFTER INSERT ON ${schema}.steps
+        FOR EACH STATEMENT EXECUTE FUNCTION ${schema}.slow_journal()`)
+      const xid = Effect.map(
+        sql<{ xid: string }>`SELECT pg_snapshot_xmax(pg_current_snapshot())::text AS xid`,
+        (rows) => Number(rows[0]!.xid)
+      )
+      const before = yield* xid
+      for (let n = 0; n < 10; n++) {
+        assert.deepStrictEqual(yield* client.result(yield* client.start(wf, { n }), { timeout: "10 seconds" }), {
+          n: n + 3
+        })
+      }
+      const transactions = (yield* xid) - before
+      yield* Fiber.interrupt(worker)
+      // The start, the first two checkpoints, the last one with the end: 40 (50 with the stray timer).
+      assert.isAtMost(transactions, 41, `${transactions} write transactions for 10 runs`)
+      yield* sql.unsafe(`DROP TRIGGER slow_journal ON ${schema}.steps`)
+    })))
 })

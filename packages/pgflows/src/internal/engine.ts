@@ -93,7 +93,7 @@ export type Mode = "execute" | "check"
  * How long the checkpoint of a completed step may be held back to share a commit with what follows
  * (see `RunExecution.hold`).
  */
-const holdLimit = Duration.millis(2)
+const holdLimitMillis = 2
 
 type Entry = Omit<Store.Checkpoint, "runId" | "token">
 
@@ -182,7 +182,10 @@ export class RunExecution implements Execution {
   private held: Array<Pending> = []
   /** Flushes of held checkpoints under way. */
   private flushing = 0
-  private flushTimer = false
+  /** Counts the times the held checkpoints were taken to be written (see `hold`). */
+  private heldGeneration = 0
+  /** The `heldGeneration` whose held checkpoints a timer will write if still held (see `hold`). */
+  private timerFor = -1
   /** Orders the writing of held checkpoints before what follows them. */
   private readonly writes = Semaphore.makeUnsafe(1)
   /** Undos registered by `Workflow.withCompensation`, in the order their steps completed. */
@@ -394,25 +397,34 @@ export class RunExecution implements Execution {
    * Holds back the checkpoint of a completed step instead of committing it at once: it is written
    * before the next durable operation starts (a step attempt, a sleep, a signal wait, ...), or with
    * the end of the execution in the same commit (a workflow's last step and its completion cost one
-   * commit, not two), or after `holdLimit` when neither comes (concurrent branches). Nothing that
+   * commit, not two), or after `holdLimitMillis` when neither comes (concurrent branches). Nothing that
    * follows the step becomes durable before its checkpoint, so a crash before the write has the
    * effect a crash before the commit always had: the step runs again. `durable` (the `afterStep`
    * hooks) runs once the checkpoint has committed, never before.
    */
   private hold(pending: Pending): Effect.Effect<void> {
-    return Effect.suspend(() => {
+    return Effect.withFiber((fiber) => {
       this.held.push(pending)
-      if (this.flushTimer) return Effect.void
-      this.flushTimer = true
-      return Effect.asVoid(Effect.forkDetach(Effect.andThen(
-        Effect.sleep(holdLimit),
-        Effect.suspend(() => {
-          this.flushTimer = false
-          // In the background: a failure (already decided by `commit`) must stop the workflow's fibers.
-          return Effect.flatMap(this.flushHeld, (ok) => ok ? Effect.void : this.abort)
-        })
-      )))
+      const generation = this.heldGeneration
+      if (this.timerFor === generation) return Effect.void
+      this.timerFor = generation
+      // A plain timer, and a fiber only when it must write: most held checkpoints are taken by what
+      // follows them first. The timer belongs to the checkpoints held now: once they are taken, it
+      // writes nothing (checkpoints held later have a timer of their own), so a timer started by one
+      // step never splits a later step's checkpoint from the end it would have committed with.
+      setTimeout(() => {
+        if (this.heldGeneration !== generation || this.held.length === 0) return
+        // In the background: a failure (already decided by `commit`) must stop the workflow's fibers.
+        Effect.runForkWith(fiber.context)(Effect.flatMap(this.flushHeld, (ok) => ok ? Effect.void : this.abort))
+      }, holdLimitMillis)
+      return Effect.void
     })
+  }
+
+  /** Takes the held checkpoints, to be written now (or dropped); their timer then writes nothing. */
+  private takeHeld(): Array<Pending> {
+    this.heldGeneration++
+    return this.held.splice(0)
   }
 
   /** Writes the held checkpoints (and waits for those being written); `false` when that failed. */
@@ -422,7 +434,7 @@ export class RunExecution implements Execution {
     return this.writes.withPermit(Effect.suspend(() => {
       if (this.ending) return Effect.succeed(false)
       if (this.held.length === 0) return Effect.succeed(true)
-      const pending = this.held.splice(0)
+      const pending = this.takeHeld()
       this.flushing++
       return this.commit(pending).pipe(Effect.ensuring(Effect.sync(() => this.flushing--)))
     }))
@@ -1245,7 +1257,7 @@ export class RunExecution implements Execution {
   private stopOutcome(reason: StopReason): Effect.Effect<Outcome> {
     if (reason === "shutdown") return this.end({ kind: "release" })
     // Cancelled, lease lost or store gone: this execution writes nothing more.
-    this.held.length = 0
+    this.takeHeld()
     return Effect.succeed<Outcome>({ _tag: "Stopped", reason })
   }
 
@@ -1265,7 +1277,7 @@ export class RunExecution implements Execution {
   private end(transition: TransitionKind): Effect.Effect<Outcome> {
     // A replay check writes nothing: the end is only reported.
     if (this.mode === "check") {
-      this.held.length = 0
+      this.takeHeld()
       return Effect.succeed(
         transition.kind === "complete"
           ? { _tag: "Ended", kind: "complete", output: transition.output }
@@ -1276,7 +1288,7 @@ export class RunExecution implements Execution {
     }
     // The held checkpoints commit with the transition; a flush under way commits first.
     const write = this.writes.withPermit(Effect.suspend(() => {
-      const held = this.held.splice(0)
+      const held = this.takeHeld()
       return this.env.store.transition({
         ...transition,
         runId: this.runId,
