@@ -16,6 +16,8 @@
  * (h) with `--purge=100000`, `Pgflows.purge` of a history of that many ended runs,
  * alone and while the batch path runs, and the batch path's throughput meanwhile (`purge.ts`).
  *
+ * Every phase runs after a warm-up of `--warmup` per-call runs (1,000 by default), not measured.
+ *
  * Uses `DATABASE_URL` when set, else an embedded PostgreSQL 18 with its default (durable) settings.
  * Progress goes to stderr; the JSON line to stdout.
  */
@@ -40,6 +42,12 @@ const arg = (name: string, fallback: number) => {
   return found === undefined ? fallback : Number(found.split("=")[1])
 }
 const throughputRuns = arg("runs", 2000)
+/**
+ * `--warmup=1000`: per-call runs made before anything is measured, unmeasured, so that the figures
+ * are those of a process whose code the JIT has compiled (a server that has been up for a while),
+ * not of its first seconds. `--warmup=0` measures a cold process.
+ */
+const warmupRuns = arg("warmup", 1000)
 const latencyRuns = arg("latency-runs", 300)
 const insertSeconds = arg("insert-seconds", 3)
 const concurrency = arg("concurrency", 64)
@@ -192,25 +200,24 @@ const perStatement = <A, E, R>(workflows: number, body: Effect.Effect<A, E, R>) 
     }
   })
 
-/** 64 callers (`--concurrency`), each starting a run and waiting for its result, until all are done. */
-const perCall = (postmaster: number | undefined) =>
-  measured(
-    postmaster,
-    throughputRuns,
-    Effect.gen(function*() {
-      const client = yield* Pgflows.Pgflows
-      let next = 0
-      const caller = Effect.gen(function*() {
-        while (next < throughputRuns) {
-          const n = next++
-          const id = yield* client.start(threeSteps, { n })
-          const out = yield* client.result(id)
-          if (out.n !== n + 3) return yield* Effect.die(new Error(`run ${id}: ${out.n} instead of ${n + 3}`))
-        }
-      })
-      yield* Effect.all(Array.from({ length: concurrency }, () => caller), { concurrency: "unbounded", discard: true })
+/** `runs` runs by 64 callers (`--concurrency`), each starting a run and waiting for its result. */
+const callers = (runs: number) =>
+  Effect.gen(function*() {
+    const client = yield* Pgflows.Pgflows
+    let next = 0
+    const caller = Effect.gen(function*() {
+      while (next < runs) {
+        const n = next++
+        const id = yield* client.start(threeSteps, { n })
+        const out = yield* client.result(id)
+        if (out.n !== n + 3) return yield* Effect.die(new Error(`run ${id}: ${out.n} instead of ${n + 3}`))
+      }
     })
-  )
+    yield* Effect.all(Array.from({ length: concurrency }, () => caller), { concurrency: "unbounded", discard: true })
+  })
+
+/** The per-call path, measured: `callers` until all `--runs` are done. */
+const perCall = (postmaster: number | undefined) => measured(postmaster, throughputRuns, callers(throughputRuns))
 
 /** Until none of the benchmark's runs of `workflow` is in flight: the queue's messages, whatever the history. */
 const drained = (workflow: Workflow.Workflow<string, any, any, any, never> = threeSteps) =>
@@ -343,6 +350,12 @@ const main = Effect.gen(function*() {
     const client = yield* Pgflows.Pgflows
     // The default queue's worker (its figures are those of a worker that serves no named queue).
     const worker = yield* Effect.forkChild(client.runWorker({ concurrency, queues: [FlowQueue.defaultName] }))
+    if (
+      warmupRuns > 0 && ["latency", "per-call", "queue", "throughput", "history", "purge"].some((what) => !skip(what))
+    ) {
+      yield* progress(`warm-up, ${warmupRuns} runs on the per-call path (not measured)`)
+      yield* callers(warmupRuns)
+    }
     yield* progress(`sequential latency, ${latencyRuns} runs of a 3-step workflow`)
     const sequential = skip("latency") ? null : yield* latency
     yield* progress(`per call, ${throughputRuns} runs of a 3-step workflow by ${concurrency} callers (start, result)`)
@@ -382,6 +395,7 @@ const main = Effect.gen(function*() {
     return {
       server,
       cpus: Os.cpus().length,
+      warmupRuns,
       rawInsertsPerSecond: { connections1: insert1, connections8: insert8 },
       sequentialLatencyMs: sequential,
       perCall: {
