@@ -652,8 +652,10 @@ LEFT JOIN ${s}.runs existing ON existing.id = i.id
 CROSS JOIN (SELECT count(*) FROM notified) AS forced
 ORDER BY i.ord`
   return {
-    createRuns: createRuns(`unnest($1::text[], $2::text[], $3::text[], $4::float8[], $5::text[], $6::text[], $7::float8[],
-    $10::float8[], $11::float8[], $12::text[], $13::int[], $14::text[], $15::int[]) WITH ORDINALITY`),
+    createRuns: createRuns(
+      `unnest($1::text[], $2::text[], $3::text[], $4::float8[], $5::text[], $6::text[], $7::float8[],
+    $10::float8[], $11::float8[], $12::text[], $13::int[], $14::text[], $15::int[]) WITH ORDINALITY`
+    ),
     /** `createRuns` of one run, its parameters scalars (`createRuns`'s elements). */
     createRun: createRuns(`(SELECT $1::text, $2::text, $3::text, $4::float8, $5::text, $6::text, $7::float8,
     $10::float8, $11::float8, $12::text, $13::int, $14::text, $15::int, 1::bigint)`),
