@@ -249,4 +249,50 @@ layer(TestDatabase.layer, { excludeTestServices: true })("pgflows on PostgreSQL"
       assert.isAtMost(transactions, 41, `${transactions} write transactions for 10 runs`)
       yield* sql.unsafe(`DROP TRIGGER slow_journal ON ${schema}.steps`)
     })))
+
+  it.effect("the ends of 400 runs started together are HOT updates, writing no index entry", () =>
+    within(Effect.gen(function*() {
+      const sql = yield* SqlClient.SqlClient
+      const { schema } = yield* PgflowsConfig.PgflowsConfig
+      const available = yield* sql<{ n: number }>`
+        SELECT count(*)::int AS n FROM pg_available_extensions WHERE name = 'pg_walinspect'`
+      if (available[0]!.n === 0) {
+        console.log("skipped: this PostgreSQL has no pg_walinspect, which reads the WAL's records")
+        return
+      }
+      yield* sql`CREATE EXTENSION IF NOT EXISTS pg_walinspect`
+      const add = (name: string) =>
+        Step.make(name, { input: Num, output: Num, run: (i) => Effect.succeed({ n: i.n + 1 }) })
+      const [a, b] = [add("a"), add("b")]
+      const wf = Workflow.make("hot_ends", { input: Num, output: Num, run: (input) => Effect.flatMap(a(input), b) })
+      const client = yield* engine([wf])
+      const worker = yield* Effect.forkChild(client.runWorker({ concurrency: 64 }))
+      const lsn = Effect.map(
+        sql<{ lsn: string }>`SELECT pg_current_wal_insert_lsn()::text AS lsn`,
+        (rows) => rows[0]!.lsn
+      )
+      const from = yield* lsn
+      let next = 0
+      const caller = Effect.gen(function*() {
+        while (next < 400) yield* client.result(yield* client.start(wf, { n: next++ }), { timeout: "30 seconds" })
+      })
+      yield* Effect.all(Array.from({ length: 64 }, () => caller), { concurrency: "unbounded", discard: true })
+      const to = yield* lsn
+      yield* Fiber.interrupt(worker)
+      // The WAL is read up to where it was flushed (commits here do not wait for the flush).
+      const flushed = sql<{ done: boolean }>`SELECT pg_current_wal_flush_lsn() >= ${to}::pg_lsn AS done`
+      for (let i = 0; i < 100 && !(yield* flushed)[0]!.done; i++) yield* Effect.sleep("20 millis")
+      // Every heap record of this schema's runs table between the two positions, by kind.
+      const records = yield* sql<{ kind: string; n: number }>`
+        SELECT record_type AS kind, count(*)::int AS n FROM pg_get_wal_block_info(${from}::pg_lsn, ${to}::pg_lsn)
+        WHERE relfilenode = pg_relation_filenode(${`${schema}.runs`}::regclass) AND resource_manager = 'Heap'
+          AND record_type IN ('UPDATE', 'HOT_UPDATE')
+        GROUP BY 1`
+      const count = (kind: string) => records.find((record) => record.kind === kind)?.n ?? 0
+      // A run claimed from the queue (not at its start) has a second update, its claim, HOT as well.
+      assert.isAtLeast(count("HOT_UPDATE"), 380, "a HOT update per run: its end")
+      // With the earlier fill factor (80) about half of them were not. A few may not be when another
+      // session's snapshot keeps old versions (tests of other files run meanwhile): at most 5%.
+      assert.isAtMost(count("UPDATE"), 20, "ends that moved their run to another page (a new entry in each index)")
+    })))
 })

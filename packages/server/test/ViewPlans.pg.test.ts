@@ -69,9 +69,12 @@ layer(Env, { excludeTestServices: true, timeout: "2 minutes" })("the dashboard's
       yield* expect("children", statements.children, [["r10"]], ["runs_parent"])
       yield* expect("signals", statements.signals, [["r100"]], ["signals_run"])
       yield* expect("events", statements.events, [["r100"]], ["events_pkey"])
+      // A range over all of history is read up to the limit: here a limit below the history's 48,000
+      // runs, as `throughputLimit` (100,000) is below a long history's size. With a limit above the
+      // whole table, scanning it is no more than reading what the range holds.
       yield* expect("throughput", statements.throughput, [
         [from, to, 120, throughputLimit],
-        [new Date(0).toISOString(), new Date().toISOString(), 86_400, throughputLimit]
+        [new Date(0).toISOString(), new Date().toISOString(), 86_400, 10_000]
       ], ["runs_created"])
       yield* expect("versions", statements.versions, [[]], ["runs_workflow_version_created"])
       yield* expect("workers", statements.workers, [["q"]], [])
