@@ -1097,18 +1097,36 @@ const storeError = (operation: string, cause: unknown): StoreError => {
   })
 }
 
-const checkpointParams = (cps: ReadonlyArray<Store.Checkpoint>) => [
-  Params.texts(cps.map((c) => c.runId)),
-  Params.texts(cps.map((c) => c.token)),
-  Params.texts(cps.map((c) => c.key)),
-  Params.texts(cps.map((c) => c.name)),
-  Params.texts(cps.map((c) => c.inputHash)),
-  Params.texts(cps.map((c) => c.status)),
-  Params.texts(cps.map((c) => c.output === undefined || c.output === null ? null : JSON.stringify(c.output))),
-  Params.texts(cps.map((c) => c.error === undefined || c.error === null ? null : JSON.stringify(c.error))),
-  Params.ints(cps.map((c) => c.attempts)),
-  Params.floats(cps.map((c) => c.wakeInMillis ?? null))
-]
+/**
+ * A batch's columns as array parameters, or with `one` (a batch of one row) as that row's scalars,
+ * for the statements that read them so (`Statements` `checkpoint`, `transition`, `commitOne`).
+ */
+const columns = (one: boolean) => ({
+  texts: (values: ReadonlyArray<string | null>) => one ? PgTypes.text(values[0] ?? null) : Params.texts(values),
+  floats: (values: ReadonlyArray<number | null>) => one ? PgTypes.float8(values[0] ?? null) : Params.floats(values),
+  ints: (values: ReadonlyArray<number | null>) => one ? PgTypes.int4(values[0] ?? null) : Params.ints(values),
+  bigints: (values: ReadonlyArray<number | null>) => {
+    if (!one) return Params.bigints(values)
+    const value = values[0] ?? null
+    return PgTypes.int8(value === null ? null : BigInt(value))
+  }
+})
+
+const checkpointParams = (cps: ReadonlyArray<Store.Checkpoint>, one = false) => {
+  const { floats, ints, texts } = columns(one)
+  return [
+    texts(cps.map((c) => c.runId)),
+    texts(cps.map((c) => c.token)),
+    texts(cps.map((c) => c.key)),
+    texts(cps.map((c) => c.name)),
+    texts(cps.map((c) => c.inputHash)),
+    texts(cps.map((c) => c.status)),
+    texts(cps.map((c) => c.output === undefined || c.output === null ? null : JSON.stringify(c.output))),
+    texts(cps.map((c) => c.error === undefined || c.error === null ? null : JSON.stringify(c.error))),
+    ints(cps.map((c) => c.attempts)),
+    floats(cps.map((c) => c.wakeInMillis ?? null))
+  ]
+}
 
 /** Writes a batch of checkpoints and transitions in one statement; results in request order. */
 const commitBatch = (
@@ -1135,24 +1153,30 @@ const commitBatch = (
   }
   const cps = [...checkpoints.values()]
   const trs = [...transitions.values()]
-  // Checkpoints alone, or transitions alone (the common cases), take shorter statements.
+  // Checkpoints alone, or transitions alone (the common cases), take shorter statements; one of
+  // each (a lone run) binds scalars.
+  const one = cps.length <= 1 && trs.length <= 1
+  const { bigints, floats, ints, texts } = columns(one)
   const transitionParams = () => [
-    Params.texts(trs.map((t) => t.runId)),
-    Params.texts(trs.map((t) => t.token)),
-    Params.texts(trs.map((t) => t.kind)),
-    Params.texts(trs.map((t) => t.kind === "complete" ? JSON.stringify(t.output ?? null) : null)),
-    Params.texts(trs.map((t) => t.kind === "fail" ? JSON.stringify(t.error ?? null) : null)),
-    Params.floats(trs.map((t) => t.kind === "suspend" ? t.wakeInMillis : null)),
-    Params.bigints(trs.map((t) => t.msgId)),
-    Params.ints(trs.map((t) => t.kind === "suspend" ? t.observedEvents : 0)),
+    texts(trs.map((t) => t.runId)),
+    texts(trs.map((t) => t.token)),
+    texts(trs.map((t) => t.kind)),
+    texts(trs.map((t) => t.kind === "complete" ? JSON.stringify(t.output ?? null) : null)),
+    texts(trs.map((t) => t.kind === "fail" ? JSON.stringify(t.error ?? null) : null)),
+    floats(trs.map((t) => t.kind === "suspend" ? t.wakeInMillis : null)),
+    bigints(trs.map((t) => t.msgId)),
+    ints(trs.map((t) => t.kind === "suspend" ? t.observedEvents : 0)),
     channel
   ]
   type Row = { kind: string; run_id: string; key: string | null }
   const statement = trs.length === 0
-    ? sql.unsafe<Row>(statements.checkpoints, checkpointParams(cps))
+    ? sql.unsafe<Row>(one ? statements.checkpoint : statements.checkpoints, checkpointParams(cps, one))
     : cps.length === 0
-    ? sql.unsafe<Row>(statements.transitions, transitionParams())
-    : sql.unsafe<Row>(statements.commit, [...checkpointParams(cps), ...transitionParams()])
+    ? sql.unsafe<Row>(one ? statements.transition : statements.transitions, transitionParams())
+    : sql.unsafe<Row>(one ? statements.commitOne : statements.commit, [
+      ...checkpointParams(cps, one),
+      ...transitionParams()
+    ])
   return statement.pipe(
     Effect.map((rows) => {
       const written = new Set<string>()

@@ -253,6 +253,66 @@ layer(History, { excludeTestServices: true, timeout: 60_000 })("plans of the rea
       yield* expectPlans("journal", statements.journal, [[[id], 1000]], ["steps_pkey"])
     }))
 
+  it.effect("the hot path's writes find their runs by key, in the scalar form of one run and the array form", () =>
+    Effect.gen(function*() {
+      const { id } = yield* middle
+      const other = "r-missing"
+      // A checkpoint's columns: run, token, key, name, input hash, status, output, error, attempts, wake.
+      const checkpoint = [id, "token", "1", "s", "hash", "completed", "{\"n\":1}", null, 1, null]
+      const checkpoints = [
+        [id, other],
+        ["token", "token"],
+        ["1", "1"],
+        ["s", "s"],
+        ["hash", "hash"],
+        ["completed", "completed"],
+        ["{}", "{}"],
+        ["{}", "{}"],
+        [1, 1],
+        [0, 0]
+      ]
+      // A transition's columns: run, token, kind, output, error, wake, message, observed events; channel.
+      const transition = [id, "token", "complete", "{}", null, null, 1, 0, names.notifyChannel]
+      const transitions = [
+        [id, other],
+        ["token", "token"],
+        ["complete", "fail"],
+        ["{}", "{}"],
+        ["{}", "{}"],
+        [0, 0],
+        [1, 2],
+        [0, 0],
+        names.notifyChannel
+      ]
+      yield* expectPlans("checkpoint", statements.checkpoint, [checkpoint], ["runs_pkey"])
+      yield* expectPlans("checkpoints", statements.checkpoints, [checkpoints], ["runs_pkey"])
+      yield* expectPlans("transition", statements.transition, [transition], ["runs_pkey"])
+      yield* expectPlans("transitions", statements.transitions, [transitions], ["runs_pkey"])
+      yield* expectPlans("commitOne", statements.commitOne, [[...checkpoint, ...transition]], ["runs_pkey"])
+      yield* expectPlans("commit", statements.commit, [[...checkpoints, ...transitions]], ["runs_pkey"])
+      // A run's columns: id, workflow, input, delay, parent, owner, lease; queue, channel; deadline,
+      // timeout, trace, version, concurrency key, priority.
+      const run = ["new-run", "alpha", "{}", 0, null, "owner", 1000, names.queue, names.notifyChannel, null, null]
+      yield* expectPlans("createRun", statements.createRun, [[...run, null, 1, null, null]], ["runs_pkey"])
+      yield* expectPlans("createRuns", statements.createRuns, [[
+        ["new-1", "new-2"],
+        ["alpha", "alpha"],
+        ["{}", "{}"],
+        [0, 0],
+        ["p", "p"],
+        ["owner", "owner"],
+        [1000, 1000],
+        names.queue,
+        names.notifyChannel,
+        [0, 0],
+        [0, 0],
+        ["{}", "{}"],
+        [1, 1],
+        ["k", "k"],
+        [0, 0]
+      ]], ["runs_pkey"])
+    }))
+
   it.effect("on this history the large counts are estimates, labelled, and close; the small ones exact", () =>
     Effect.gen(function*() {
       const sql = yield* SqlClient.SqlClient

@@ -397,27 +397,39 @@ const share = (st: string, value: string) =>
       / greatest(${st}.distinct_values - coalesce(cardinality(${st}.vals), 0), 1))`
 
 /**
+ * The rows of a batch's parameters from `$first` on, one per type: from arrays (`unnest`), or with
+ * `one`, a single row from scalars. A batch of one is the common case of a lone run (a sequential
+ * caller), and the scalar form's generic plan finds its rows by key instead of joining unnested
+ * arrays.
+ */
+const rowsOf = (first: number, types: ReadonlyArray<string>, one: boolean) => {
+  const params = types.map((type, i) => `$${first + i}::${type}${one ? "" : "[]"}`).join(", ")
+  return one ? `(SELECT ${params})` : `unnest(${params})`
+}
+
+/**
  * The end of executions, as CTEs over the transition arrays starting at parameter `$first`, after a
  * `locked` CTE that locked the runs: update the runs (a suspend whose run was woken meanwhile, or
  * whose child ends in this same statement, becomes a release), delete, archive or reschedule their
  * messages, wake the parents of runs that ended, notify. `checkpoints` names the CTE of the batch's
  * checkpoints, if any (to exclude nothing else).
  */
-const transitionCtes = (schema: Identifier.Identifier, first: number) => {
+const transitionCtes = (schema: Identifier.Identifier, first: number, one = false) => {
   const s = Identifier.quote(schema)
   const ms = "* interval '1 millisecond'"
   const p = (n: number) => `$${first + n}`
+  // One transition binds scalars (see `rows`), an array each otherwise.
+  const rows = (types: ReadonlyArray<string>) => rowsOf(first, types, one)
   // A parent's row is updated once per statement: the wake-up of a parent that parks in the same
   // statement as its child's end (which `woken` cannot write) is its release.
   return `tr AS (
   SELECT t.*, CASE WHEN t.kind = 'suspend' AND (l.events <> t.observed OR EXISTS (
-      SELECT 1 FROM unnest(${p(0)}::text[], ${p(1)}::text[], ${p(2)}::text[]) AS e(run_id, token, kind)
+      SELECT 1 FROM ${rows(["text", "text", "text"])} AS e(run_id, token, kind)
       JOIN locked lc ON lc.id = e.run_id AND lc.lease_owner = e.token
       JOIN ${s}.runs c ON c.id = e.run_id
       WHERE e.kind IN ('complete', 'fail') AND c.parent_id = t.run_id))
     THEN 'release' ELSE t.kind END AS effective
-  FROM unnest(${p(0)}::text[], ${p(1)}::text[], ${p(2)}::text[], ${p(3)}::text[], ${p(4)}::text[], ${p(5)}::float8[],
-    ${p(6)}::bigint[], ${p(7)}::int[])
+  FROM ${rows(["text", "text", "text", "text", "text", "float8", "bigint", "int"])}
     AS t(run_id, token, kind, output, error, wake_ms, msg_id, observed)
   JOIN locked l ON l.id = t.run_id AND l.lease_owner = t.token
 ), moved AS (
@@ -474,15 +486,14 @@ const transitionCtes = (schema: Identifier.Identifier, first: number) => {
  * `transactional`, the entries are marked as written by a transaction step (`checkpointWith`); the
  * group-commit statements leave the column to its default, so they stay as they were.
  */
-const checkpointCtes = (schema: Identifier.Identifier, transactional = false) => {
+const checkpointCtes = (schema: Identifier.Identifier, transactional = false, one = false) => {
   const s = Identifier.quote(schema)
   const column = transactional ? ", transactional" : ""
   const value = transactional ? ", true" : ""
   const update = transactional ? ", transactional = EXCLUDED.transactional" : ""
   const ms = "* interval '1 millisecond'"
   return `accepted AS MATERIALIZED (
-  SELECT t.* FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
-    $8::text[], $9::int[], $10::float8[])
+  SELECT t.* FROM ${rowsOf(1, ["text", "text", "text", "text", "text", "text", "text", "text", "int", "float8"], one)}
     AS t(run_id, token, key, name, input_hash, status, output, error, attempts, wake_ms)
   JOIN locked l ON l.id = t.run_id AND l.lease_owner = t.token
 ), written AS (
@@ -794,6 +805,18 @@ ${transitionsResult}`,
     commit: `
 WITH ${lock("SELECT unnest($1::text[]) UNION SELECT unnest($11::text[])")}, ${checkpointCtes(schema)},
 ${transitionCtes(schema, 11)}
+SELECT 'cp' AS kind, run_id, key FROM accepted
+UNION ALL ${transitionsResult}`,
+    /** `checkpoints`, `transitions` and `commit` of one checkpoint and one transition, from scalars. */
+    checkpoint: `
+WITH ${lock("$1::text")}, ${checkpointCtes(schema, false, true)}
+SELECT 'cp' AS kind, run_id, key FROM accepted`,
+    transition: `
+WITH ${lock("$1::text")}, ${transitionCtes(schema, 1, true)}
+${transitionsResult}`,
+    commitOne: `
+WITH ${lock("$1::text, $11::text")}, ${checkpointCtes(schema, false, true)},
+${transitionCtes(schema, 11, true)}
 SELECT 'cp' AS kind, run_id, key FROM accepted
 UNION ALL ${transitionsResult}`,
     heartbeat: `
