@@ -13,6 +13,7 @@
  * report CPU per workflow of this process and of PostgreSQL, write transactions per workflow and WAL
  * bytes per workflow. (d) is measured again with the runs in a named queue with a per-key limit in force
  * (`throughputKeyed`, `workflows.ts`), beside the default queue's figure.
+ * `--statements` and `--wal` break the per-call phase down by statement and by kind of WAL record.
  * (h) with `--purge=100000`, `Pgflows.purge` of a history of that many ended runs,
  * alone and while the batch path runs, and the batch path's throughput meanwhile (`purge.ts`).
  *
@@ -70,6 +71,11 @@ const only = process.argv.find((a) => a.startsWith("--only="))?.split("=")[1]
  * cost is in every figure of such a run: compare figures of runs without it).
  */
 const statements = process.argv.includes("--statements")
+/**
+ * `--wal`: the per-call phase's WAL by kind of record (`pg_walinspect`'s `pg_get_wal_stats`): count,
+ * bytes and full-page-image bytes per workflow, what `walBytesPerWorkflow` is made of.
+ */
+const walRecords = process.argv.includes("--wal")
 
 const percentile = (sorted: ReadonlyArray<number>, p: number) =>
   sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? Number.NaN
@@ -196,6 +202,37 @@ const perStatement = <A, E, R>(workflows: number, body: Effect.Effect<A, E, R>) 
         rowsPerWorkflow: per(row.rows),
         msPerWorkflow: per(row.ms, 4),
         query: oneLine(row.query)
+      }))
+    }
+  })
+
+/** Runs `body` (which completes `workflows` runs) and reads the WAL it wrote, by kind of record. */
+const perRecord = <A, E, R>(workflows: number, body: Effect.Effect<A, E, R>) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    yield* sql`CREATE EXTENSION IF NOT EXISTS pg_walinspect`
+    const lsn = Effect.map(
+      sql<{ lsn: string }>`SELECT pg_current_wal_insert_lsn()::text AS lsn`,
+      (rows) => rows[0]!.lsn
+    )
+    const from = yield* lsn
+    const figures = yield* body
+    const to = yield* lsn
+    // Only flushed WAL can be read (with `DATABASE_URL`, commits may not wait for the flush).
+    const flushed = sql<{ done: boolean }>`SELECT pg_current_wal_flush_lsn() >= ${to}::pg_lsn AS done`
+    for (let i = 0; i < 100 && !(yield* flushed)[0]!.done; i++) yield* Effect.sleep("20 millis")
+    const rows = yield* sql<{ kind: string; count: string; record: string; fpi: string }>`
+      SELECT "resource_manager/record_type" AS kind, count::text, record_size::text AS record, fpi_size::text AS fpi
+      FROM pg_get_wal_stats(${from}::pg_lsn, ${to}::pg_lsn, true)
+      WHERE count > 0 ORDER BY combined_size DESC`
+    const per = (n: string) => round(Number(n) / workflows, 2)
+    return {
+      figures,
+      records: rows.map((row) => ({
+        kind: row.kind,
+        perWorkflow: per(row.count),
+        bytesPerWorkflow: round(Number(row.record) / workflows, 0),
+        fullPageImageBytesPerWorkflow: round(Number(row.fpi) / workflows, 0)
       }))
     }
   })
@@ -360,7 +397,10 @@ const main = Effect.gen(function*() {
     const sequential = skip("latency") ? null : yield* latency
     yield* progress(`per call, ${throughputRuns} runs of a 3-step workflow by ${concurrency} callers (start, result)`)
     const counted = skip("per-call") || !statements ? null : yield* perStatement(throughputRuns, perCall(postmaster))
-    const calls = skip("per-call") ? null : counted?.figures ?? (yield* perCall(postmaster))
+    const walled = skip("per-call") || !walRecords || counted !== null
+      ? null
+      : yield* perRecord(throughputRuns, perCall(postmaster))
+    const calls = skip("per-call") ? null : counted?.figures ?? walled?.figures ?? (yield* perCall(postmaster))
     yield* progress(`queue, ${throughputRuns} runs of a 3-step workflow started by ${concurrency} enqueuers (start)`)
     const queue = skip("queue") ? null : yield* enqueued(postmaster)
     yield* progress(`batch, ${throughputRuns} runs of a 3-step workflow (startBatch) at concurrency ${concurrency}`)
@@ -405,6 +445,7 @@ const main = Effect.gen(function*() {
         ...(counted === null ? {} : { statementsPerWorkflow: counted.statementsPerWorkflow })
       },
       statements: counted?.statements ?? null,
+      walRecords: walled?.records ?? null,
       queue: { runs: throughputRuns, enqueuers: concurrency, ...queue },
       throughput: { runs: throughputRuns, concurrency, ...flow },
       throughputKeyed: {
