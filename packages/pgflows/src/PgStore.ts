@@ -101,28 +101,23 @@ export const layer: Layer.Layer<
       const planned: ReadonlyArray<Store.NewRun> = inTransaction ? runs.map(({ claimFor: _, ...run }) => run) : runs
       // One run (a `start`) binds scalars, so its statement keeps a generic plan (`createRun`).
       const one = planned.length === 1
-      const texts = (of: (run: Store.NewRun) => string | null) =>
-        one ? PgTypes.text(of(planned[0]!)) : Params.texts(planned.map(of))
-      const floats = (of: (run: Store.NewRun) => number | null) =>
-        one ? PgTypes.float8(of(planned[0]!)) : Params.floats(planned.map(of))
-      const ints = (of: (run: Store.NewRun) => number | null) =>
-        one ? PgTypes.int4(of(planned[0]!)) : Params.ints(planned.map(of))
+      const { floats, ints, texts } = columns(one)
       const rows = yield* sql.unsafe<CreatedRow>(one ? statements.createRun : statements.createRuns, [
-        texts((run) => run.id),
-        texts((run) => run.workflow),
-        texts((run) => JSON.stringify(run.input ?? null)),
-        floats((run) => run.delayMillis ?? 0),
-        texts((run) => run.parentId ?? null),
-        texts((run) => run.claimFor?.token ?? null),
-        floats((run) => run.claimFor?.leaseMillis ?? 0),
+        texts(planned.map((run) => run.id)),
+        texts(planned.map((run) => run.workflow)),
+        texts(planned.map((run) => JSON.stringify(run.input ?? null))),
+        floats(planned.map((run) => run.delayMillis ?? 0)),
+        texts(planned.map((run) => run.parentId ?? null)),
+        texts(planned.map((run) => run.claimFor?.token ?? null)),
+        floats(planned.map((run) => run.claimFor?.leaseMillis ?? 0)),
         q,
         channel,
-        floats((run) => run.deadlineAt ?? null),
-        floats((run) => run.timeoutMillis ?? null),
-        texts((run) => run.trace === undefined ? null : JSON.stringify(run.trace)),
-        ints((run) => run.version ?? null),
-        texts((run) => run.concurrencyKey ?? null),
-        ints((run) => run.priority ?? null)
+        floats(planned.map((run) => run.deadlineAt ?? null)),
+        floats(planned.map((run) => run.timeoutMillis ?? null)),
+        texts(planned.map((run) => run.trace === undefined ? null : JSON.stringify(run.trace))),
+        ints(planned.map((run) => run.version ?? null)),
+        texts(planned.map((run) => run.concurrencyKey ?? null)),
+        ints(planned.map((run) => run.priority ?? null))
       ])
       return yield* Effect.forEach(rows, (row, index) => {
         if (row.workflow === null) {
@@ -1099,7 +1094,8 @@ const storeError = (operation: string, cause: unknown): StoreError => {
 
 /**
  * A batch's columns as array parameters, or with `one` (a batch of one row) as that row's scalars,
- * for the statements that read them so (`Statements` `checkpoint`, `transition`, `commitOne`).
+ * for the statements that read them so (`Statements` `createRun`, `checkpoint`, `transition`,
+ * `commitOne`).
  */
 const columns = (one: boolean) => ({
   texts: (values: ReadonlyArray<string | null>) => one ? PgTypes.text(values[0] ?? null) : Params.texts(values),

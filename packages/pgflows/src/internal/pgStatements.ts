@@ -408,10 +408,11 @@ const rowsOf = (first: number, types: ReadonlyArray<string>, one: boolean) => {
 }
 
 /**
- * The end of executions, as CTEs over the transition arrays starting at parameter `$first`, after a
- * `locked` CTE that locked the runs: update the runs (a suspend whose run was woken meanwhile, or
- * whose child ends in this same statement, becomes a release), delete, archive or reschedule their
- * messages, wake the parents of runs that ended, notify. `checkpoints` names the CTE of the batch's
+ * The end of executions, as CTEs over the transitions' parameters from `$first` on (arrays, or with
+ * `one` the scalars of a single transition), after a `locked` CTE that locked the runs: update the
+ * runs (a suspend whose run was woken meanwhile, or whose child ends in this same statement, becomes
+ * a release), delete, archive or reschedule their messages, wake the parents of runs that ended,
+ * notify. `checkpoints` names the CTE of the batch's
  * checkpoints, if any (to exclude nothing else).
  */
 const transitionCtes = (schema: Identifier.Identifier, first: number, one = false) => {
@@ -482,9 +483,10 @@ const transitionCtes = (schema: Identifier.Identifier, first: number, one = fals
 }
 
 /**
- * The journal writes of a batch, as CTEs after a `locked` CTE, over the arrays `$1` to `$10`. With
- * `transactional`, the entries are marked as written by a transaction step (`checkpointWith`); the
- * group-commit statements leave the column to its default, so they stay as they were.
+ * The journal writes of a batch, as CTEs after a `locked` CTE, over the arrays `$1` to `$10` (with
+ * `one`, the scalars of a single entry). With `transactional`, the entries are marked as written by
+ * a transaction step (`checkpointWith`); the group-commit statements leave the column to its
+ * default, so they stay as they were.
  */
 const checkpointCtes = (schema: Identifier.Identifier, transactional = false, one = false) => {
   const s = Identifier.quote(schema)
