@@ -245,8 +245,10 @@ layer(TestDatabase.layer, { excludeTestServices: true })("pgflows on PostgreSQL"
       }
       const transactions = (yield* xid) - before
       yield* Fiber.interrupt(worker)
-      // The start, the first two checkpoints, the last one with the end: 40 (50 with the stray timer).
-      assert.isAtMost(transactions, 41, `${transactions} write transactions for 10 runs`)
+      // The start, the first two checkpoints, the last one with the end: 40. With the stray timer it
+      // was 50; a pause of more than 2 ms between a run's last step and its end (a loaded machine)
+      // may still write that checkpoint alone, now and then.
+      assert.isAtMost(transactions, 45, `${transactions} write transactions for 10 runs`)
       yield* sql.unsafe(`DROP TRIGGER slow_journal ON ${schema}.steps`)
     })))
 
