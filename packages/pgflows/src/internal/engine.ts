@@ -1024,8 +1024,11 @@ export class RunExecution implements Execution {
           if (entry === undefined) {
             yield* this.note(key, name, inputHash, "waiting", { child: childId })
           }
-          // The child's end wakes this run (its `events` move), so it can wait without a deadline.
-          return yield* this.park(null)
+          // The child's end wakes its parent (its `events` move), so this run can wait without a
+          // deadline. A fork waits for its original's child, whose end wakes the original, not the
+          // fork: the fork looks again after a poll interval.
+          const woken = child === undefined || child.parentId === this.runId
+          return yield* this.park(woken ? null : Duration.toMillis(this.env.config.pollInterval))
         })
     })
   }
