@@ -313,7 +313,7 @@ layer(TestDatabase.layer, { excludeTestServices: true })("run isolation on Postg
         { concurrency: "unbounded" }
       )
       const transactions = (yield* xid) - before
-      assert.isBelow(transactions, 30, "the 60 starts shared statements (one write transaction each)")
+      assert.isBelow(transactions, 30, "the 60 starts shared statements (a statement is one write transaction)")
       for (const i of runs) {
         const result = results[i]!
         if (bad.has(i)) {
