@@ -366,6 +366,13 @@ SELECT id, workflow, version, created_at, coalesce(completed_at, updated_at) FRO
       // found no room and were written to another page with a new entry in each index of runs. At 50
       // they all stay on their page. It applies to pages written from now on.
       `ALTER TABLE ${s}.runs SET (fillfactor = 50)`
+    ]],
+    [13, "queue_by_workflow", [
+      // A claim reads the due messages of each workflow version it serves by this index, so a backlog
+      // of another workflow's due runs (one no worker serves) never slows it (docs/ARCHITECTURE.md,
+      // "A worker fails only what it could have run"). A message's workflow key is written once,
+      // with the message.
+      `CREATE INDEX queue_messages_workflow ON ${s}.queue_messages (queue, (message->>'workflow'), vt, msg_id)`
     ]]
   ]
 }

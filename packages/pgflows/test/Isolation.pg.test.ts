@@ -6,10 +6,12 @@
  */
 import { PgClient } from "@effect/sql-pg"
 import { assert, layer } from "@effect/vitest"
-import { TestDatabase } from "@pgflows/testing"
+import { QueryPlans, TestDatabase } from "@pgflows/testing"
 import { Data, Effect, Exit, Fiber, Layer, Option, Schema } from "effect"
 import { SqlClient } from "effect/sql"
 import { PgflowsConfig, PgflowsError, PgStore, PgWorkQueue, Step, Store, Workflow } from "pgflows"
+import * as Statements from "../src/internal/pgStatements.ts"
+import * as Versions from "../src/internal/versions.ts"
 import { counter, engine, postgres } from "./conformance/backend.ts"
 import { isolationSuite } from "./conformance/isolation.ts"
 
@@ -367,6 +369,36 @@ layer(TestDatabase.layer, { excludeTestServices: true })("run isolation on Postg
       )
       const status = yield* client.status(ids[0]!)
       assert.strictEqual(status.executions, 1)
+    })))
+
+  it.effect("a backlog of 20,000 due runs of a workflow no worker serves is never read by a claim", () =>
+    within(Effect.gen(function*() {
+      const sql = yield* SqlClient.SqlClient
+      const config = yield* PgflowsConfig.PgflowsConfig
+      const { workflow } = counted("served_behind_backlog")
+      const client = yield* engine([workflow])
+      // Older than the served runs, so a walk of the queue in due order meets all of them first.
+      const enqueue = sql(`${config.schema}.enqueue_workflow`)
+      yield* sql`SELECT ${enqueue}('unserved', jsonb_build_object('n', i)) FROM generate_series(1, 20000) AS i`
+      for (const label of ["a", "b", "c"]) yield* client.start(workflow, { label })
+      yield* sql.unsafe(`ANALYZE ${config.schema}.queue_messages, ${config.schema}.runs`)
+      /** The rows each executed scan of `queue_messages` read, those its filter removed included. */
+      const read = (node: QueryPlans.PlanNode): number =>
+        (node["Relation Name"] === "queue_messages" && (node["Actual Loops"] ?? 0) > 0
+          ? ((node["Actual Rows"] ?? 0) + (node["Rows Removed by Filter"] ?? 0)) * (node["Actual Loops"] ?? 0)
+          : 0) + (node.Plans ?? []).reduce((sum, child) => sum + read(child), 0)
+      const claim = Statements.make(config.schema).claim
+      const keys = [Versions.key(workflow.name, workflow.version)]
+      // The custom plan, the one PostgreSQL keeps for this statement (its generic plan, with the
+      // limit unknown, is estimated dearer); executed, so it claims.
+      const plan = yield* QueryPlans.explain(claim, [config.queue, 64, 30_000, "w", keys, 1_000_000], "custom", {
+        analyze: true
+      })
+      assert.isAtMost(read(plan), 10, "the claim read the served workflow's messages only")
+      const claimed = yield* sql<{ n: number }>`
+        SELECT count(*)::int AS n FROM ${sql(`${config.schema}.runs`)}
+        WHERE workflow = ${workflow.name} AND status = 'running'`
+      assert.strictEqual(claimed[0]!.n, 3, "the claim took the served runs behind the backlog")
     })))
 
   it.effect("a step output jsonb cannot hold fails its own run with a typed error; 40 other runs go on", () =>

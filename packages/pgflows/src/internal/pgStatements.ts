@@ -397,6 +397,26 @@ const share = (st: string, value: string) =>
       / greatest(${st}.distinct_values - coalesce(cardinality(${st}.vals), 0), 1))`
 
 /**
+ * The oldest `limit` due messages of queue `$1` among those of the workflow keys `$5`, oldest first
+ * (`columns` of `queue_messages q`; with `lock`, each locked, skipping those locked by others). One
+ * descent of `queue_messages_workflow` per key: a backlog of due messages of a workflow this worker
+ * does not serve is never read, where a walk of the queue in due order had to skip past all of it
+ * (docs/ARCHITECTURE.md, "A worker fails only what it could have run").
+ */
+const dueOfKeys = (s: string, columns: string, limit: string, lock: boolean) =>
+  `(
+    SELECT d.* FROM unnest($5::text[]) AS w(key)
+    CROSS JOIN LATERAL (
+      SELECT ${columns} FROM ${s}.queue_messages q
+      WHERE q.queue = $1 AND q.message->>'workflow' = w.key AND q.vt <= now()
+      ORDER BY q.vt, q.msg_id
+      LIMIT ${limit}${lock ? "\n      FOR UPDATE SKIP LOCKED" : ""}
+    ) d
+    ORDER BY d.vt, d.msg_id
+    LIMIT ${limit}
+  )`
+
+/**
  * The rows of a batch's parameters from `$first` on, one per type: from arrays (`unnest`), or with
  * `one`, a single row from scalars. A batch of one is the common case of a lone run (a sequential
  * caller), and the scalar form's generic plan finds its rows by key instead of joining unnested
@@ -543,12 +563,7 @@ UNION ALL SELECT 'n', NULL, NULL FROM (SELECT count(*) AS c FROM notified) AS fo
     coalesce(${workflowKey("r.workflow", "r.version")} = ANY($5::text[]) AND (${claimable}), false) AS claimable,
     coalesce(r.executions = 0, false) AS fresh, CASE WHEN $13::boolean THEN coalesce(r.concurrency_key, '') ELSE '' END
       AS bucket
-  FROM (
-    SELECT q.msg_id, q.vt, q.message->>'run' AS run_id FROM ${s}.queue_messages q
-    WHERE q.queue = $1 AND q.vt <= now() AND q.message->>'workflow' = ANY($5::text[])
-    ORDER BY q.vt, q.msg_id
-    LIMIT $10
-  ) m
+  FROM ${dueOfKeys(s, "q.msg_id, q.vt, q.message->>'run' AS run_id", "$10", false)} m
   LEFT JOIN ${s}.runs r ON r.id = m.run_id
 ), recent AS MATERIALIZED (
   -- The starts within the rate limit's period, per bucket (the key, or '' for the whole queue). The
@@ -677,11 +692,7 @@ ORDER BY i.ord`
     // otherwise).
     claim: `
 WITH due AS (
-  SELECT msg_id FROM ${s}.queue_messages
-  WHERE queue = $1 AND vt <= now() AND message->>'workflow' = ANY($5::text[])
-  ORDER BY vt, msg_id
-  LIMIT $2
-  FOR UPDATE SKIP LOCKED
+  SELECT m.msg_id FROM ${dueOfKeys(s, "q.msg_id, q.vt", "$2", true)} m
 ), ${claimTail()}`,
     /**
      * The claim of a named queue (`FlowQueue`): `claim` after a `due` of its own. Among the oldest
