@@ -4,24 +4,13 @@
 // journals, with nothing of a run not ended touched and the reads right afterwards.
 import { assert, layer } from "@effect/vitest"
 import { TestDatabase } from "@pgflows/testing"
-import { Deferred, Duration, Effect, Fiber, Layer, Schema } from "effect"
+import { Deferred, Duration, Effect, Fiber, Layer } from "effect"
 import { SqlClient } from "effect/sql"
 import * as Crypto from "node:crypto"
 import { Identifier, PgflowsConfig, Step, Workflow } from "pgflows"
 import { engine, postgres } from "./conformance/backend.ts"
-import { retentionSuite } from "./conformance/retention.ts"
+import { decide, Num, Odd, retentionSuite } from "./conformance/retention.ts"
 import { loadHistory } from "./fixtures/history.ts"
-
-const Num = Schema.Struct({ n: Schema.Number })
-
-class Odd extends Schema.TaggedError<Odd>()("Odd", { n: Schema.Number }) {}
-
-const decide = Step.make("decide", {
-  input: Num,
-  output: Num,
-  error: Odd,
-  run: (i) => i.n % 2 === 0 ? Effect.succeed(i) : Effect.fail(new Odd({ n: i.n }))
-})
 
 const add = Step.make("add", { input: Num, output: Num, run: (i) => Effect.succeed({ n: i.n + 1 }) })
 

@@ -9,12 +9,12 @@ import { unavailable } from "../fixtures/faults.ts"
 import { type Backend, engine } from "./backend.ts"
 import type { Tester } from "./engine.ts"
 
-const Num = Schema.Struct({ n: Schema.Number })
+export const Num = Schema.Struct({ n: Schema.Number })
 
-class Odd extends Schema.TaggedError<Odd>()("Odd", { n: Schema.Number }) {}
+export class Odd extends Schema.TaggedError<Odd>()("Odd", { n: Schema.Number }) {}
 
 /** Completes with an even input, fails with `Odd` with an odd one. */
-const decide = Step.make("decide", {
+export const decide = Step.make("decide", {
   input: Num,
   output: Num,
   error: Odd,
