@@ -215,6 +215,17 @@ export const layer: Layer.Layer<
             Option.isSome(transaction) ? insertRuns(runs) : Effect.map(createLone(runs[0]!), (created) => [created])
         )
 
+    /** A named queue's parameters of `flowClaim` and `queueState` (`$7` to `$13`): its name and limits. */
+    const flowParams = (queue: Store.ClaimQueue) => [
+      queue.name,
+      queue.concurrency ?? null,
+      queue.keyConcurrency ?? null,
+      flowWindow,
+      queue.rateLimit?.limit ?? null,
+      queue.rateLimit?.periodMillis ?? null,
+      queue.rateLimit?.perKey ?? false
+    ]
+
     /**
      * The claim statement of a request: the default queue's, or a named queue's (docs/ARCHITECTURE.md,
      * "Queues and flow control"), whose claims run one at a time when it has limits, each in a
@@ -241,13 +252,7 @@ export const layer: Layer.Layer<
         request.worker,
         keys,
         limit,
-        flow.name,
-        flow.concurrency ?? null,
-        flow.keyConcurrency ?? null,
-        flowWindow,
-        flow.rateLimit?.limit ?? null,
-        flow.rateLimit?.periodMillis ?? null,
-        flow.rateLimit?.perKey ?? false
+        ...flowParams(flow)
       ])
       if (flow.concurrency === undefined && flow.keyConcurrency === undefined && flow.rateLimit === undefined) {
         return statement
@@ -502,13 +507,7 @@ export const layer: Layer.Layer<
         "",
         Params.texts(workflows.map((served) => Versions.key(served.workflow, served.version))),
         limit,
-        queue.name,
-        queue.concurrency ?? null,
-        queue.keyConcurrency ?? null,
-        flowWindow,
-        queue.rateLimit?.limit ?? null,
-        queue.rateLimit?.periodMillis ?? null,
-        queue.rateLimit?.perKey ?? false
+        ...flowParams(queue)
       ]).pipe(
         Effect.map((rows): Store.QueueState => {
           const running = rows.filter((row) => row.kind === "running")
